@@ -1,0 +1,298 @@
+//! A zero-copy JSON scanner for the payloads whose shape we do not own.
+//!
+//! Control `parameters` and result `data` are arbitrary JSON chosen by the engine and the
+//! application. Without an allocator they cannot become a map, so the core validates them here
+//! (strict RFC 8259, bounded nesting, no recursion) and hands out borrowed [`RawJson`] slices.
+//! Typed reads of one value go through `serde-json-core` ([`RawJson::deserialize`]).
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::JsonError;
+
+/// Deepest nesting of objects and arrays accepted; the scanner tracks it in a `u64` bitset.
+pub const MAX_DEPTH: u32 = 32;
+
+/// One complete, valid JSON value, borrowed as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawJson<'a>(&'a str);
+
+impl<'a> RawJson<'a> {
+    /// Validates that `text` holds exactly one JSON value (surrounding whitespace allowed).
+    pub fn parse(text: &'a [u8]) -> Result<Self, JsonError> {
+        let text = core::str::from_utf8(text).map_err(|e| JsonError::Syntax(e.valid_up_to()))?;
+        let bytes = text.as_bytes();
+        let start = skip_ws(bytes, 0);
+        let end = value_end(bytes, start)?;
+        if skip_ws(bytes, end) != bytes.len() {
+            return Err(JsonError::Syntax(end));
+        }
+        Ok(Self(text.get(start..end).unwrap_or_default()))
+    }
+
+    /// The JSON text of the value.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// The contents of a JSON string, still escaped as on the wire; `None` for other types.
+    pub fn as_escaped_str(&self) -> Option<&'a str> {
+        self.0.strip_prefix('"')?.strip_suffix('"')
+    }
+
+    /// The value as an object, or `None` for other types.
+    pub fn as_object(&self) -> Option<Object<'a>> {
+        self.0.starts_with('{').then_some(Object(*self))
+    }
+
+    /// Reads the value as `T` with `serde-json-core`; `None` if it is not a `T`.
+    pub fn deserialize<T: Deserialize<'a>>(&self) -> Option<T> {
+        serde_json_core::from_str::<T>(self.0).ok().map(|(value, _)| value)
+    }
+}
+
+impl Serialize for RawJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // serde-json-core writes byte slices verbatim, which is exactly how already-validated
+        // JSON is embedded in the message around it.
+        serializer.serialize_bytes(self.0.as_bytes())
+    }
+}
+
+/// A valid JSON object, borrowed as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Object<'a>(RawJson<'a>);
+
+impl<'a> Object<'a> {
+    /// The empty object `{}`.
+    pub const EMPTY: Object<'static> = Object(RawJson("{}"));
+
+    /// Validates that `text` is exactly one JSON object.
+    pub fn parse(text: &'a [u8]) -> Result<Self, JsonError> {
+        RawJson::parse(text)?.as_object().ok_or(JsonError::NotAnObject)
+    }
+
+    /// The object as a raw JSON value.
+    pub fn as_raw(&self) -> RawJson<'a> {
+        self.0
+    }
+
+    /// The value of the first member named `key` (compared in its escaped wire form).
+    pub fn get(&self, key: &str) -> Option<RawJson<'a>> {
+        self.members().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The members in wire order: escaped key and value.
+    pub fn members(&self) -> Members<'a> {
+        Members { text: self.0 .0, at: 1 }
+    }
+}
+
+/// Iterator over an [`Object`]'s members.
+#[derive(Debug, Clone)]
+pub struct Members<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a str, RawJson<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // The text was validated as an object, so every step below succeeds; any surprise just
+        // ends the iteration instead of panicking.
+        let b = self.text.as_bytes();
+        let key_start = skip_ws(b, self.at);
+        if b.get(key_start) != Some(&b'"') {
+            self.at = b.len();
+            return None;
+        }
+        let key_end = string_end(b, key_start).ok()?;
+        let colon = skip_ws(b, key_end);
+        let value_start = skip_ws(b, colon + 1);
+        let value_end = value_end(b, value_start).ok()?;
+        let after = skip_ws(b, value_end);
+        self.at = after + 1;
+        let key = self.text.get(key_start + 1..key_end - 1)?;
+        let value = self.text.get(value_start..value_end)?;
+        Some((key, RawJson(value)))
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// Expects `"key"` then `:` at `i`; returns the index after the colon.
+fn key_colon(b: &[u8], i: usize) -> Result<usize, JsonError> {
+    let i = skip_ws(b, i);
+    if b.get(i) != Some(&b'"') {
+        return Err(JsonError::Syntax(i));
+    }
+    let i = skip_ws(b, string_end(b, i)?);
+    match b.get(i) {
+        Some(b':') => Ok(i + 1),
+        _ => Err(JsonError::Syntax(i)),
+    }
+}
+
+/// Returns the index just past the JSON value starting at `i`.
+fn value_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
+    // Bit n of `stack` is set when the container at depth n is an object.
+    let mut stack = 0u64;
+    let mut depth = 0u32;
+    'value: loop {
+        i = skip_ws(b, i);
+        let c = *b.get(i).ok_or(JsonError::Syntax(i))?;
+        i = match c {
+            b'{' | b'[' => {
+                if depth == MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                let close = if c == b'{' { b'}' } else { b']' };
+                let inner = skip_ws(b, i + 1);
+                if b.get(inner) == Some(&close) {
+                    inner + 1
+                } else {
+                    depth += 1;
+                    stack = stack << 1 | u64::from(c == b'{');
+                    i = if c == b'{' { key_colon(b, inner)? } else { inner };
+                    continue 'value;
+                }
+            }
+            b'"' => string_end(b, i)?,
+            b'-' | b'0'..=b'9' => number_end(b, i)?,
+            b't' => literal_end(b, i, b"true")?,
+            b'f' => literal_end(b, i, b"false")?,
+            b'n' => literal_end(b, i, b"null")?,
+            _ => return Err(JsonError::Syntax(i)),
+        };
+        // A value ended: close as many containers as the input closes here.
+        loop {
+            if depth == 0 {
+                return Ok(i);
+            }
+            i = skip_ws(b, i);
+            let in_object = stack & 1 == 1;
+            match b.get(i) {
+                Some(b',') => {
+                    i = if in_object { key_colon(b, i + 1)? } else { i + 1 };
+                    continue 'value;
+                }
+                Some(b'}') if in_object => {}
+                Some(b']') if !in_object => {}
+                _ => return Err(JsonError::Syntax(i)),
+            }
+            stack >>= 1;
+            depth -= 1;
+            i += 1;
+        }
+    }
+}
+
+fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Result<usize, JsonError> {
+    match b.get(i..i + word.len()) {
+        Some(found) if found == word => Ok(i + word.len()),
+        _ => Err(JsonError::Syntax(i)),
+    }
+}
+
+/// `i` is at the opening quote; returns the index after the closing quote.
+fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
+    let mut i = i + 1;
+    loop {
+        match *b.get(i).ok_or(JsonError::Syntax(i))? {
+            b'"' => return Ok(i + 1),
+            b'\\' => match b.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u') => {
+                    let hex = b.get(i + 2..i + 6).ok_or(JsonError::Syntax(i))?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(JsonError::Syntax(i));
+                    }
+                    i += 6;
+                }
+                _ => return Err(JsonError::Syntax(i)),
+            },
+            0x00..=0x1F => return Err(JsonError::Syntax(i)),
+            _ => i += 1,
+        }
+    }
+}
+
+fn digits_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
+    let start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    if i == start {
+        Err(JsonError::Syntax(i))
+    } else {
+        Ok(i)
+    }
+}
+
+fn number_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match b.get(i) {
+        Some(b'0') => i + 1,
+        Some(b'1'..=b'9') => digits_end(b, i)?,
+        _ => return Err(JsonError::Syntax(i)),
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits_end(b, i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits_end(b, i)?;
+    }
+    Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_json_and_reports_where_invalid_json_breaks() {
+        for ok in [
+            "{}", " { \"a\" : [1, -2.5e+3, true, false, null, \"x\\u00e9\\n\"] } ", "[]", "0", "\"\"",
+            "{\"a\":{\"b\":{}},\"c\":[[],{}]}",
+        ] {
+            assert!(RawJson::parse(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for (bad, at) in [
+            ("", 0), ("{", 1), ("{\"a\"}", 4), ("{\"a\":1,}", 7), ("[1,]", 3), ("01", 1), ("1.", 2),
+            ("\"\\x\"", 1), ("\"a", 2), ("tru", 0), ("{} {}", 2), ("[1 2]", 3), ("\"\u{1}\"", 1),
+        ] {
+            assert_eq!(RawJson::parse(bad.as_bytes()), Err(JsonError::Syntax(at)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let deep = |n: usize| std::format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // The innermost empty array counts as a level too.
+        assert!(RawJson::parse(deep(MAX_DEPTH as usize).as_bytes()).is_ok());
+        assert_eq!(RawJson::parse(deep(MAX_DEPTH as usize + 1).as_bytes()), Err(JsonError::TooDeep));
+        assert_eq!(RawJson::parse("[".repeat(100_000).as_bytes()), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn objects_expose_members_and_typed_values() {
+        let o = Object::parse(br#"{"seconds": 45, "name":"a\"b", "nested": {"x":[1]}}"#).unwrap();
+        assert_eq!(o.get("seconds").and_then(|v| v.deserialize::<u64>()), Some(45));
+        assert_eq!(o.get("name").and_then(|v| v.as_escaped_str()), Some(r#"a\"b"#));
+        assert_eq!(o.get("nested").map(|v| v.as_str()), Some(r#"{"x":[1]}"#));
+        assert_eq!(o.get("missing"), None);
+        assert_eq!(o.members().count(), 3);
+        assert_eq!(Object::parse(b"[1]"), Err(JsonError::NotAnObject));
+    }
+}

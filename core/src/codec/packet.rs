@@ -1,0 +1,227 @@
+//! The MQTT 3.1.1 packets a node receives and sends, encoded and decoded by `mqttrs`.
+//!
+//! `mqttrs` assumes well-formed input (it indexes past short packets), so [`decode`] first checks
+//! every length and flag a broker-to-client packet can carry and only then hands the exact
+//! packet bytes over. Packet types a broker never sends to a client are refused before they reach
+//! `mqttrs` at all.
+
+use core::convert::TryFrom;
+
+use mqttrs::{Connack, Connect, ConnectReturnCode, LastWill, Packet, Pid, Protocol, QoS, QosPid};
+
+use super::frame::FixedHeader;
+use crate::error::{ConnectRefused, DecodeError, EncodeError};
+
+/// PINGREQ: the whole packet.
+pub const PINGREQ: [u8; 2] = [0xC0, 0x00];
+/// DISCONNECT: the whole packet.
+pub const DISCONNECT: [u8; 2] = [0xE0, 0x00];
+/// The most topic filters one SUBSCRIBE or SUBACK of ours carries (the `mqttrs` no_std limit).
+pub const MAX_SUBSCRIPTIONS: usize = 5;
+
+/// A PUBLISH received from the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPublish<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Application payload.
+    pub payload: &'a [u8],
+    /// Packet identifier for QoS 1 and 2, which must be acknowledged.
+    pub pid: Option<u16>,
+    /// The broker says this may be a redelivery.
+    pub dup: bool,
+    /// A retained message, delivered because we subscribed.
+    pub retain: bool,
+}
+
+/// A packet a broker sends to a client, borrowed from the receive buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    /// CONNACK: `Ok(session_present)`, or why the connection was refused.
+    Connack(Result<bool, ConnectRefused>),
+    /// PUBLISH.
+    Publish(InPublish<'a>),
+    /// PUBACK for one of our QoS 1 publishes.
+    Puback(u16),
+    /// SUBACK: the packet id and, per topic filter in order, whether it was granted.
+    Suback(u16, heapless::Vec<bool, MAX_SUBSCRIPTIONS>),
+    /// UNSUBACK.
+    Unsuback(u16),
+    /// PINGRESP.
+    Pingresp,
+}
+
+/// Decodes one whole packet, exactly as framed by [`FixedHeader`].
+pub fn decode(packet: &[u8]) -> Result<Inbound<'_>, DecodeError> {
+    let header = FixedHeader::parse(packet)?.ok_or(DecodeError::InvalidLength)?;
+    if header.packet_len() != packet.len() {
+        return Err(DecodeError::InvalidLength);
+    }
+    let body = packet.get(header.header_len..).unwrap_or_default();
+    let flags = header.first_byte & 0x0F;
+    let kind = header.packet_type();
+    let fixed_len = |len: usize| {
+        if flags != 0 {
+            Err(DecodeError::InvalidFlags(header.first_byte))
+        } else if body.len() != len {
+            Err(DecodeError::InvalidLength)
+        } else {
+            Ok(())
+        }
+    };
+    match kind {
+        2 => fixed_len(2)?,
+        4 | 11 => fixed_len(2)?,
+        13 => fixed_len(0)?,
+        9 => {
+            if flags != 0 {
+                return Err(DecodeError::InvalidFlags(header.first_byte));
+            }
+            let codes = body.get(2..).unwrap_or_default();
+            if codes.is_empty() || codes.len() > MAX_SUBSCRIPTIONS {
+                return Err(DecodeError::InvalidLength);
+            }
+            if let Some(&bad) = codes.iter().find(|&&c| !matches!(c, 0 | 1 | 2 | 0x80)) {
+                return Err(DecodeError::InvalidReturnCode(bad));
+            }
+        }
+        3 => {
+            let qos = (flags >> 1) & 0b11;
+            if qos == 3 {
+                return Err(DecodeError::InvalidQos);
+            }
+            let topic_len = match body {
+                [hi, lo, ..] => usize::from(*hi) << 8 | usize::from(*lo),
+                _ => return Err(DecodeError::InvalidLength),
+            };
+            let pid_len = if qos == 0 { 0 } else { 2 };
+            if 2 + topic_len + pid_len > body.len() {
+                return Err(DecodeError::InvalidLength);
+            }
+        }
+        other => return Err(DecodeError::UnexpectedPacket(other)),
+    }
+    // Every length `mqttrs` reads from is checked above, so it stays inside `packet`.
+    let decoded = mqttrs::decode_slice(packet).map_err(|e| from_mqttrs(e, header.first_byte))?;
+    Ok(match decoded.ok_or(DecodeError::InvalidLength)? {
+        Packet::Connack(Connack { session_present, code }) => Inbound::Connack(match code {
+            ConnectReturnCode::Accepted => Ok(session_present),
+            ConnectReturnCode::RefusedProtocolVersion => Err(ConnectRefused::ProtocolVersion),
+            ConnectReturnCode::RefusedIdentifierRejected => Err(ConnectRefused::IdentifierRejected),
+            ConnectReturnCode::ServerUnavailable => Err(ConnectRefused::ServerUnavailable),
+            ConnectReturnCode::BadUsernamePassword => Err(ConnectRefused::BadUsernamePassword),
+            ConnectReturnCode::NotAuthorized => Err(ConnectRefused::NotAuthorized),
+        }),
+        Packet::Publish(p) => Inbound::Publish(InPublish {
+            topic: p.topic_name,
+            payload: p.payload,
+            pid: p.qospid.pid().map(Pid::get),
+            dup: p.dup,
+            retain: p.retain,
+        }),
+        Packet::Puback(pid) => Inbound::Puback(pid.get()),
+        Packet::Unsuback(pid) => Inbound::Unsuback(pid.get()),
+        Packet::Pingresp => Inbound::Pingresp,
+        Packet::Suback(s) => Inbound::Suback(
+            s.pid.get(),
+            s.return_codes
+                .iter()
+                .map(|c| matches!(c, mqttrs::SubscribeReturnCodes::Success(_)))
+                .collect(),
+        ),
+        _ => return Err(DecodeError::UnexpectedPacket(header.packet_type())),
+    })
+}
+
+fn from_mqttrs(e: mqttrs::Error, first_byte: u8) -> DecodeError {
+    match e {
+        mqttrs::Error::InvalidPid => DecodeError::InvalidPid,
+        mqttrs::Error::InvalidQos(_) => DecodeError::InvalidQos,
+        mqttrs::Error::InvalidConnectReturnCode(c) => DecodeError::InvalidReturnCode(c),
+        mqttrs::Error::InvalidString(_) => DecodeError::InvalidUtf8,
+        mqttrs::Error::InvalidHeader => DecodeError::InvalidFlags(first_byte),
+        _ => DecodeError::InvalidLength,
+    }
+}
+
+fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    mqttrs::encode_slice(packet, buf).map_err(|_| EncodeError::BufferTooSmall)
+}
+
+fn pid(id: u16) -> Result<Pid, EncodeError> {
+    // Packet ids come from our own allocator, which never hands out 0; refusing here keeps even a
+    // bug from producing a malformed packet.
+    Pid::try_from(id).map_err(|_| EncodeError::BufferTooSmall)
+}
+
+/// The last will a CONNECT registers with the broker.
+#[derive(Debug, Clone, Copy)]
+pub struct Will<'a> {
+    /// Topic the broker publishes the will on.
+    pub topic: &'a str,
+    /// Will payload.
+    pub payload: &'a [u8],
+}
+
+/// The fields of our CONNECT.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions<'a> {
+    /// Client identifier.
+    pub client_id: &'a str,
+    /// Keep-alive in seconds.
+    pub keep_alive_secs: u16,
+    /// Start a fresh session instead of resuming the broker's stored one.
+    pub clean_session: bool,
+    /// Username, if any.
+    pub username: Option<&'a str>,
+    /// Password, if any.
+    pub password: Option<&'a [u8]>,
+    /// Last will, published QoS 1 and retained.
+    pub will: Option<Will<'a>>,
+}
+
+/// Encodes a CONNECT into `buf`, returning its length.
+pub fn encode_connect(opts: &ConnectOptions<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let packet = Packet::Connect(Connect {
+        protocol: Protocol::MQTT311,
+        keep_alive: opts.keep_alive_secs,
+        client_id: opts.client_id,
+        clean_session: opts.clean_session,
+        last_will: opts.will.map(|w| LastWill { topic: w.topic, message: w.payload, qos: QoS::AtLeastOnce, retain: true }),
+        username: opts.username,
+        password: opts.password,
+    });
+    encode(&packet, buf)
+}
+
+/// Encodes a SUBSCRIBE for `topics`, each at QoS 1, into `buf`, returning its length.
+pub fn encode_subscribe(pid_: u16, topics: &[&str], buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut list = heapless07::Vec::<mqttrs::SubscribeTopic, MAX_SUBSCRIPTIONS>::new();
+    for topic in topics {
+        let topic_path = heapless07_string(topic).ok_or(EncodeError::BufferTooSmall)?;
+        list.push(mqttrs::SubscribeTopic { topic_path, qos: QoS::AtLeastOnce })
+            .map_err(|_| EncodeError::BufferTooSmall)?;
+    }
+    encode(&Packet::Subscribe(mqttrs::Subscribe::new(pid(pid_)?, list)), buf)
+}
+
+/// `mqttrs` stores subscription topics in heapless 0.7's fixed 256-byte string.
+fn heapless07_string(s: &str) -> Option<heapless07::String<256>> {
+    let mut out = heapless07::String::new();
+    out.push_str(s).ok()?;
+    Some(out)
+}
+
+/// Encodes a PUBLISH into `buf`; `pid` is `Some` for QoS 1. Returns the packet length.
+pub fn encode_publish(topic: &str, payload: &[u8], pid_: Option<u16>, retain: bool, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let qospid = match pid_ {
+        Some(id) => QosPid::AtLeastOnce(pid(id)?),
+        None => QosPid::AtMostOnce,
+    };
+    encode(&Packet::Publish(mqttrs::Publish { dup: false, qospid, retain, topic_name: topic, payload }), buf)
+}
+
+/// Encodes a PUBACK into `buf`, returning its length (4).
+pub fn encode_puback(pid_: u16, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    encode(&Packet::Puback(pid(pid_)?), buf)
+}

@@ -1,0 +1,64 @@
+//! # subnodesync-core
+//!
+//! The sans-IO protocol core of SubNodeSync: a node that registers with a management engine over
+//! MQTT 3.1.1, sends heartbeats, runs control commands and reports their results, and survives
+//! broker restarts and flaky networks on its own.
+//!
+//! The core does no I/O, reads no clock and never allocates. Bytes and instants come in;
+//! packets to send, deadlines and events come out. That makes it testable to the byte and to the
+//! microsecond, and lets one implementation serve a tokio service and a microcontroller.
+//!
+//! ```no_run
+//! use subnodesync_core::{Buffers, Config, Event, Instant, Metrics, Node, Output};
+//!
+//! let (mut rx, mut tx, mut outbox) = ([0u8; 2048], [0u8; 1024], [0u8; 4096]);
+//! let config = Config { version: "1.0.0", ..Config::new("my-app", "host-1", 4242) };
+//! let now = Instant::from_secs(0);
+//! let mut node: Node = Node::new(config, Buffers::new(&mut rx, &mut tx, &mut outbox), 7, now).unwrap();
+//! # let bytes_from_socket: &[u8] = &[];
+//! node.handle_input(now, bytes_from_socket);   // whatever the transport read
+//! node.handle_timeout(now);                    // spurious calls are harmless
+//! while let Some(out) = node.poll_output() {   // drain after every handle_* call
+//!     match out {
+//!         Output::Open => { /* connect, then node.handle_connected(now) */ }
+//!         Output::Transmit(bytes) => { /* write all of bytes */ }
+//!         Output::Close => { /* close the transport */ }
+//!         Output::Event(Event::HeartbeatDue) => { /* sample, then node.send_heartbeat(..) */ }
+//!         Output::Event(_) => {}
+//!     }
+//! }
+//! let _sleep_until = node.poll_timeout();      // None: wait for input only
+//! ```
+//!
+//! The wire contract (topics, payloads, lifecycle) is in `PROTOCOL.md` at the repository root.
+//!
+//! Layout: [`codec`] turns bytes into packets and payloads and back; [`session`] holds the MQTT
+//! session machinery (reconnect backoff, QoS 1 outbox); [`node`] is the state machine the
+//! caller drives; [`time`] is how time gets in; [`error`] lists every way things fail.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod codec;
+pub mod error;
+pub mod node;
+mod rng;
+pub mod session;
+pub mod time;
+
+#[cfg(feature = "_fuzzing")]
+pub mod fuzzing;
+
+pub use codec::json::{Object, RawJson};
+pub use codec::message::{Metric, Metrics, NodeVersion};
+pub use error::{CommandError, ConfigError, ConnectRefused, DecodeError, EncodeError, JsonError, NodeError};
+pub use node::{
+    Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, Outcome, Output, Stats,
+};
+pub use session::MessageKind;
+pub use time::{Duration, Instant, Timestamp};

@@ -1,0 +1,269 @@
+//! Control commands: parsing `{command, timestamp, request_id, parameters}`, the table of
+//! running commands, and the memory of recent request ids that makes redelivery harmless.
+
+use core::ops::Range;
+
+use crate::codec::json::{Object, RawJson};
+use crate::error::{CommandError, JsonError};
+use crate::time::{Duration, Instant};
+
+/// Longest `request_id` the node keeps, in bytes as received.
+pub const REQUEST_ID_MAX: usize = 64;
+/// Longest command name the node keeps, in bytes as received.
+pub const COMMAND_MAX: usize = 32;
+/// How many finished request ids are remembered to recognise redeliveries.
+pub const RECENT_IDS: usize = 32;
+/// Commands the core answers itself.
+pub const BUILT_INS: [&str; 6] = ["ping", "status", "reregister", "set_heartbeat_interval", "stop", "restart"];
+
+/// A handle to a running command, for [`Node::complete`](crate::Node::complete) and
+/// [`Node::progress`](crate::Node::progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandId {
+    slot: u8,
+    generation: u32,
+}
+
+/// A command for the application, valid until the next `handle_*` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// Handle for reporting progress and the result.
+    pub id: CommandId,
+    /// The command name, as received (JSON-escaped form).
+    pub name: &'a str,
+    /// The engine's request id, as received (JSON-escaped form).
+    pub request_id: &'a str,
+    /// The `parameters` object (`{}` when absent).
+    pub parameters: Object<'a>,
+    /// When the core will give up and publish a timed-out result (from `parameters.timeout_ms`).
+    pub deadline: Option<Instant>,
+}
+
+/// How an application handler ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome<'a> {
+    /// Whether the command succeeded.
+    pub success: bool,
+    /// Human-readable outcome.
+    pub message: &'a str,
+    /// Handler output as JSON text, if any; validated before it is published.
+    pub data: Option<&'a [u8]>,
+}
+
+impl<'a> Outcome<'a> {
+    /// A success with `message` and no data.
+    pub const fn ok(message: &'a str) -> Self {
+        Self { success: true, message, data: None }
+    }
+
+    /// A failure explained by `message`.
+    pub const fn fail(message: &'a str) -> Self {
+        Self { success: false, message, data: None }
+    }
+
+    /// The same outcome carrying `data`, JSON text.
+    pub const fn with_data(self, data: &'a [u8]) -> Self {
+        Self { data: Some(data), ..self }
+    }
+}
+
+/// A control message whose `request_id` could be read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Control<'a> {
+    pub(crate) request_id: &'a str,
+    /// Everything else, or what is wrong with it.
+    pub(crate) body: Result<Body<'a>, CommandError>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Body<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) parameters: Object<'a>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Parses a control payload. `Err` means not even a `request_id` could be read, so there is
+/// nobody to answer; problems with the other fields come back inside `Ok` to be answered.
+pub(crate) fn parse_control(payload: &[u8]) -> Result<Control<'_>, CommandError> {
+    let object = Object::parse(payload).map_err(CommandError::Malformed)?;
+    let request_id = string_field(&object, "request_id")?.ok_or(CommandError::MissingField("request_id"))?;
+    if request_id.len() > REQUEST_ID_MAX {
+        return Err(CommandError::TooLong("request_id"));
+    }
+    Ok(Control { request_id, body: parse_body(&object) })
+}
+
+fn parse_body<'a>(object: &Object<'a>) -> Result<Body<'a>, CommandError> {
+    let name = string_field(object, "command")?.ok_or(CommandError::MissingField("command"))?;
+    if name.len() > COMMAND_MAX {
+        return Err(CommandError::TooLong("command"));
+    }
+    string_field(object, "timestamp")?;
+    let parameters = match object.get("parameters") {
+        None => Object::EMPTY,
+        Some(raw) if raw.as_str() == "null" => Object::EMPTY,
+        Some(raw) => raw.as_object().ok_or(CommandError::WrongType("parameters"))?,
+    };
+    let timeout = match parameters.get("timeout_ms") {
+        None => None,
+        Some(raw) => match raw.deserialize::<u64>() {
+            Some(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => return Err(CommandError::InvalidParameter("timeout_ms")),
+        },
+    };
+    Ok(Body { name, parameters, timeout })
+}
+
+fn string_field<'a>(object: &Object<'a>, name: &'static str) -> Result<Option<&'a str>, CommandError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(raw) => raw.as_escaped_str().map(Some).ok_or(CommandError::WrongType(name)),
+    }
+}
+
+/// FNV-1a: a stable 64-bit fingerprint of a request id for the redelivery memory.
+pub(crate) fn fingerprint(request_id: &str) -> u64 {
+    let hash = request_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    // 0 marks an empty slot in the memory below.
+    hash | 1
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
+    generation: u32,
+    pub(crate) request_id: heapless::String<REQUEST_ID_MAX>,
+    pub(crate) name: heapless::String<COMMAND_MAX>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) timeout: Option<Duration>,
+    /// Where `parameters` sits in the receive buffer, until the next `handle_*` call.
+    pub(crate) parameters: Range<usize>,
+}
+
+/// Running commands (at most `N`) and recently finished request ids.
+#[derive(Debug)]
+pub(crate) struct Commands<const N: usize> {
+    slots: [Option<Running>; N],
+    generation: u32,
+    recent: [u64; RECENT_IDS],
+    recent_next: usize,
+}
+
+impl<const N: usize> Commands<N> {
+    pub(crate) fn new() -> Self {
+        Self { slots: [const { None }; N], generation: 0, recent: [0; RECENT_IDS], recent_next: 0 }
+    }
+
+    pub(crate) fn is_running(&self, request_id: &str) -> bool {
+        self.slots.iter().flatten().any(|r| r.request_id == request_id)
+    }
+
+    pub(crate) fn recently_finished(&self, fingerprint: u64) -> bool {
+        self.recent.contains(&fingerprint)
+    }
+
+    pub(crate) fn remember(&mut self, fingerprint: u64) {
+        if let Some(slot) = self.recent.get_mut(self.recent_next) {
+            *slot = fingerprint;
+        }
+        self.recent_next = (self.recent_next + 1) % RECENT_IDS;
+    }
+
+    /// Starts tracking a command; `None` when every slot is busy.
+    pub(crate) fn start(&mut self, mut running: Running) -> Option<CommandId> {
+        let (slot, free) = self.slots.iter_mut().enumerate().find(|(_, s)| s.is_none())?;
+        self.generation = self.generation.wrapping_add(1);
+        running.generation = self.generation;
+        *free = Some(running);
+        Some(CommandId { slot: u8::try_from(slot).ok()?, generation: self.generation })
+    }
+
+    pub(crate) fn get(&self, id: CommandId) -> Option<&Running> {
+        self.slots.get(usize::from(id.slot))?.as_ref().filter(|r| r.generation == id.generation)
+    }
+
+    pub(crate) fn take(&mut self, id: CommandId) -> Option<Running> {
+        self.get(id)?;
+        self.slots.get_mut(usize::from(id.slot))?.take()
+    }
+
+    /// The earliest deadline of any running command.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.slots.iter().flatten().filter_map(|r| r.deadline).min()
+    }
+
+    /// A command whose deadline has passed at `now`.
+    pub(crate) fn expired(&self, now: Instant) -> Option<CommandId> {
+        self.slots.iter().enumerate().find_map(|(slot, r)| {
+            let r = r.as_ref()?;
+            (r.deadline? <= now).then_some(CommandId { slot: u8::try_from(slot).ok()?, generation: r.generation })
+        })
+    }
+}
+
+impl Running {
+    pub(crate) fn new(
+        request_id: &str,
+        name: &str,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+        parameters: Range<usize>,
+    ) -> Option<Self> {
+        Some(Self {
+            generation: 0,
+            request_id: heapless::String::try_from(request_id).ok()?,
+            name: heapless::String::try_from(name).ok()?,
+            deadline,
+            timeout,
+            parameters,
+        })
+    }
+}
+
+/// Validates handler output before it is embedded in a result.
+pub(crate) fn parse_data(data: Option<&[u8]>) -> Result<Option<RawJson<'_>>, JsonError> {
+    data.map(RawJson::parse).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_control_message_parses() {
+        let c = parse_control(br#"{"command":"stop","timestamp":"2024-01-01T12:00:00Z","request_id":"req-123","parameters":{"timeout_ms":1500}}"#).unwrap();
+        assert_eq!(c.request_id, "req-123");
+        let body = c.body.unwrap();
+        assert_eq!(body.name, "stop");
+        assert_eq!(body.timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn problems_are_named_and_answered_when_the_request_id_is_readable() {
+        let body_err = |p: &[u8]| parse_control(p).unwrap().body.unwrap_err();
+        assert_eq!(body_err(br#"{"request_id":"r"}"#), CommandError::MissingField("command"));
+        assert_eq!(body_err(br#"{"request_id":"r","command":5}"#), CommandError::WrongType("command"));
+        assert_eq!(body_err(br#"{"request_id":"r","command":"x","parameters":[]}"#), CommandError::WrongType("parameters"));
+        assert_eq!(body_err(br#"{"request_id":"r","command":"x","timestamp":1}"#), CommandError::WrongType("timestamp"));
+        assert_eq!(
+            body_err(br#"{"request_id":"r","command":"x","parameters":{"timeout_ms":-1}}"#),
+            CommandError::InvalidParameter("timeout_ms")
+        );
+        assert_eq!(parse_control(b"{").unwrap_err(), CommandError::Malformed(JsonError::Syntax(1)));
+        assert_eq!(parse_control(br#"{"command":"x"}"#).unwrap_err(), CommandError::MissingField("request_id"));
+        assert_eq!(parse_control(br#"{"request_id":1}"#).unwrap_err(), CommandError::WrongType("request_id"));
+    }
+
+    #[test]
+    fn slots_are_reused_without_confusing_old_handles() {
+        let mut c = Commands::<1>::new();
+        let r = || Running::new("a", "x", None, None, 0..0).unwrap();
+        let first = c.start(r()).unwrap();
+        assert!(c.start(r()).is_none());
+        assert!(c.take(first).is_some());
+        let second = c.start(r()).unwrap();
+        assert!(c.get(first).is_none());
+        assert!(c.get(second).is_some());
+    }
+}

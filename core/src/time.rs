@@ -1,0 +1,161 @@
+//! Time, always handed in by the caller.
+//!
+//! Deadlines use [`Instant`] and [`Duration`] from `embassy-time`: plain `u64` ticks that the
+//! core only adds and compares. The core never calls `Instant::now()`, so it links without an
+//! embassy time driver, and an embassy adapter hands its timer values over unconverted; a std
+//! adapter maps its own clock onto ticks in one function.
+//!
+//! Message timestamps need UTC. The caller anchors the monotonic clock to UTC with
+//! [`Node::set_wall_clock`](crate::Node::set_wall_clock) whenever it knows the time (at start on
+//! a server, after SNTP on a device). Until then timestamps count from the Unix epoch, so a node
+//! without a clock reports `1970-01-01T00:00:00Z` plus its uptime: obviously not a real date,
+//! still ordered, and still valid RFC 3339.
+
+use core::fmt;
+
+pub use embassy_time::{Duration, Instant};
+
+/// The latest timestamp we format: 9999-12-31T23:59:59Z, the end of four-digit years.
+const MAX_UNIX_SECS: u64 = 253_402_300_799;
+
+/// A UTC time with second precision, serialized as RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Timestamp {
+    unix_secs: u64,
+}
+
+impl Timestamp {
+    /// The timestamp `unix_secs` seconds after 1970-01-01T00:00:00Z, clamped to year 9999.
+    pub const fn from_unix_secs(unix_secs: u64) -> Self {
+        let unix_secs = if unix_secs > MAX_UNIX_SECS { MAX_UNIX_SECS } else { unix_secs };
+        Self { unix_secs }
+    }
+
+    /// Seconds since the Unix epoch.
+    pub const fn unix_secs(self) -> u64 {
+        self.unix_secs
+    }
+
+    /// The 20 ASCII bytes of the RFC 3339 form, e.g. `2024-01-01T12:00:00Z`.
+    pub fn to_rfc3339(self) -> [u8; 20] {
+        let days = self.unix_secs / 86_400;
+        let secs_of_day = self.unix_secs % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let fields: [(usize, u64, usize); 6] = [
+            (0, year, 4),
+            (5, month, 2),
+            (8, day, 2),
+            (11, secs_of_day / 3600, 2),
+            (14, secs_of_day / 60 % 60, 2),
+            (17, secs_of_day % 60, 2),
+        ];
+        for (at, mut value, width) in fields {
+            for slot in out.iter_mut().skip(at).take(width).rev() {
+                // `value % 10` is a single digit, so the cast cannot truncate.
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.to_rfc3339();
+        // Only ASCII digits and separators are ever written above.
+        f.write_str(core::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.to_rfc3339();
+        match core::str::from_utf8(&bytes) {
+            Ok(s) => serializer.serialize_str(s),
+            Err(_) => Err(serde::ser::Error::custom("timestamp")),
+        }
+    }
+}
+
+/// Converts days since 1970-01-01 into (year, month, day) in the proleptic Gregorian calendar.
+///
+/// Howard Hinnant's `civil_from_days`, restricted to non-negative days so it needs no signed
+/// arithmetic.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of each 400-year era.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Maps the caller's monotonic clock onto UTC.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WallClock {
+    /// A monotonic instant and the Unix time in microseconds at that instant.
+    anchor: Option<(Instant, u64)>,
+}
+
+impl WallClock {
+    /// Records that `now` is `unix_micros` after the epoch.
+    pub(crate) fn set(&mut self, now: Instant, unix_micros: u64) {
+        self.anchor = Some((now, unix_micros));
+    }
+
+    /// The UTC time at `at`, or uptime since the epoch when no anchor was ever set.
+    pub(crate) fn at(&self, at: Instant) -> Timestamp {
+        let micros = match self.anchor {
+            None => at.as_micros(),
+            Some((base, unix)) if at >= base => {
+                unix.saturating_add(at.saturating_duration_since(base).as_micros())
+            }
+            Some((base, unix)) => unix.saturating_sub(base.saturating_duration_since(at).as_micros()),
+        };
+        Timestamp::from_unix_secs(micros / 1_000_000)
+    }
+}
+
+/// `at + d`, saturating at the end of time: a deadline that far away simply never fires.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.saturating_add(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(secs: u64) -> [u8; 20] {
+        Timestamp::from_unix_secs(secs).to_rfc3339()
+    }
+
+    #[test]
+    fn formats_the_epoch_and_known_dates() {
+        assert_eq!(&fmt(0), b"1970-01-01T00:00:00Z");
+        assert_eq!(&fmt(1_704_110_400), b"2024-01-01T12:00:00Z");
+        assert_eq!(&fmt(951_782_400), b"2000-02-29T00:00:00Z");
+        assert_eq!(&fmt(4_107_542_399), b"2100-02-28T23:59:59Z");
+        assert_eq!(&fmt(u64::MAX), b"9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn wall_clock_without_anchor_counts_uptime_from_the_epoch() {
+        let clock = WallClock::default();
+        assert_eq!(&clock.at(Instant::from_secs(3661)).to_rfc3339(), b"1970-01-01T01:01:01Z");
+    }
+
+    #[test]
+    fn wall_clock_follows_the_monotonic_clock_both_ways_from_its_anchor() {
+        let mut clock = WallClock::default();
+        clock.set(Instant::from_secs(100), 1_704_110_400_000_000);
+        assert_eq!(&clock.at(Instant::from_secs(130)).to_rfc3339(), b"2024-01-01T12:00:30Z");
+        assert_eq!(&clock.at(Instant::from_secs(40)).to_rfc3339(), b"2024-01-01T11:59:00Z");
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the scripted session demo.
+fn main() {}
