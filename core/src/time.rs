@@ -114,9 +114,7 @@ impl WallClock {
     pub(crate) fn at(&self, at: Instant) -> Timestamp {
         let micros = match self.anchor {
             None => at.as_micros(),
-            Some((base, unix)) if at >= base => {
-                unix.saturating_add(at.saturating_duration_since(base).as_micros())
-            }
+            Some((base, unix)) if at >= base => unix.saturating_add(at.saturating_duration_since(base).as_micros()),
             Some((base, unix)) => unix.saturating_sub(base.saturating_duration_since(at).as_micros()),
         };
         Timestamp::from_unix_secs(micros / 1_000_000)

@@ -124,10 +124,7 @@ pub fn decode(packet: &[u8]) -> Result<Inbound<'_>, DecodeError> {
         Packet::Pingresp => Inbound::Pingresp,
         Packet::Suback(s) => Inbound::Suback(
             s.pid.get(),
-            s.return_codes
-                .iter()
-                .map(|c| matches!(c, mqttrs::SubscribeReturnCodes::Success(_)))
-                .collect(),
+            s.return_codes.iter().map(|c| matches!(c, mqttrs::SubscribeReturnCodes::Success(_))).collect(),
         ),
         _ => return Err(DecodeError::UnexpectedPacket(header.packet_type())),
     })
@@ -187,7 +184,12 @@ pub fn encode_connect(opts: &ConnectOptions<'_>, buf: &mut [u8]) -> Result<usize
         keep_alive: opts.keep_alive_secs,
         client_id: opts.client_id,
         clean_session: opts.clean_session,
-        last_will: opts.will.map(|w| LastWill { topic: w.topic, message: w.payload, qos: QoS::AtLeastOnce, retain: true }),
+        last_will: opts.will.map(|w| LastWill {
+            topic: w.topic,
+            message: w.payload,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        }),
         username: opts.username,
         password: opts.password,
     });
@@ -213,7 +215,13 @@ fn heapless07_string(s: &str) -> Option<heapless07::String<256>> {
 }
 
 /// Encodes a PUBLISH into `buf`; `pid` is `Some` for QoS 1. Returns the packet length.
-pub fn encode_publish(topic: &str, payload: &[u8], pid_: Option<u16>, retain: bool, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_publish(
+    topic: &str,
+    payload: &[u8],
+    pid_: Option<u16>,
+    retain: bool,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
     let qospid = match pid_ {
         Some(id) => QosPid::AtLeastOnce(pid(id)?),
         None => QosPid::AtMostOnce,

@@ -123,9 +123,8 @@ fn string_field<'a>(object: &Object<'a>, name: &'static str) -> Result<Option<&'
 
 /// FNV-1a: a stable 64-bit fingerprint of a request id for the redelivery memory.
 pub(crate) fn fingerprint(request_id: &str) -> u64 {
-    let hash = request_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash =
+        request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     // 0 marks an empty slot in the memory below.
     hash | 1
 }
@@ -244,8 +243,14 @@ mod tests {
         let body_err = |p: &[u8]| parse_control(p).unwrap().body.unwrap_err();
         assert_eq!(body_err(br#"{"request_id":"r"}"#), CommandError::MissingField("command"));
         assert_eq!(body_err(br#"{"request_id":"r","command":5}"#), CommandError::WrongType("command"));
-        assert_eq!(body_err(br#"{"request_id":"r","command":"x","parameters":[]}"#), CommandError::WrongType("parameters"));
-        assert_eq!(body_err(br#"{"request_id":"r","command":"x","timestamp":1}"#), CommandError::WrongType("timestamp"));
+        assert_eq!(
+            body_err(br#"{"request_id":"r","command":"x","parameters":[]}"#),
+            CommandError::WrongType("parameters")
+        );
+        assert_eq!(
+            body_err(br#"{"request_id":"r","command":"x","timestamp":1}"#),
+            CommandError::WrongType("timestamp")
+        );
         assert_eq!(
             body_err(br#"{"request_id":"r","command":"x","parameters":{"timeout_ms":-1}}"#),
             CommandError::InvalidParameter("timeout_ms")

@@ -174,9 +174,18 @@ mod tests {
     #[test]
     fn durations_are_checked() {
         let cfg = Config::new("a", "h", 1);
-        assert_eq!(Config { keep_alive: Duration::from_millis(1500), ..cfg }.validate(), Err(ConfigError::InvalidDuration("keep_alive")));
-        assert_eq!(Config { keep_alive: Duration::from_secs(70_000), ..cfg }.validate(), Err(ConfigError::InvalidDuration("keep_alive")));
-        assert_eq!(Config { heartbeat_interval: Duration::from_secs(0), ..cfg }.validate(), Err(ConfigError::InvalidDuration("heartbeat_interval")));
+        assert_eq!(
+            Config { keep_alive: Duration::from_millis(1500), ..cfg }.validate(),
+            Err(ConfigError::InvalidDuration("keep_alive"))
+        );
+        assert_eq!(
+            Config { keep_alive: Duration::from_secs(70_000), ..cfg }.validate(),
+            Err(ConfigError::InvalidDuration("keep_alive"))
+        );
+        assert_eq!(
+            Config { heartbeat_interval: Duration::from_secs(0), ..cfg }.validate(),
+            Err(ConfigError::InvalidDuration("heartbeat_interval"))
+        );
         assert_eq!(
             Config { reconnect_min: Duration::from_secs(10), reconnect_max: Duration::from_secs(5), ..cfg }.validate(),
             Err(ConfigError::BackoffRange)

@@ -17,7 +17,7 @@
 //! 6. [`Node::stop`] publishes status `offline`, clears the retained register message, waits for
 //!    their PUBACKs, sends DISCONNECT and ends with [`Event::Stopped`].
 
-mod command;
+pub(crate) mod command;
 mod config;
 
 use core::fmt::Write as _;
@@ -512,7 +512,13 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     /// Publishes a progress update (`"state": "in_progress"`) for a running command.
-    pub fn progress(&mut self, now: Instant, id: CommandId, message: &str, data: Option<&[u8]>) -> Result<(), NodeError> {
+    pub fn progress(
+        &mut self,
+        now: Instant,
+        id: CommandId,
+        message: &str,
+        data: Option<&[u8]>,
+    ) -> Result<(), NodeError> {
         self.advance(now);
         let data = parse_data(data).map_err(NodeError::InvalidData)?;
         let running = self.commands.get(id).ok_or(NodeError::UnknownRequest)?.clone();
@@ -644,13 +650,19 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     /// Publishes the JSON in `tx[..len]` (QoS 1) on `{base}/{suffix}` through the outbox.
-    fn enqueue(&mut self, kind: MessageKind, tag: u64, suffix: &str, retain: bool, len: usize) -> Result<(), NodeError> {
+    fn enqueue(
+        &mut self,
+        kind: MessageKind,
+        tag: u64,
+        suffix: &str,
+        retain: bool,
+        len: usize,
+    ) -> Result<(), NodeError> {
         let topic = self.topic(suffix);
         let pid = self.alloc_pid();
         let payload = self.tx.get(..len).unwrap_or_default();
-        let dropped = self
-            .outbox
-            .push(kind, pid, tag, |buf| packet::encode_publish(&topic, payload, Some(pid), retain, buf))?;
+        let dropped =
+            self.outbox.push(kind, pid, tag, |buf| packet::encode_publish(&topic, payload, Some(pid), retain, buf))?;
         if dropped != Dropped::default() {
             self.stats.heartbeats_dropped += dropped.heartbeats;
             self.stats.results_dropped += dropped.results;
@@ -677,7 +689,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
 
     fn enqueue_status(&mut self, status: &str) -> Result<(), NodeError> {
         let mut json = [0u8; STATUS_JSON_MAX];
-        let len = self.status_json(status, &mut json).ok_or(NodeError::Encode(crate::error::EncodeError::BufferTooSmall))?;
+        let len =
+            self.status_json(status, &mut json).ok_or(NodeError::Encode(crate::error::EncodeError::BufferTooSmall))?;
         let dst = self.tx.get_mut(..len).ok_or(NodeError::Encode(crate::error::EncodeError::BufferTooSmall))?;
         dst.copy_from_slice(json.get(..len).unwrap_or_default());
         self.enqueue(MessageKind::Status, 0, "status", true, len)
@@ -710,7 +723,14 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     /// Publishes a final result and remembers the request id so a redelivery is not run again.
-    fn finish(&mut self, request_id: &str, command: &str, success: bool, message: &str, data: Option<RawJson<'_>>) -> Result<(), NodeError> {
+    fn finish(
+        &mut self,
+        request_id: &str,
+        command: &str,
+        success: bool,
+        message: &str,
+        data: Option<RawJson<'_>>,
+    ) -> Result<(), NodeError> {
         let tag = fingerprint(request_id);
         self.commands.remember(tag);
         self.publish_result(request_id, command, success, message, data, "done", tag)
@@ -888,7 +908,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             return self.push_event(Pending::DuplicateCommand(replayed));
         }
         // Copy what outlives this packet; both are bounded by the parser.
-        let request_id: heapless::String<REQUEST_ID_MAX> = heapless::String::try_from(control.request_id).unwrap_or_default();
+        let request_id: heapless::String<REQUEST_ID_MAX> =
+            heapless::String::try_from(control.request_id).unwrap_or_default();
         let body = match control.body {
             Ok(body) => body,
             Err(e) => return self.fail(&request_id, "", e),

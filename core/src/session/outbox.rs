@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(d, Dropped { heartbeats: 0, results: 1 });
         assert_eq!(o.pending(MessageKind::Register), 1);
         assert_eq!(o.pending(MessageKind::Result), 2);
-        assert_eq!(o.push(MessageKind::Result, 6, 0, |b| encode_publish("t", &[0; 64], Some(6), false, b)), Err(NodeError::OutboxFull));
+        assert_eq!(
+            o.push(MessageKind::Result, 6, 0, |b| encode_publish("t", &[0; 64], Some(6), false, b)),
+            Err(NodeError::OutboxFull)
+        );
     }
 
     #[test]

@@ -1,0 +1,72 @@
+//! Entry points for the fuzz targets in `fuzz/`. Internal: only the `_fuzzing` feature exposes
+//! this module, and it may change at any time.
+
+use crate::codec::frame::FixedHeader;
+use crate::codec::json::RawJson;
+use crate::codec::packet;
+use crate::node::command::parse_control;
+use crate::{Buffers, Config, Instant, Node, Output};
+
+/// Frames and decodes one packet from arbitrary bytes.
+pub fn decode_packet(data: &[u8]) {
+    if let Ok(Some(header)) = FixedHeader::parse(data) {
+        if let Some(whole) = data.get(..header.packet_len()) {
+            let _ = packet::decode(whole);
+        }
+    }
+}
+
+/// Parses arbitrary bytes as a control message and as JSON.
+pub fn control_command(data: &[u8]) {
+    if let Ok(control) = parse_control(data) {
+        if let Ok(body) = control.body {
+            // Walk every member, as a handler reading its parameters would.
+            for (_, value) in body.parameters.members() {
+                let _ = value.deserialize::<u64>();
+            }
+        }
+    }
+    let _ = RawJson::parse(data);
+}
+
+/// Feeds arbitrary bytes, in chunks sized by the input itself, to a connected node.
+pub fn node_input(data: &[u8]) {
+    let (mut rx, mut tx, mut outbox) = ([0u8; 512], [0u8; 1024], [0u8; 2048]);
+    let config = Config { commands: &["echo"], ..Config::new("fuzz", "host", 1) };
+    let Ok(mut node) = Node::<'_>::new(config, Buffers::new(&mut rx, &mut tx, &mut outbox), 1, Instant::from_secs(0))
+    else {
+        return;
+    };
+    let mut now = Instant::from_secs(0);
+    node.handle_connected(now);
+    drain(&mut node);
+    node.handle_input(now, &[0x20, 0x02, 0x00, 0x00]);
+    drain(&mut node);
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (mut chunk, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = tail;
+        while !chunk.is_empty() {
+            let n = node.handle_input(now, chunk);
+            // Refusing input while producing nothing would be a livelock for the caller.
+            assert!(drain(&mut node) > 0 || n > 0, "node stalled");
+            chunk = chunk.get(n..).unwrap_or_default();
+        }
+        now = now.saturating_add(crate::Duration::from_millis(u64::from(len) * 100));
+        node.handle_timeout(now);
+        drain(&mut node);
+        assert!(node.poll_timeout().is_none_or(|t| t > now), "deadline in the past after handle_timeout");
+    }
+}
+
+fn drain(node: &mut Node<'_>) -> usize {
+    let mut n = 0;
+    while let Some(out) = node.poll_output() {
+        if let Output::Event(crate::Event::Command(c)) = out {
+            let id = c.id;
+            let _ = node.complete(Instant::from_secs(0), id, crate::Outcome::ok("ok"));
+        }
+        n += 1;
+    }
+    n
+}
