@@ -98,7 +98,7 @@ fn connack_refusal_closes_the_transport_and_backs_off() {
     t.expect(Out::Close);
     let Out::Disconnected(reason, retry_in) = t.next() else { panic!() };
     assert_eq!(reason, DisconnectReason::Refused(ConnectRefused::BadUsernamePassword));
-    assert!(retry_in >= secs(1) && retry_in <= secs(1), "first delay is the minimum: {retry_in:?}");
+    assert!(retry_in >= secs(1) && retry_in <= secs(2), "first delay within [min, 2·min]: {retry_in:?}");
     t.expect_nothing();
     t.advance(retry_in - ms(1));
     t.expect_nothing();
@@ -277,7 +277,7 @@ fn reconnect_delays_grow_with_jitter_within_bounds_while_the_broker_keeps_droppi
         t.advance(retry);
     }
     for (n, d) in delays.iter().enumerate() {
-        let ceiling = secs(1u64 << n.min(10)).min(secs(900));
+        let ceiling = secs(2u64 << n.min(10)).min(secs(900));
         assert!(*d >= secs(1) && *d <= ceiling, "attempt {n}: {d:?} outside [1 s, {ceiling:?}]");
     }
     assert!(delays[10..].iter().any(|d| *d > secs(64)), "delays must grow: {delays:?}");
@@ -289,7 +289,37 @@ fn reconnect_delays_grow_with_jitter_within_bounds_while_the_broker_keeps_droppi
     t.out.clear();
     t.transport_lost();
     let retry = t.out.iter().find_map(|o| if let Out::Disconnected(_, d) = o { Some(*d) } else { None });
-    assert_eq!(retry, Some(secs(1)));
+    assert!(retry.is_some_and(|d| d <= secs(2)), "back to the first ceiling: {retry:?}");
+}
+
+#[test]
+fn jitter_spreads_a_fleet_that_loses_its_broker_at_the_same_instant() {
+    // 1000 nodes, one seed each, all dropped at once: their first retries must not coincide.
+    let mut first_retry_ms: Vec<u64> = (0..1000u64)
+        .map(|seed| {
+            let (rx, tx, outbox) = (vec![0u8; 512], vec![0u8; 1024], vec![0u8; 2048]);
+            let (rx, tx, outbox) = (rx.leak(), tx.leak(), outbox.leak());
+            let now = subnodesync_core::Instant::from_secs(0);
+            let buffers = subnodesync_core::Buffers::new(rx, tx, outbox);
+            let mut node: subnodesync_core::Node = subnodesync_core::Node::new(config(), buffers, seed, now).unwrap();
+            node.handle_connected(now);
+            node.handle_disconnected(now);
+            let mut retry = None;
+            while let Some(out) = node.poll_output() {
+                if let subnodesync_core::Output::Event(subnodesync_core::Event::Disconnected { retry_in, .. }) = out {
+                    retry = Some(retry_in.as_millis());
+                }
+            }
+            retry.unwrap()
+        })
+        .collect();
+    first_retry_ms.sort_unstable();
+    assert!(first_retry_ms[0] >= 1000 && first_retry_ms[999] <= 2000);
+    // Spread over the whole second: every 100 ms bucket gets roughly its tenth (60..140 of 1000).
+    for bucket in 0..10 {
+        let n = first_retry_ms.iter().filter(|&&ms| (ms - 1000) / 100 == bucket || (bucket == 9 && ms == 2000)).count();
+        assert!((60..=140).contains(&n), "bucket {bucket}: {n} of 1000 nodes");
+    }
 }
 
 #[test]

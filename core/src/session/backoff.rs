@@ -3,9 +3,11 @@
 use crate::rng::Rng;
 use crate::time::Duration;
 
-/// Reconnect delays: attempt `n` waits a uniformly random time in `[min, min(max, min·2ⁿ)]`.
+/// Reconnect delays: attempt `n` (from 0) waits a uniformly random time in
+/// `[min, min(max, min·2ⁿ⁺¹)]`.
 ///
-/// The randomness spreads a fleet that lost its broker at the same moment ("full jitter"), the
+/// The randomness spreads a fleet that lost its broker at the same moment ("full jitter", already
+/// on the first attempt, which is when a whole fleet reconnects at once), the
 /// floor keeps even a lucky draw from hammering the broker, and the attempt count only resets
 /// when a connection has stayed up (the session decides when), so a broker that accepts and
 /// then drops us at once still sees the delays grow.
@@ -22,9 +24,9 @@ impl Backoff {
         Self { min, max, attempt: 0 }
     }
 
-    /// The upper bound of the next delay: `min · 2^attempt`, capped at `max`.
+    /// The upper bound of the next delay: `min · 2^(attempt + 1)`, capped at `max`.
     pub fn ceiling(&self) -> Duration {
-        let doubled = 1u64.checked_shl(self.attempt).and_then(|f| self.min.as_ticks().checked_mul(f));
+        let doubled = 1u64.checked_shl(self.attempt + 1).and_then(|f| self.min.as_ticks().checked_mul(f));
         match doubled {
             Some(ticks) if ticks < self.max.as_ticks() => Duration::from_ticks(ticks),
             _ => self.max,
@@ -68,9 +70,9 @@ mod tests {
                 c
             })
             .collect();
-        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900, 900]);
+        assert_eq!(ceilings, [2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900, 900, 900]);
         b.reset();
-        assert_eq!(b.ceiling(), Duration::from_secs(1));
+        assert_eq!(b.ceiling(), Duration::from_secs(2));
     }
 
     #[test]
@@ -80,6 +82,6 @@ mod tests {
             b.delay_from(0);
         }
         assert_eq!(b.clone().delay_from(0), Duration::from_secs(1));
-        assert_eq!(b.delay_from(u64::MAX), Duration::from_secs(32));
+        assert_eq!(b.delay_from(u64::MAX), Duration::from_secs(64));
     }
 }
