@@ -1,7 +1,7 @@
 //! Framing: finding whole MQTT packets in a byte stream that arrives in arbitrary pieces.
 //!
 //! [`FixedHeader::parse`] reads the type byte and the remaining-length varint.
-//! [`Reassembly`] keeps a partial packet in the caller's receive buffer until the rest arrives,
+//! `Reassembly` keeps a partial packet in the caller's receive buffer until the rest arrives,
 //! and streams past a packet too large for that buffer without losing sync, remembering just
 //! enough of it (a PUBLISH's packet identifier) to acknowledge it.
 
