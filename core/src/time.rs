@@ -7,9 +7,9 @@
 //!
 //! Message timestamps need UTC. The caller anchors the monotonic clock to UTC with
 //! [`Node::set_wall_clock`](crate::Node::set_wall_clock) whenever it knows the time (at start on
-//! a server, after SNTP on a device). Until then timestamps count from the Unix epoch, so a node
-//! without a clock reports `1970-01-01T00:00:00Z` plus its uptime: obviously not a real date,
-//! still ordered, and still valid RFC 3339.
+//! a server, after SNTP on a device). Until then a timestamp is the Unix epoch plus the caller's
+//! `Instant` (the time since boot, on a device whose clock starts at boot): obviously not a real
+//! date, still ordered, and still valid RFC 3339.
 
 use core::fmt;
 

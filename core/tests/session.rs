@@ -334,6 +334,32 @@ fn a_broker_that_never_answers_connect_times_out() {
 }
 
 #[test]
+fn the_connect_timeout_runs_from_asking_for_the_transport_not_from_getting_it() {
+    let mut t = Script::new(config());
+    t.expect(Out::Open);
+    t.advance(secs(20));
+    t.open();
+    t.advance(secs(9));
+    t.expect_nothing();
+    t.advance(secs(1));
+    t.expect(Out::Close);
+    let Out::Disconnected(reason, _) = t.next() else { panic!() };
+    assert_eq!(reason, DisconnectReason::ConnectTimeout);
+}
+
+#[test]
+fn a_qos_2_publish_is_a_protocol_violation_since_we_only_subscribe_with_qos_1() {
+    let mut t = Script::connected(config());
+    let mut qos2 = broker::command("ping", "q2", "{}");
+    qos2[0] = 0x34;
+    t.broker_sends(&qos2);
+    t.expect(Out::Close);
+    let Out::Disconnected(reason, _) = t.next() else { panic!() };
+    assert_eq!(reason, DisconnectReason::Protocol(DecodeError::UnexpectedPacket(3)));
+    t.expect_nothing();
+}
+
+#[test]
 fn garbage_from_the_broker_closes_the_connection_with_a_typed_reason() {
     let mut t = Script::connected(config());
     t.broker_sends(&[0x00, 0x00]);

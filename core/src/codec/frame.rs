@@ -77,7 +77,7 @@ pub(crate) struct Skipped {
     pub(crate) first_byte: u8,
     /// Total packet size in bytes.
     pub(crate) size: usize,
-    /// The packet identifier of a QoS 1 or 2 PUBLISH, so it can still be acknowledged.
+    /// The packet identifier of a QoS 1 PUBLISH, so it can still be acknowledged.
     pub(crate) pid: Option<u16>,
 }
 
@@ -93,8 +93,9 @@ struct Skip {
 }
 
 impl Skip {
+    /// A QoS 1 PUBLISH, the only kind we acknowledge (a QoS 2 one is a protocol error anyway).
     fn wants_pid(&self) -> bool {
-        self.first_byte >> 4 == 3 && self.first_byte & 0b0110 != 0
+        self.first_byte >> 4 == 3 && self.first_byte & 0b0110 == 0b0010
     }
 
     /// Consumes up to the rest of the body from `bytes`, capturing the PUBLISH packet id.

@@ -141,7 +141,7 @@ pub struct Register<'a> {
     pub pid: u32,
     /// When the node started.
     pub start_time: Timestamp,
-    /// What this node can do: built-ins first, then the application's commands.
+    /// What this node can do: `mqtt_control` and `heartbeat`, then the configured extras.
     pub capabilities: Capabilities<'a>,
     /// Host name and configured extras.
     pub metadata: Metadata<'a>,
@@ -173,7 +173,7 @@ pub struct Heartbeat<'a> {
     pub node_name: &'a str,
     /// `{node_name}-{hostname}-{pid}`.
     pub instance_id: &'a str,
-    /// `running`, or `stopping` once a stop has begun.
+    /// Always `running`: a stopping or stopped node sends no heartbeats.
     pub status: &'a str,
     /// Process id.
     pub pid: u32,

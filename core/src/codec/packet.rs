@@ -87,8 +87,11 @@ pub fn decode(packet: &[u8]) -> Result<Inbound<'_>, DecodeError> {
         }
         3 => {
             let qos = (flags >> 1) & 0b11;
-            if qos == 3 {
-                return Err(DecodeError::InvalidQos);
+            match qos {
+                3 => return Err(DecodeError::InvalidQos),
+                // We subscribe with QoS 1, so a compliant broker never sends QoS 2.
+                2 => return Err(DecodeError::UnexpectedPacket(3)),
+                _ => {}
             }
             let topic_len = match body {
                 [hi, lo, ..] => usize::from(*hi) << 8 | usize::from(*lo),

@@ -71,6 +71,8 @@ impl<'a> Outcome<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Control<'a> {
     pub(crate) request_id: &'a str,
+    /// The command name when it is readable, even if the rest is not, for the failed result.
+    pub(crate) name: Option<&'a str>,
     /// Everything else, or what is wrong with it.
     pub(crate) body: Result<Body<'a>, CommandError>,
 }
@@ -90,7 +92,8 @@ pub(crate) fn parse_control(payload: &[u8]) -> Result<Control<'_>, CommandError>
     if request_id.len() > REQUEST_ID_MAX {
         return Err(CommandError::TooLong("request_id"));
     }
-    Ok(Control { request_id, body: parse_body(&object) })
+    let name = string_field(&object, "command").ok().flatten().filter(|n| n.len() <= COMMAND_MAX);
+    Ok(Control { request_id, name, body: parse_body(&object) })
 }
 
 fn parse_body<'a>(object: &Object<'a>) -> Result<Body<'a>, CommandError> {

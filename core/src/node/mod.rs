@@ -134,8 +134,9 @@ pub enum Event<'a> {
     CommandTimedOut(CommandId),
     /// A control message without a readable `request_id`: nobody can be answered.
     CommandRejected(CommandError),
-    /// A redelivered command was not run again; `replayed` says whether its result was sent
-    /// again (false while it still runs or once its result has left the outbox).
+    /// A redelivered command was not run again; `replayed` says whether its result was published
+    /// again (false while the command still runs, while its result is still on its way, and once
+    /// the result has left the outbox).
     DuplicateCommand {
         /// Whether the original result was published again.
         replayed: bool,
@@ -187,7 +188,8 @@ enum Link {
     Backoff(Instant),
     /// Asked for a transport at this instant.
     Opening(Instant),
-    /// Transport up and CONNECT queued at this instant; waiting for CONNACK.
+    /// Transport up and CONNECT queued; waiting for CONNACK. The instant is still when the
+    /// transport was asked for.
     Connecting(Instant),
     /// CONNACK accepted at this instant.
     Up(Instant),
@@ -344,8 +346,9 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     /// Call when the transport asked for by [`Output::Open`] is up. Queues CONNECT.
     pub fn handle_connected(&mut self, now: Instant) {
         self.advance(now);
-        if let Link::Opening(_) = self.link {
-            self.link = Link::Connecting(now);
+        if let Link::Opening(since) = self.link {
+            // The connect timeout runs from asking for the transport, not from getting it.
+            self.link = Link::Connecting(since);
             self.reassembly.reset();
             self.last_rx = now;
             self.last_tx = now;
@@ -912,7 +915,11 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             heapless::String::try_from(control.request_id).unwrap_or_default();
         let body = match control.body {
             Ok(body) => body,
-            Err(e) => return self.fail(&request_id, "", e),
+            Err(e) => {
+                let name: heapless::String<COMMAND_MAX> =
+                    heapless::String::try_from(control.name.unwrap_or_default()).unwrap_or_default();
+                return self.fail(&request_id, &name, e);
+            }
         };
         let name: heapless::String<COMMAND_MAX> = heapless::String::try_from(body.name).unwrap_or_default();
         // `{}` for absent parameters is a static string outside rx: an empty range stands for it.

@@ -207,14 +207,15 @@ impl<'b, const N: usize> Outbox<'b, N> {
             .min()
     }
 
-    /// Sends the cached result tagged `tag` again under packet id `pid`; false if it is gone.
+    /// Sends the acknowledged result tagged `tag` again under packet id `pid`; false when there
+    /// is none (gone from the outbox, or still unacknowledged and so on its way anyway).
     pub(crate) fn replay(&mut self, tag: u64, pid: u16) -> bool {
         let Some(e) = self.entries.iter_mut().find(|e| e.kind == MessageKind::Result && e.tag == tag) else {
             return false;
         };
         if e.state != State::Acked {
             // Still on its way: it will arrive without our help.
-            return true;
+            return false;
         }
         let Some(bytes) = self.arena.get_mut(e.start..e.start + e.len) else { return false };
         // Our own PUBLISH: the packet id sits right after the topic.
