@@ -92,7 +92,8 @@ fn a_malformed_command_with_a_readable_request_id_gets_a_failed_result_naming_th
         assert_eq!(v["success"], false);
         assert_eq!(v["message"], message, "{payload}");
         // The command name is echoed whenever it could be read.
-        let readable = serde_json::from_str::<serde_json::Value>(payload).unwrap()["command"].as_str().map(String::from);
+        let readable =
+            serde_json::from_str::<serde_json::Value>(payload).unwrap()["command"].as_str().map(String::from);
         assert_eq!(v["command"], readable.unwrap_or_default(), "{payload}");
     }
     assert!(t.node.is_connected());
