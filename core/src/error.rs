@@ -54,12 +54,15 @@ impl fmt::Display for DecodeError {
 pub enum EncodeError {
     /// The caller's buffer is too small for the packet or its JSON payload.
     BufferTooSmall,
+    /// A topic over 65535 bytes or a packet over MQTT's 256 MiB limit.
+    TooLarge,
 }
 
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BufferTooSmall => f.write_str("buffer too small"),
+            Self::TooLarge => f.write_str("larger than mqtt can express"),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! `Instant` (the time since boot, on a device whose clock starts at boot): obviously not a real
 //! date, still ordered, and still valid RFC 3339.
 
+use core::cell::Cell;
 use core::fmt;
 
 pub use embassy_time::{Duration, Instant};
@@ -19,16 +20,26 @@ pub use embassy_time::{Duration, Instant};
 const MAX_UNIX_SECS: u64 = 253_402_300_799;
 
 /// A UTC time with second precision, serialized as RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+///
+/// It carries its text, formatted once: the node's clock hands out the same timestamp for every
+/// message within a second, so a busy node formats a date once a second, not once a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp {
     unix_secs: u64,
+    text: [u8; 20],
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Self::from_unix_secs(0)
+    }
 }
 
 impl Timestamp {
     /// The timestamp `unix_secs` seconds after 1970-01-01T00:00:00Z, clamped to year 9999.
-    pub const fn from_unix_secs(unix_secs: u64) -> Self {
-        let unix_secs = if unix_secs > MAX_UNIX_SECS { MAX_UNIX_SECS } else { unix_secs };
-        Self { unix_secs }
+    pub fn from_unix_secs(unix_secs: u64) -> Self {
+        let unix_secs = unix_secs.min(MAX_UNIX_SECS);
+        Self { unix_secs, text: format_rfc3339(unix_secs) }
     }
 
     /// Seconds since the Unix epoch.
@@ -38,27 +49,23 @@ impl Timestamp {
 
     /// The 20 ASCII bytes of the RFC 3339 form, e.g. `2024-01-01T12:00:00Z`.
     pub fn to_rfc3339(self) -> [u8; 20] {
-        let days = self.unix_secs / 86_400;
-        let secs_of_day = self.unix_secs % 86_400;
-        let (year, month, day) = civil_from_days(days);
-        let mut out = *b"0000-00-00T00:00:00Z";
-        let fields: [(usize, u64, usize); 6] = [
-            (0, year, 4),
-            (5, month, 2),
-            (8, day, 2),
-            (11, secs_of_day / 3600, 2),
-            (14, secs_of_day / 60 % 60, 2),
-            (17, secs_of_day % 60, 2),
-        ];
-        for (at, mut value, width) in fields {
-            for slot in out.iter_mut().skip(at).take(width).rev() {
-                // `value % 10` is a single digit, so the cast cannot truncate.
-                *slot = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        }
-        out
+        self.text
     }
+}
+
+fn format_rfc3339(unix_secs: u64) -> [u8; 20] {
+    let secs_of_day = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(unix_secs / 86_400);
+    // Every value below is < 100 (the year < 10000), so each digit cast is exact.
+    let two = |v: u64| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+    let [y0, y1] = two(year / 100);
+    let [y2, y3] = two(year % 100);
+    let [mo0, mo1] = two(month);
+    let [d0, d1] = two(day);
+    let [h0, h1] = two(secs_of_day / 3600);
+    let [mi0, mi1] = two(secs_of_day / 60 % 60);
+    let [s0, s1] = two(secs_of_day % 60);
+    [y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, b'T', h0, h1, b':', mi0, mi1, b':', s0, s1, b'Z']
 }
 
 impl fmt::Display for Timestamp {
@@ -66,16 +73,6 @@ impl fmt::Display for Timestamp {
         let bytes = self.to_rfc3339();
         // Only ASCII digits and separators are ever written above.
         f.write_str(core::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
-    }
-}
-
-impl serde::Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes = self.to_rfc3339();
-        match core::str::from_utf8(&bytes) {
-            Ok(s) => serializer.serialize_str(s),
-            Err(_) => Err(serde::ser::Error::custom("timestamp")),
-        }
     }
 }
 
@@ -98,10 +95,12 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 /// Maps the caller's monotonic clock onto UTC.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct WallClock {
     /// A monotonic instant and the Unix time in microseconds at that instant.
     anchor: Option<(Instant, u64)>,
+    /// The last timestamp handed out, reused while the second lasts.
+    last: Cell<Timestamp>,
 }
 
 impl WallClock {
@@ -117,7 +116,14 @@ impl WallClock {
             Some((base, unix)) if at >= base => unix.saturating_add(at.saturating_duration_since(base).as_micros()),
             Some((base, unix)) => unix.saturating_sub(base.saturating_duration_since(at).as_micros()),
         };
-        Timestamp::from_unix_secs(micros / 1_000_000)
+        let secs = (micros / 1_000_000).min(MAX_UNIX_SECS);
+        let last = self.last.get();
+        if last.unix_secs == secs {
+            return last;
+        }
+        let fresh = Timestamp::from_unix_secs(secs);
+        self.last.set(fresh);
+        fresh
     }
 }
 

@@ -91,6 +91,27 @@ proptest! {
     }
 
     #[test]
+    fn the_json_scanner_agrees_with_serde_json_on_any_string_body(body in proptest::collection::vec(any::<u8>(), 0..80)) {
+        // Quotes, backslashes, control bytes and UTF-8 at every alignment of the 8-byte scan.
+        let mut text = b"\"".to_vec();
+        text.extend(&body);
+        text.push(b'"');
+        let ours = RawJson::parse(&text).is_ok();
+        let theirs = serde_json::from_slice::<serde_json::Value>(&text).is_ok();
+        prop_assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
+    }
+
+    #[test]
+    fn strings_we_write_read_back_as_themselves(s in any::<String>()) {
+        let mut buf = vec![0u8; s.len() * 6 + 2];
+        let mut w = subnodesync_core::codec::json::Writer::new(&mut buf);
+        w.str(&s);
+        let n = w.finish().unwrap();
+        prop_assert!(RawJson::parse(&buf[..n]).is_ok());
+        prop_assert_eq!(serde_json::from_slice::<String>(&buf[..n]).unwrap(), s);
+    }
+
+    #[test]
     fn backoff_delays_stay_within_min_and_cap(min_ms in 1u64..10_000, extra_ms in 0u64..1_000_000, draws in proptest::collection::vec(any::<u64>(), 1..64)) {
         let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(min_ms + extra_ms));
         let mut b = Backoff::new(min, max);
@@ -114,6 +135,30 @@ proptest! {
         for short in 0..n {
             prop_assert!(packet::encode_publish(&topic, &payload, pid, retain, &mut buf[..short]).is_err());
         }
+    }
+
+    #[test]
+    fn our_publish_encoder_writes_the_same_bytes_as_mqttrs(
+        topic in "[a-z/]{0,300}", payload in proptest::collection::vec(any::<u8>(), 0..20_000), pid in proptest::option::of(1u16..),
+        retain in any::<bool>(),
+    ) {
+        let (mut ours, mut theirs) = (vec![0u8; 32_768], vec![0u8; 32_768]);
+        let n = packet::encode_publish(&topic, &payload, pid, retain, &mut ours).unwrap();
+        let qospid = match pid {
+            Some(p) => mqttrs::QosPid::AtLeastOnce(mqttrs::Pid::try_from(p).unwrap()),
+            None => mqttrs::QosPid::AtMostOnce,
+        };
+        let publish = mqttrs::Publish { dup: false, qospid, retain, topic_name: &topic, payload: &payload };
+        let m = mqttrs::encode_slice(&mqttrs::Packet::Publish(publish), &mut theirs).unwrap();
+        prop_assert_eq!(&ours[..n], &theirs[..m]);
+    }
+
+    #[test]
+    fn our_puback_is_the_one_mqttrs_writes(pid in 1u16..) {
+        let (mut ours, mut theirs) = ([0u8; 4], [0u8; 4]);
+        packet::encode_puback(pid, &mut ours).unwrap();
+        mqttrs::encode_slice(&mqttrs::Packet::Puback(mqttrs::Pid::try_from(pid).unwrap()), &mut theirs).unwrap();
+        prop_assert_eq!(ours, theirs);
     }
 
     #[test]

@@ -140,11 +140,11 @@ pub(crate) struct Reassembly {
 impl Reassembly {
     /// Forgets the packets already handed out, moving any partial packet to the front.
     pub(crate) fn compact(&mut self, rx: &mut [u8]) {
-        if self.start > 0 {
+        if self.start > 0 && self.start < self.len {
             rx.copy_within(self.start..self.len, 0);
-            self.len -= self.start;
-            self.start = 0;
         }
+        self.len -= self.start;
+        self.start = 0;
     }
 
     /// Drops everything: the connection the bytes came from is gone.

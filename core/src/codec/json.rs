@@ -1,13 +1,19 @@
-//! A zero-copy JSON scanner for the payloads whose shape we do not own.
+//! JSON without an allocator: a zero-copy scanner for what we read, a writer for what we send.
 //!
 //! Control `parameters` and result `data` are arbitrary JSON chosen by the engine and the
 //! application. Without an allocator they cannot become a map, so the core validates them here
 //! (strict RFC 8259, bounded nesting, no recursion) and hands out borrowed [`RawJson`] slices.
 //! Typed reads of one value go through `serde-json-core` ([`RawJson::deserialize`]).
+//!
+//! Outgoing payloads have fixed shapes, so [`Writer`] writes them straight into the caller's
+//! buffer: keys are byte literals and strings are copied in runs between the rare characters
+//! that need escaping. That is several times faster than a generic serializer writing one
+//! character at a time, on the path every heartbeat and result takes.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 
-use crate::error::JsonError;
+use crate::error::{EncodeError, JsonError};
+use crate::time::Timestamp;
 
 /// Deepest nesting of objects and arrays accepted; the scanner tracks it in a `u64` bitset.
 pub const MAX_DEPTH: u32 = 32;
@@ -50,14 +56,6 @@ impl<'a> RawJson<'a> {
     }
 }
 
-impl Serialize for RawJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // serde-json-core writes byte slices verbatim, which is exactly how already-validated
-        // JSON is embedded in the message around it.
-        serializer.serialize_bytes(self.0.as_bytes())
-    }
-}
-
 /// A valid JSON object, borrowed as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Object<'a>(RawJson<'a>);
@@ -68,7 +66,55 @@ impl<'a> Object<'a> {
 
     /// Validates that `text` is exactly one JSON object.
     pub fn parse(text: &'a [u8]) -> Result<Self, JsonError> {
-        RawJson::parse(text)?.as_object().ok_or(JsonError::NotAnObject)
+        Self::parse_with(text, |_, _| {})
+    }
+
+    /// Validates that `text` is exactly one JSON object, handing each top-level member (escaped
+    /// key, value) to `visit` on the way: one pass where parse-then-look-up would take several.
+    pub fn parse_with(text: &'a [u8], mut visit: impl FnMut(&'a str, RawJson<'a>)) -> Result<Self, JsonError> {
+        let text = core::str::from_utf8(text).map_err(|e| JsonError::Syntax(e.valid_up_to()))?;
+        let b = text.as_bytes();
+        let open = skip_ws(b, 0);
+        if b.get(open) != Some(&b'{') {
+            return Err(match RawJson::parse(b) {
+                Ok(_) => JsonError::NotAnObject,
+                Err(e) => e,
+            });
+        }
+        let mut i = skip_ws(b, open + 1);
+        if b.get(i) != Some(&b'}') {
+            loop {
+                if b.get(i) != Some(&b'"') {
+                    return Err(JsonError::Syntax(i));
+                }
+                let key_end = string_end(b, i)?;
+                let colon = skip_ws(b, key_end);
+                if b.get(colon) != Some(&b':') {
+                    return Err(JsonError::Syntax(colon));
+                }
+                let value_start = skip_ws(b, colon + 1);
+                let value_end = value_end(b, value_start)?;
+                let key = text.get(i + 1..key_end - 1).unwrap_or_default();
+                visit(key, RawJson(text.get(value_start..value_end).unwrap_or_default()));
+                i = skip_ws(b, value_end);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b'}') => break,
+                    _ => return Err(JsonError::Syntax(i)),
+                }
+            }
+        }
+        let close = i + 1;
+        if skip_ws(b, close) != b.len() {
+            return Err(JsonError::Syntax(close));
+        }
+        Ok(Object(RawJson(text.get(open..close).unwrap_or_default())))
+    }
+
+    /// An object from text the scanner already validated as one. Were it not valid after all,
+    /// member lookups would only come up short: they never panic.
+    pub(crate) fn validated(text: &'a str) -> Self {
+        Object(RawJson(text))
     }
 
     /// The object as a raw JSON value.
@@ -115,6 +161,136 @@ impl<'a> Iterator for Members<'a> {
         let key = self.text.get(key_start + 1..key_end - 1)?;
         let value = self.text.get(value_start..value_end)?;
         Some((key, RawJson(value)))
+    }
+}
+
+/// Writes JSON into a caller's buffer. Running out of room is remembered and reported once, by
+/// [`finish`](Self::finish), so message code reads as a straight sequence of writes.
+#[derive(Debug)]
+pub struct Writer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    full: bool,
+}
+
+impl<'b> Writer<'b> {
+    /// A writer filling `buf` from the start.
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        Self { buf, len: 0, full: false }
+    }
+
+    /// Appends bytes that are already JSON (punctuation, quoted keys, validated values).
+    // Inlined so that copies of key literals become a few moves instead of a memcpy call each.
+    #[inline(always)]
+    pub fn raw(&mut self, bytes: &[u8]) {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            None => self.full = true,
+        }
+    }
+
+    /// Appends `s` as a JSON string, escaping what RFC 8259 requires.
+    pub fn str(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        // Names, ids and messages almost never need escaping; the scanner's word-at-a-time test
+        // says so quickly.
+        if plain_run(bytes) == bytes.len() {
+            return self.escaped_str(s);
+        }
+        self.raw(b"\"");
+        let mut run = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x00..=0x1F => {
+                    let low = b & 0xF;
+                    let low = if low < 10 { b'0' + low } else { b'a' + low - 10 };
+                    self.raw(bytes.get(run..i).unwrap_or_default());
+                    self.raw(b"\\u00");
+                    // The high nibble of a control character is 0 or 1.
+                    self.raw(&[b'0' + (b >> 4), low]);
+                    run = i + 1;
+                    continue;
+                }
+                _ => continue,
+            };
+            self.raw(bytes.get(run..i).unwrap_or_default());
+            self.raw(escape);
+            run = i + 1;
+        }
+        self.raw(bytes.get(run..).unwrap_or_default());
+        self.raw(b"\"");
+    }
+
+    /// Appends a string whose contents are already JSON-escaped (as received on the wire).
+    #[inline]
+    pub fn escaped_str(&mut self, s: &str) {
+        self.raw(b"\"");
+        self.raw(s.as_bytes());
+        self.raw(b"\"");
+    }
+
+    /// Appends an unsigned integer.
+    pub fn u64(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                // A single decimal digit: the cast cannot truncate.
+                *d = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.raw(digits.get(at..).unwrap_or_default());
+    }
+
+    /// Appends a signed integer.
+    pub fn i64(&mut self, v: i64) {
+        if v < 0 {
+            self.raw(b"-");
+        }
+        self.u64(v.unsigned_abs());
+    }
+
+    /// Appends a number, or `null` for NaN and infinities, which JSON cannot express.
+    pub fn f64(&mut self, v: f64) {
+        if v.is_finite() {
+            self.raw(ryu::Buffer::new().format_finite(v).as_bytes());
+        } else {
+            self.raw(b"null");
+        }
+    }
+
+    /// Appends `true` or `false`.
+    pub fn bool(&mut self, v: bool) {
+        self.raw(if v { b"true" } else { b"false" });
+    }
+
+    /// Appends an RFC 3339 timestamp string.
+    pub fn timestamp(&mut self, t: Timestamp) {
+        self.raw(b"\"");
+        self.raw(&t.to_rfc3339());
+        self.raw(b"\"");
+    }
+
+    /// The number of bytes written, or `BufferTooSmall` if anything did not fit.
+    pub fn finish(self) -> Result<usize, EncodeError> {
+        if self.full {
+            Err(EncodeError::BufferTooSmall)
+        } else {
+            Ok(self.len)
+        }
     }
 }
 
@@ -203,9 +379,11 @@ fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Result<usize, JsonError> {
 fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
     let mut i = i + 1;
     loop {
-        match *b.get(i).ok_or(JsonError::Syntax(i))? {
-            b'"' => return Ok(i + 1),
-            b'\\' => match b.get(i + 1) {
+        let rest = b.get(i..).ok_or(JsonError::Syntax(i))?;
+        i += plain_run(rest);
+        match b.get(i) {
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => match b.get(i + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                 Some(b'u') => {
                     let hex = b.get(i + 2..i + 6).ok_or(JsonError::Syntax(i))?;
@@ -216,10 +394,37 @@ fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
                 }
                 _ => return Err(JsonError::Syntax(i)),
             },
-            0x00..=0x1F => return Err(JsonError::Syntax(i)),
-            _ => i += 1,
+            _ => return Err(JsonError::Syntax(i)),
         }
     }
+}
+
+/// The length of the leading run of `bytes` that needs no attention inside a JSON string: no
+/// quote, no backslash, no control character.
+///
+/// Strings are most of every payload, so eight bytes are tested at a time with the classic
+/// SWAR tricks (a byte equal to `c` leaves a zero in `x ^ c·0x01..01`; a byte below 0x20 borrows
+/// in `x - 0x20·0x01..01`). A flagged word is rescanned byte by byte, which also absorbs the
+/// tricks' occasional false positive.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let flagged = has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if flagged != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..).unwrap_or_default();
+    at + tail.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(tail.len())
 }
 
 fn digits_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
@@ -298,6 +503,32 @@ mod tests {
         assert!(RawJson::parse(deep(MAX_DEPTH as usize).as_bytes()).is_ok());
         assert_eq!(RawJson::parse(deep(MAX_DEPTH as usize + 1).as_bytes()), Err(JsonError::TooDeep));
         assert_eq!(RawJson::parse("[".repeat(100_000).as_bytes()), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn the_writer_escapes_strings_and_formats_numbers_as_serde_json_does() {
+        let mut buf = [0u8; 256];
+        let mut w = Writer::new(&mut buf);
+        let text = "quote\" back\\ nl\n tab\t bell\u{7} é ✓";
+        w.str(text);
+        w.raw(b",");
+        w.i64(i64::MIN);
+        w.raw(b",");
+        w.f64(2.5);
+        w.raw(b",");
+        w.f64(f64::NAN);
+        let n = w.finish().unwrap();
+        let expected = std::format!(
+            "{},{},{},null",
+            serde_json::to_string(text).unwrap(),
+            i64::MIN,
+            serde_json::to_string(&2.5).unwrap()
+        );
+        assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), expected);
+        let mut small = [0u8; 4];
+        let mut w = Writer::new(&mut small);
+        w.str("hello");
+        assert_eq!(w.finish(), Err(EncodeError::BufferTooSmall));
     }
 
     #[test]

@@ -1,25 +1,38 @@
-//! The JSON payloads of the wire contract (PROTOCOL.md), serialized with `serde-json-core`.
+//! The JSON payloads of the wire contract (PROTOCOL.md).
 //!
 //! Field names and JSON types follow the original design document exactly, so an engine written
-//! against it reads these unchanged.
+//! against it reads these unchanged. Each message writes itself with [`Writer`], fields in the
+//! order the design shows them.
 
-use core::fmt::Write as _;
-
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
-use serde_json_core::str::EscapedStr;
-
-use super::json::RawJson;
+use super::json::{RawJson, Writer};
 use crate::error::EncodeError;
 use crate::time::Timestamp;
 
-/// Serializes `message` as JSON into `buf`, returning the length written.
-pub fn to_json<T: Serialize>(message: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    serde_json_core::to_slice(message, buf).map_err(|_| EncodeError::BufferTooSmall)
+/// A payload that writes itself as JSON.
+pub trait ToJson {
+    /// Writes the whole JSON text.
+    fn write_json(&self, w: &mut Writer<'_>);
+}
+
+/// Writes `message` as JSON into `buf`, returning the length written.
+pub fn to_json<T: ToJson + ?Sized>(message: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut w = Writer::new(buf);
+    message.write_json(&mut w);
+    w.finish()
+}
+
+/// Opens an object with the three fields every node message starts with.
+fn head(w: &mut Writer<'_>, timestamp: Timestamp, node_name: &str, instance_id: &str) {
+    w.raw(b"{\"timestamp\":");
+    w.timestamp(timestamp);
+    w.raw(b",\"node_name\":");
+    w.str(node_name);
+    w.raw(b",\"instance_id\":");
+    w.str(instance_id);
 }
 
 /// Build information reported in `node_version` (names kept from the Go original).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeVersion<'a> {
     /// `git describe` of the build, e.g. `v1.0.0`.
     pub git_version: &'a str,
@@ -44,6 +57,22 @@ impl NodeVersion<'_> {
     };
 }
 
+impl ToJson for NodeVersion<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"{\"git_version\":");
+        w.str(self.git_version);
+        w.raw(b",\"git_commit\":");
+        w.str(self.git_commit);
+        w.raw(b",\"build_date\":");
+        w.str(self.build_date);
+        w.raw(b",\"go_version\":");
+        w.str(self.go_version);
+        w.raw(b",\"platform\":");
+        w.str(self.platform);
+        w.raw(b"}");
+    }
+}
+
 /// A custom metric's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Metric<'a> {
@@ -57,13 +86,13 @@ pub enum Metric<'a> {
     Bool(bool),
 }
 
-impl Serialize for Metric<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl ToJson for Metric<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
         match *self {
-            Metric::Int(v) => s.serialize_i64(v),
-            Metric::Float(v) => s.serialize_f64(v),
-            Metric::Str(v) => s.serialize_str(v),
-            Metric::Bool(v) => s.serialize_bool(v),
+            Metric::Int(v) => w.i64(v),
+            Metric::Float(v) => w.f64(v),
+            Metric::Str(v) => w.str(v),
+            Metric::Bool(v) => w.bool(v),
         }
     }
 }
@@ -85,24 +114,25 @@ pub struct Metrics<'a> {
 /// The metric names the design fixes.
 const BUILTIN_METRICS: [&str; 3] = ["process_cpu_usage_percent", "process_memory_usage_mb", "process_goroutine_count"];
 
-/// Formats hundredths as a decimal with two places, `250` → `2.50`.
-fn centi(value: u32) -> heapless::String<16> {
-    let mut out = heapless::String::new();
-    // u32::MAX / 100 has 8 digits, so at most 11 bytes are written: the capacity holds them.
-    let _ = write!(out, "{}.{:02}", value / 100, value % 100);
-    out
-}
-
-impl Serialize for Metrics<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry(BUILTIN_METRICS[0], centi(self.cpu_centipercent).as_str())?;
-        map.serialize_entry(BUILTIN_METRICS[1], &self.memory_mb)?;
-        map.serialize_entry(BUILTIN_METRICS[2], &self.threads)?;
+impl ToJson for Metrics<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        // A string with exactly two decimals, as the design shows: 250 → "2.50".
+        w.raw(b"{\"process_cpu_usage_percent\":\"");
+        w.u64(u64::from(self.cpu_centipercent / 100));
+        let cents = self.cpu_centipercent % 100;
+        // Both are single decimal digits.
+        w.raw(&[b'.', b'0' + (cents / 10) as u8, b'0' + (cents % 10) as u8, b'"']);
+        w.raw(b",\"process_memory_usage_mb\":");
+        w.u64(self.memory_mb);
+        w.raw(b",\"process_goroutine_count\":");
+        w.u64(self.threads);
         for (name, value) in self.custom.iter().filter(|(n, _)| !BUILTIN_METRICS.contains(n)) {
-            map.serialize_entry(name, value)?;
+            w.raw(b",");
+            w.str(name);
+            w.raw(b":");
+            value.write_json(w);
         }
-        map.end()
+        w.raw(b"}");
     }
 }
 
@@ -111,23 +141,48 @@ impl Serialize for Metrics<'_> {
 pub struct Metadata<'a> {
     /// The host name, always present.
     pub hostname: &'a str,
-    /// Further string pairs from the configuration.
+    /// Further string pairs from the configuration; a second `hostname` is left out.
     pub extra: &'a [(&'a str, &'a str)],
 }
 
-impl Serialize for Metadata<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("hostname", self.hostname)?;
+impl ToJson for Metadata<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"{\"hostname\":");
+        w.str(self.hostname);
         for (k, v) in self.extra.iter().filter(|(k, _)| *k != "hostname") {
-            map.serialize_entry(k, v)?;
+            w.raw(b",");
+            w.str(k);
+            w.raw(b":");
+            w.str(v);
         }
-        map.end()
+        w.raw(b"}");
+    }
+}
+
+/// The `capabilities` array: fixed ones followed by configured ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities<'a> {
+    /// Always present, e.g. `mqtt_control`, `heartbeat`.
+    pub fixed: &'a [&'a str],
+    /// Extra capabilities from the configuration.
+    pub extra: &'a [&'a str],
+}
+
+impl ToJson for Capabilities<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"[");
+        for (i, c) in self.fixed.iter().chain(self.extra).enumerate() {
+            if i > 0 {
+                w.raw(b",");
+            }
+            w.str(c);
+        }
+        w.raw(b"]");
     }
 }
 
 /// Published retained on `.../register` after every connect.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Register<'a> {
     /// When the message was built.
     pub timestamp: Timestamp,
@@ -149,23 +204,27 @@ pub struct Register<'a> {
     pub node_version: NodeVersion<'a>,
 }
 
-/// The `capabilities` array: fixed ones followed by configured ones.
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities<'a> {
-    /// Always present, e.g. `mqtt_control`, `heartbeat`.
-    pub fixed: &'a [&'a str],
-    /// Extra capabilities from the configuration.
-    pub extra: &'a [&'a str],
-}
-
-impl Serialize for Capabilities<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.fixed.iter().chain(self.extra))
+impl ToJson for Register<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        head(w, self.timestamp, self.node_name, self.instance_id);
+        w.raw(b",\"version\":");
+        w.str(self.version);
+        w.raw(b",\"pid\":");
+        w.u64(u64::from(self.pid));
+        w.raw(b",\"start_time\":");
+        w.timestamp(self.start_time);
+        w.raw(b",\"capabilities\":");
+        self.capabilities.write_json(w);
+        w.raw(b",\"metadata\":");
+        self.metadata.write_json(w);
+        w.raw(b",\"node_version\":");
+        self.node_version.write_json(w);
+        w.raw(b"}");
     }
 }
 
 /// Published on `.../heartbeat` every heartbeat interval while connected.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Heartbeat<'a> {
     /// When the sample was taken.
     pub timestamp: Timestamp,
@@ -187,8 +246,27 @@ pub struct Heartbeat<'a> {
     pub metrics: Metrics<'a>,
 }
 
+impl ToJson for Heartbeat<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        head(w, self.timestamp, self.node_name, self.instance_id);
+        w.raw(b",\"status\":");
+        w.str(self.status);
+        w.raw(b",\"pid\":");
+        w.u64(u64::from(self.pid));
+        w.raw(b",\"uptime\":");
+        w.u64(self.uptime);
+        w.raw(b",\"version\":");
+        w.str(self.version);
+        w.raw(b",\"hostname\":");
+        w.str(self.hostname);
+        w.raw(b",\"metrics\":");
+        self.metrics.write_json(w);
+        w.raw(b"}");
+    }
+}
+
 /// Published retained on `.../status`: `online`, `offline`, or `lost` (the last will).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Status<'a> {
     /// When the status was set (for `lost`: when the connection that registered the will began).
     pub timestamp: Timestamp,
@@ -200,8 +278,17 @@ pub struct Status<'a> {
     pub status: &'a str,
 }
 
+impl ToJson for Status<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        head(w, self.timestamp, self.node_name, self.instance_id);
+        w.raw(b",\"status\":");
+        w.str(self.status);
+        w.raw(b"}");
+    }
+}
+
 /// Published on `.../result` for every command: progress updates, then the final result.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct CommandResult<'a> {
     /// When the result was built.
     pub timestamp: Timestamp,
@@ -209,10 +296,10 @@ pub struct CommandResult<'a> {
     pub node_name: &'a str,
     /// `{node_name}-{hostname}-{pid}`.
     pub instance_id: &'a str,
-    /// The command's `request_id`, byte for byte as received.
-    pub request_id: EscapedStr<'a>,
-    /// The command name, byte for byte as received (empty if the control message had none).
-    pub command: EscapedStr<'a>,
+    /// The command's `request_id`, byte for byte as received (still JSON-escaped).
+    pub request_id: &'a str,
+    /// The command name, byte for byte as received (empty if it could not be read).
+    pub command: &'a str,
     /// Whether the command succeeded (progress updates say `true`).
     pub success: bool,
     /// Human-readable outcome; on failure, what went wrong.
@@ -221,6 +308,25 @@ pub struct CommandResult<'a> {
     pub data: Option<RawJson<'a>>,
     /// `in_progress` for a progress update, `done` for the final result.
     pub state: &'a str,
+}
+
+impl ToJson for CommandResult<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        head(w, self.timestamp, self.node_name, self.instance_id);
+        w.raw(b",\"request_id\":");
+        w.escaped_str(self.request_id);
+        w.raw(b",\"command\":");
+        w.escaped_str(self.command);
+        w.raw(b",\"success\":");
+        w.bool(self.success);
+        w.raw(b",\"message\":");
+        w.str(self.message);
+        w.raw(b",\"data\":");
+        w.raw(self.data.map_or(&b"null"[..], |d| d.as_str().as_bytes()));
+        w.raw(b",\"state\":");
+        w.str(self.state);
+        w.raw(b"}");
+    }
 }
 
 #[cfg(test)]
@@ -237,8 +343,12 @@ mod tests {
             core::str::from_utf8(&buf[..n]).unwrap(),
             r#"{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":42,"queue_depth":7}"#
         );
-        assert_eq!(centi(5), "0.05");
-        assert_eq!(centi(u32::MAX), "42949672.95");
+        for (centi, text) in [(5, "0.05"), (100, "1.00"), (u32::MAX, "42949672.95")] {
+            let m = Metrics { cpu_centipercent: centi, ..Metrics::default() };
+            let n = to_json(&m, &mut buf).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+            assert_eq!(v["process_cpu_usage_percent"], text);
+        }
     }
 
     #[test]
@@ -248,8 +358,8 @@ mod tests {
             timestamp: Timestamp::from_unix_secs(0),
             node_name: "n",
             instance_id: "n-h-1",
-            request_id: EscapedStr(r#"a\"b"#),
-            command: EscapedStr("echo"),
+            request_id: r#"a\"b"#,
+            command: "echo",
             success: true,
             message: "line\nbreak",
             data: Some(data),

@@ -2,14 +2,15 @@
 //!
 //! `mqttrs` assumes well-formed input (it indexes past short packets), so [`decode`] first checks
 //! every length and flag a broker-to-client packet can carry and only then hands the exact
-//! packet bytes over. Packet types a broker never sends to a client are refused before they reach
-//! `mqttrs` at all.
+//! packet bytes over. PUBLISH and PUBACK, the two packets of every exchange, are split here once
+//! checked; the rest go through `mqttrs`. Packet types a broker never sends to a client are
+//! refused before they reach `mqttrs` at all.
 
 use core::convert::TryFrom;
 
-use mqttrs::{Connack, Connect, ConnectReturnCode, LastWill, Packet, Pid, Protocol, QoS, QosPid};
+use mqttrs::{Connack, Connect, ConnectReturnCode, LastWill, Packet, Pid, Protocol, QoS};
 
-use super::frame::FixedHeader;
+use super::frame::{FixedHeader, MAX_REMAINING_LEN};
 use crate::error::{ConnectRefused, DecodeError, EncodeError};
 
 /// PINGREQ: the whole packet.
@@ -71,7 +72,16 @@ pub fn decode(packet: &[u8]) -> Result<Inbound<'_>, DecodeError> {
     };
     match kind {
         2 => fixed_len(2)?,
-        4 | 11 => fixed_len(2)?,
+        4 => {
+            // PUBACK arrives for every message we send: answered here, without `mqttrs`.
+            fixed_len(2)?;
+            return match body {
+                [0, 0] => Err(DecodeError::InvalidPid),
+                [hi, lo] => Ok(Inbound::Puback(u16::from_be_bytes([*hi, *lo]))),
+                _ => Err(DecodeError::InvalidLength),
+            };
+        }
+        11 => fixed_len(2)?,
         13 => fixed_len(0)?,
         9 => {
             if flags != 0 {
@@ -101,6 +111,22 @@ pub fn decode(packet: &[u8]) -> Result<Inbound<'_>, DecodeError> {
             if 2 + topic_len + pid_len > body.len() {
                 return Err(DecodeError::InvalidLength);
             }
+            // Every command arrives as a PUBLISH, and its fields are checked above: split it here
+            // rather than through `mqttrs` (tests/properties.rs checks both agree).
+            let topic = body.get(2..2 + topic_len).ok_or(DecodeError::InvalidLength)?;
+            let topic = core::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8)?;
+            let pid = match body.get(2 + topic_len..2 + topic_len + pid_len) {
+                Some([0, 0]) => return Err(DecodeError::InvalidPid),
+                Some(&[hi, lo]) => Some(u16::from_be_bytes([hi, lo])),
+                _ => None,
+            };
+            return Ok(Inbound::Publish(InPublish {
+                topic,
+                payload: body.get(2 + topic_len + pid_len..).unwrap_or_default(),
+                pid,
+                dup: flags & 0b1000 != 0,
+                retain: flags & 0b0001 != 0,
+            }));
         }
         other => return Err(DecodeError::UnexpectedPacket(other)),
     }
@@ -115,14 +141,6 @@ pub fn decode(packet: &[u8]) -> Result<Inbound<'_>, DecodeError> {
             ConnectReturnCode::BadUsernamePassword => Err(ConnectRefused::BadUsernamePassword),
             ConnectReturnCode::NotAuthorized => Err(ConnectRefused::NotAuthorized),
         }),
-        Packet::Publish(p) => Inbound::Publish(InPublish {
-            topic: p.topic_name,
-            payload: p.payload,
-            pid: p.qospid.pid().map(Pid::get),
-            dup: p.dup,
-            retain: p.retain,
-        }),
-        Packet::Puback(pid) => Inbound::Puback(pid.get()),
         Packet::Unsuback(pid) => Inbound::Unsuback(pid.get()),
         Packet::Pingresp => Inbound::Pingresp,
         Packet::Suback(s) => Inbound::Suback(
@@ -217,22 +235,104 @@ fn heapless07_string(s: &str) -> Option<heapless07::String<256>> {
     Some(out)
 }
 
+/// The fixed header of a PUBLISH with `remaining` bytes after it: the bytes and their count.
+fn publish_header(pid: Option<u16>, retain: bool, remaining: usize) -> Result<([u8; 5], usize), EncodeError> {
+    if remaining > MAX_REMAINING_LEN {
+        return Err(EncodeError::TooLarge);
+    }
+    let mut header = [0u8; 5];
+    header[0] = 0x30 | if pid.is_some() { 0b0010 } else { 0 } | u8::from(retain);
+    let mut len = 1;
+    let mut x = remaining;
+    for slot in header.iter_mut().skip(1) {
+        // The low seven bits, with the continuation bit when more follow.
+        *slot = (x % 128) as u8 | if x >= 128 { 0x80 } else { 0 };
+        len += 1;
+        x /= 128;
+        if x == 0 {
+            break;
+        }
+    }
+    Ok((header, len))
+}
+
+/// Writes a PUBLISH's fixed and variable header (topic, packet id) with `w`.
+fn put_publish_head(w: &mut Cursor<'_>, header: &[u8], topic: &str, pid: Option<u16>) {
+    w.put(header);
+    // The callers checked that the topic length fits in 16 bits.
+    w.put(&(topic.len() as u16).to_be_bytes());
+    w.put(topic.as_bytes());
+    if let Some(id) = pid {
+        w.put(&id.to_be_bytes());
+    }
+}
+
 /// Encodes a PUBLISH into `buf`; `pid` is `Some` for QoS 1. Returns the packet length.
+///
+/// Every heartbeat and result is a PUBLISH, so it is written here rather than through `mqttrs`,
+/// which copies the payload a byte at a time; `tests/properties.rs` checks both write the same
+/// bytes.
 pub fn encode_publish(
     topic: &str,
     payload: &[u8],
-    pid_: Option<u16>,
+    pid: Option<u16>,
     retain: bool,
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let qospid = match pid_ {
-        Some(id) => QosPid::AtLeastOnce(pid(id)?),
-        None => QosPid::AtMostOnce,
-    };
-    encode(&Packet::Publish(mqttrs::Publish { dup: false, qospid, retain, topic_name: topic, payload }), buf)
+    u16::try_from(topic.len()).map_err(|_| EncodeError::TooLarge)?;
+    let remaining = 2 + topic.len() + if pid.is_some() { 2 } else { 0 } + payload.len();
+    let (header, header_len) = publish_header(pid, retain, remaining)?;
+    let out = buf.get_mut(..header_len + remaining).ok_or(EncodeError::BufferTooSmall)?;
+    let mut w = Cursor { out, at: 0 };
+    put_publish_head(&mut w, header.get(..header_len).unwrap_or_default(), topic, pid);
+    w.put(payload);
+    Ok(w.at)
+}
+
+/// Encodes a PUBLISH whose payload `write_payload` writes in place, so the payload is never
+/// copied. Returns where in `buf` the packet ended up: it starts up to three bytes in, because
+/// room for the longest length field is kept until the payload's length is known.
+pub fn encode_publish_with(
+    topic: &str,
+    pid: Option<u16>,
+    retain: bool,
+    buf: &mut [u8],
+    write_payload: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<core::ops::Range<usize>, EncodeError> {
+    u16::try_from(topic.len()).map_err(|_| EncodeError::TooLarge)?;
+    let variable = 2 + topic.len() + if pid.is_some() { 2 } else { 0 };
+    let reserved = 5 + variable;
+    let payload_len = write_payload(buf.get_mut(reserved..).ok_or(EncodeError::BufferTooSmall)?)?;
+    let (header, header_len) = publish_header(pid, retain, variable + payload_len)?;
+    let start = reserved - variable - header_len;
+    let out = buf.get_mut(start..reserved).ok_or(EncodeError::BufferTooSmall)?;
+    put_publish_head(&mut Cursor { out, at: 0 }, header.get(..header_len).unwrap_or_default(), topic, pid);
+    Ok(start..reserved + payload_len)
+}
+
+/// Writes into a slice already checked to be exactly large enough.
+struct Cursor<'b> {
+    out: &'b mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.out.get_mut(self.at..self.at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.at += bytes.len();
+        }
+    }
 }
 
 /// Encodes a PUBACK into `buf`, returning its length (4).
-pub fn encode_puback(pid_: u16, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    encode(&Packet::Puback(pid(pid_)?), buf)
+pub fn encode_puback(pid: u16, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let [hi, lo] = pid.to_be_bytes();
+    copy_packet(&[0x40, 0x02, hi, lo], buf)
+}
+
+/// Copies a whole, fixed packet into `buf`, returning its length.
+pub fn copy_packet(packet: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+    buf.get_mut(..packet.len()).ok_or(EncodeError::BufferTooSmall)?.copy_from_slice(packet);
+    Ok(packet.len())
 }

@@ -87,22 +87,42 @@ pub(crate) struct Body<'a> {
 /// Parses a control payload. `Err` means not even a `request_id` could be read, so there is
 /// nobody to answer; problems with the other fields come back inside `Ok` to be answered.
 pub(crate) fn parse_control(payload: &[u8]) -> Result<Control<'_>, CommandError> {
-    let object = Object::parse(payload).map_err(CommandError::Malformed)?;
-    let request_id = string_field(&object, "request_id")?.ok_or(CommandError::MissingField("request_id"))?;
+    // One pass: validation hands us the members; the first occurrence of a key wins, as in
+    // `Object::get`.
+    let mut fields: [Option<RawJson<'_>>; 4] = [None; 4];
+    Object::parse_with(payload, |key, value| {
+        let slot = match key {
+            "request_id" => 0,
+            "command" => 1,
+            "timestamp" => 2,
+            "parameters" => 3,
+            _ => return,
+        };
+        if let Some(field @ None) = fields.get_mut(slot) {
+            *field = Some(value);
+        }
+    })
+    .map_err(CommandError::Malformed)?;
+    let [request_id, command, timestamp, parameters] = fields;
+    let request_id = string_field(request_id, "request_id")?.ok_or(CommandError::MissingField("request_id"))?;
     if request_id.len() > REQUEST_ID_MAX {
         return Err(CommandError::TooLong("request_id"));
     }
-    let name = string_field(&object, "command").ok().flatten().filter(|n| n.len() <= COMMAND_MAX);
-    Ok(Control { request_id, name, body: parse_body(&object) })
+    let name = string_field(command, "command").ok().flatten().filter(|n| n.len() <= COMMAND_MAX);
+    Ok(Control { request_id, name, body: parse_body(command, timestamp, parameters) })
 }
 
-fn parse_body<'a>(object: &Object<'a>) -> Result<Body<'a>, CommandError> {
-    let name = string_field(object, "command")?.ok_or(CommandError::MissingField("command"))?;
+fn parse_body<'a>(
+    command: Option<RawJson<'a>>,
+    timestamp: Option<RawJson<'a>>,
+    parameters: Option<RawJson<'a>>,
+) -> Result<Body<'a>, CommandError> {
+    let name = string_field(command, "command")?.ok_or(CommandError::MissingField("command"))?;
     if name.len() > COMMAND_MAX {
         return Err(CommandError::TooLong("command"));
     }
-    string_field(object, "timestamp")?;
-    let parameters = match object.get("parameters") {
+    string_field(timestamp, "timestamp")?;
+    let parameters = match parameters {
         None => Object::EMPTY,
         Some(raw) if raw.as_str() == "null" => Object::EMPTY,
         Some(raw) => raw.as_object().ok_or(CommandError::WrongType("parameters"))?,
@@ -117,19 +137,37 @@ fn parse_body<'a>(object: &Object<'a>) -> Result<Body<'a>, CommandError> {
     Ok(Body { name, parameters, timeout })
 }
 
-fn string_field<'a>(object: &Object<'a>, name: &'static str) -> Result<Option<&'a str>, CommandError> {
-    match object.get(name) {
+fn string_field<'a>(value: Option<RawJson<'a>>, name: &'static str) -> Result<Option<&'a str>, CommandError> {
+    match value {
         None => Ok(None),
         Some(raw) => raw.as_escaped_str().map(Some).ok_or(CommandError::WrongType(name)),
     }
 }
 
-/// FNV-1a: a stable 64-bit fingerprint of a request id for the redelivery memory.
+/// A 64-bit fingerprint of a request id for the redelivery memory (FxHash's mixing step, eight
+/// bytes at a time). It only has to be stable within one process.
 pub(crate) fn fingerprint(request_id: &str) -> u64 {
-    let hash =
-        request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let bytes = request_id.as_bytes();
+    let mut chunks = bytes.chunks_exact(8);
+    let mut hash = (&mut chunks).fold(bytes.len() as u64, |h, chunk| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        mix(h, u64::from_le_bytes(word))
+    });
+    let mut tail = [0u8; 8];
+    tail.get_mut(..chunks.remainder().len()).unwrap_or_default().copy_from_slice(chunks.remainder());
+    hash = mix(hash, u64::from_le_bytes(tail));
     // 0 marks an empty slot in the memory below.
     hash | 1
+}
+
+/// Who a result answers: the request id and command name as received, and the id's fingerprint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'r> {
+    pub(crate) id: &'r str,
+    pub(crate) command: &'r str,
+    pub(crate) tag: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +175,7 @@ pub(crate) struct Running {
     generation: u32,
     pub(crate) request_id: heapless::String<REQUEST_ID_MAX>,
     pub(crate) name: heapless::String<COMMAND_MAX>,
+    pub(crate) tag: u64,
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
     /// Where `parameters` sits in the receive buffer, until the next `handle_*` call.
@@ -205,17 +244,22 @@ impl<const N: usize> Commands<N> {
 }
 
 impl Running {
+    /// The request this command answers.
+    pub(crate) fn request(&self) -> Request<'_> {
+        Request { id: &self.request_id, command: &self.name, tag: self.tag }
+    }
+
     pub(crate) fn new(
-        request_id: &str,
-        name: &str,
+        request: Request<'_>,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
         parameters: Range<usize>,
     ) -> Option<Self> {
         Some(Self {
             generation: 0,
-            request_id: heapless::String::try_from(request_id).ok()?,
-            name: heapless::String::try_from(name).ok()?,
+            request_id: heapless::String::try_from(request.id).ok()?,
+            name: heapless::String::try_from(request.command).ok()?,
+            tag: request.tag,
             deadline,
             timeout,
             parameters,
@@ -266,7 +310,7 @@ mod tests {
     #[test]
     fn slots_are_reused_without_confusing_old_handles() {
         let mut c = Commands::<1>::new();
-        let r = || Running::new("a", "x", None, None, 0..0).unwrap();
+        let r = || Running::new(Request { id: "a", command: "x", tag: 3 }, None, None, 0..0).unwrap();
         let first = c.start(r()).unwrap();
         assert!(c.start(r()).is_none());
         assert!(c.take(first).is_some());

@@ -23,16 +23,13 @@ mod config;
 use core::fmt::Write as _;
 use core::ops::Range;
 
-use serde::Serialize;
-use serde_json_core::str::EscapedStr;
-
 pub use command::{Command, CommandId, Outcome, BUILT_INS, COMMAND_MAX, RECENT_IDS, REQUEST_ID_MAX};
 pub use config::{Config, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, TOPIC_MAX};
 
-use self::command::{fingerprint, parse_control, parse_data, Commands, Running};
+use self::command::{fingerprint, parse_control, parse_data, Commands, Request, Running};
 use crate::codec::frame::{Frame, Reassembly};
-use crate::codec::json::{Object, RawJson};
-use crate::codec::message::{self, Capabilities, Metadata, Metrics};
+use crate::codec::json::{Object, RawJson, Writer};
+use crate::codec::message::{self, Capabilities, Metadata, Metrics, ToJson};
 use crate::codec::packet::{self, ConnectOptions, Inbound, Will, DISCONNECT, PINGREQ};
 use crate::error::{CommandError, ConfigError, ConnectRefused, DecodeError, NodeError};
 use crate::rng::Rng;
@@ -451,9 +448,12 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         }
         while let Some(pending) = self.events.pop_front() {
             // A command event whose command already timed out has nothing left to show.
-            if self.event(pending).is_some() {
-                return self.event(pending).map(Output::Event);
+            if let Pending::Command(id) = pending {
+                if self.commands.get(id).is_none() {
+                    continue;
+                }
             }
+            return self.event(pending).map(Output::Event);
         }
         if let Link::Up(_) = self.link {
             let i = self.outbox.next_queued()?;
@@ -498,6 +498,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         if !self.is_connected() || self.stop_deadline.is_some() {
             return Ok(false);
         }
+        let (topic, pid) = (self.topic("heartbeat"), self.alloc_pid());
         let heartbeat = message::Heartbeat {
             timestamp: self.clock.at(now),
             node_name: self.config.node_name,
@@ -509,8 +510,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             hostname: self.config.hostname,
             metrics: *metrics,
         };
-        let len = message::to_json(&heartbeat, self.tx)?;
-        self.enqueue(MessageKind::Heartbeat, 0, "heartbeat", false, len)?;
+        let pushed = push_json(&mut self.outbox, MessageKind::Heartbeat, pid, 0, &topic, false, &heartbeat);
+        self.note_dropped(pushed)?;
         Ok(true)
     }
 
@@ -526,7 +527,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         let data = parse_data(data).map_err(NodeError::InvalidData)?;
         let running = self.commands.get(id).ok_or(NodeError::UnknownRequest)?.clone();
         // Tag 0: a redelivered command is answered with the final result, never a progress update.
-        self.publish_result(&running.request_id, &running.name, true, message, data, "in_progress", 0)
+        let request = Request { tag: 0, ..running.request() };
+        self.publish_result(request, true, message, data, "in_progress")
     }
 
     /// Publishes the final result of a running command and forgets it. A command that timed
@@ -538,7 +540,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         }
         let data = parse_data(outcome.data).map_err(NodeError::InvalidData)?;
         let running = self.commands.get(id).ok_or(NodeError::UnknownRequest)?.clone();
-        self.finish(&running.request_id, &running.name, outcome.success, outcome.message, data)?;
+        self.finish(running.request(), outcome.success, outcome.message, data)?;
         self.commands.take(id);
         Ok(())
     }
@@ -554,7 +556,10 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         match self.link {
             Link::Up(_) => {
                 let offline = self.enqueue_status("offline");
-                let cleared = self.enqueue(MessageKind::Register, 0, "register", true, 0);
+                // An empty retained message deletes the retained register message.
+                let (topic, pid) = (self.topic("register"), self.alloc_pid());
+                let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, &topic, true, &Nothing);
+                let cleared = self.note_dropped(pushed);
                 if offline.is_err() || cleared.is_err() {
                     self.finish_stop();
                 }
@@ -600,26 +605,26 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     fn topic(&self, suffix: &str) -> heapless::String<TOPIC_MAX> {
-        let mut topic = heapless::String::new();
-        // Every part is bounded by the config checks, so TOPIC_MAX always holds the result.
-        let _ = write!(topic, "{}/{}/{}/{}", self.config.topic_prefix, self.config.node_name, self.instance_id, suffix);
-        topic
+        let c = &self.config;
+        join([c.topic_prefix, "/", c.node_name, "/", &self.instance_id, "/", suffix])
     }
 
     fn broadcast_topic(&self) -> heapless::String<TOPIC_MAX> {
-        let mut topic = heapless::String::new();
-        let _ = write!(topic, "{}/{}/control", self.config.topic_prefix, self.config.node_name);
-        topic
+        join([self.config.topic_prefix, "/", self.config.node_name, "/control"])
     }
 
-    fn status_json(&self, status: &str, buf: &mut [u8]) -> Option<usize> {
-        let msg = message::Status {
-            timestamp: self.clock.at(self.now),
-            node_name: self.config.node_name,
-            instance_id: &self.instance_id,
-            status,
-        };
-        message::to_json(&msg, buf).ok()
+    /// Whether `topic` is our own or our name's broadcast control topic, without building either.
+    fn is_control_topic(&self, topic: &str) -> bool {
+        let rest = topic
+            .strip_prefix(self.config.topic_prefix)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_prefix(self.config.node_name))
+            .and_then(|r| r.strip_prefix('/'));
+        match rest {
+            Some("control") => true,
+            Some(r) => r.strip_prefix(self.instance_id.as_str()) == Some("/control"),
+            None => false,
+        }
     }
 
     /// Encodes a control packet into `tx`, returning its length.
@@ -627,7 +632,13 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         match ctrl {
             Ctrl::Connect => {
                 let mut will = [0u8; STATUS_JSON_MAX];
-                let will_len = self.status_json("lost", &mut will)?;
+                let lost = message::Status {
+                    timestamp: self.clock.at(self.now),
+                    node_name: self.config.node_name,
+                    instance_id: &self.instance_id,
+                    status: "lost",
+                };
+                let will_len = message::to_json(&lost, &mut will).ok()?;
                 let will_topic = self.topic("status");
                 let keep_alive_secs = u16::try_from(self.config.keep_alive.as_secs()).ok()?;
                 let opts = ConnectOptions {
@@ -646,26 +657,15 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
                 packet::encode_subscribe(pid, &[&own, &broadcast], self.tx).ok()
             }
             Ctrl::Puback(pid) => packet::encode_puback(pid, self.tx).ok(),
-            Ctrl::Pingreq => copy(&PINGREQ, self.tx),
-            Ctrl::Disconnect => copy(&DISCONNECT, self.tx),
+            Ctrl::Pingreq => packet::copy_packet(&PINGREQ, self.tx).ok(),
+            Ctrl::Disconnect => packet::copy_packet(&DISCONNECT, self.tx).ok(),
             Ctrl::Open | Ctrl::Close => None,
         }
     }
 
-    /// Publishes the JSON in `tx[..len]` (QoS 1) on `{base}/{suffix}` through the outbox.
-    fn enqueue(
-        &mut self,
-        kind: MessageKind,
-        tag: u64,
-        suffix: &str,
-        retain: bool,
-        len: usize,
-    ) -> Result<(), NodeError> {
-        let topic = self.topic(suffix);
-        let pid = self.alloc_pid();
-        let payload = self.tx.get(..len).unwrap_or_default();
-        let dropped =
-            self.outbox.push(kind, pid, tag, |buf| packet::encode_publish(&topic, payload, Some(pid), retain, buf))?;
+    /// Accounts for what making room in the outbox dropped.
+    fn note_dropped(&mut self, pushed: Result<Dropped, NodeError>) -> Result<(), NodeError> {
+        let dropped = pushed?;
         if dropped != Dropped::default() {
             self.stats.heartbeats_dropped += dropped.heartbeats;
             self.stats.results_dropped += dropped.results;
@@ -675,6 +675,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     fn enqueue_register(&mut self) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic("register"), self.alloc_pid());
         let register = message::Register {
             timestamp: self.clock.at(self.now),
             node_name: self.config.node_name,
@@ -686,57 +687,57 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             metadata: Metadata { hostname: self.config.hostname, extra: self.config.metadata },
             node_version: self.config.node_version,
         };
-        let len = message::to_json(&register, self.tx)?;
-        self.enqueue(MessageKind::Register, 0, "register", true, len)
+        let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, &topic, true, &register);
+        self.note_dropped(pushed)
     }
 
-    fn enqueue_status(&mut self, status: &str) -> Result<(), NodeError> {
-        let mut json = [0u8; STATUS_JSON_MAX];
-        let len =
-            self.status_json(status, &mut json).ok_or(NodeError::Encode(crate::error::EncodeError::BufferTooSmall))?;
-        let dst = self.tx.get_mut(..len).ok_or(NodeError::Encode(crate::error::EncodeError::BufferTooSmall))?;
-        dst.copy_from_slice(json.get(..len).unwrap_or_default());
-        self.enqueue(MessageKind::Status, 0, "status", true, len)
+    fn enqueue_status(&mut self, status: &'static str) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic("status"), self.alloc_pid());
+        let message = message::Status {
+            timestamp: self.clock.at(self.now),
+            node_name: self.config.node_name,
+            instance_id: &self.instance_id,
+            status,
+        };
+        let pushed = push_json(&mut self.outbox, MessageKind::Status, pid, 0, &topic, true, &message);
+        self.note_dropped(pushed)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Publishes a result or progress update; a tag other than 0 lets a redelivery find it.
     fn publish_result(
         &mut self,
-        request_id: &str,
-        command: &str,
+        request: Request<'_>,
         success: bool,
         message: &str,
         data: Option<RawJson<'_>>,
         state: &str,
-        tag: u64,
     ) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic("result"), self.alloc_pid());
         let result = message::CommandResult {
             timestamp: self.clock.at(self.now),
             node_name: self.config.node_name,
             instance_id: &self.instance_id,
-            request_id: EscapedStr(request_id),
-            command: EscapedStr(command),
+            request_id: request.id,
+            command: request.command,
             success,
             message,
             data,
             state,
         };
-        let len = message::to_json(&result, self.tx)?;
-        self.enqueue(MessageKind::Result, tag, "result", false, len)
+        let pushed = push_json(&mut self.outbox, MessageKind::Result, pid, request.tag, &topic, false, &result);
+        self.note_dropped(pushed)
     }
 
     /// Publishes a final result and remembers the request id so a redelivery is not run again.
     fn finish(
         &mut self,
-        request_id: &str,
-        command: &str,
+        request: Request<'_>,
         success: bool,
         message: &str,
         data: Option<RawJson<'_>>,
     ) -> Result<(), NodeError> {
-        let tag = fingerprint(request_id);
-        self.commands.remember(tag);
-        self.publish_result(request_id, command, success, message, data, "done", tag)
+        self.commands.remember(request.tag);
+        self.publish_result(request, success, message, data, "done")
     }
 
     fn connection_lost(&mut self, reason: DisconnectReason, close: bool) {
@@ -817,7 +818,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         let publish = match &decoded {
             Inbound::Publish(p) => Some(Received {
                 pid: p.pid,
-                control: p.topic == self.topic("control").as_str() || p.topic == self.broadcast_topic().as_str(),
+                control: self.is_control_topic(p.topic),
                 payload: offset_in(rx, p.payload),
             }),
             _ => None,
@@ -918,74 +919,73 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             Err(e) => {
                 let name: heapless::String<COMMAND_MAX> =
                     heapless::String::try_from(control.name.unwrap_or_default()).unwrap_or_default();
-                return self.fail(&request_id, &name, e);
+                return self.fail(Request { id: &request_id, command: &name, tag }, e);
             }
         };
         let name: heapless::String<COMMAND_MAX> = heapless::String::try_from(body.name).unwrap_or_default();
+        let request = Request { id: &request_id, command: &name, tag };
         // `{}` for absent parameters is a static string outside rx: an empty range stands for it.
         let parameters = offset_in(self.rx, body.parameters.as_raw().as_str().as_bytes());
-        let seconds = body.parameters.get("seconds").and_then(|v| v.deserialize::<u64>());
+        let params = body.parameters;
         let timeout = body.timeout;
         match name.as_str() {
-            "ping" => self.answer(&request_id, &name, "pong", None),
+            "ping" => self.answer(request, "pong", None),
             "status" => {
                 let mut data = [0u8; 256];
                 let status = StatusData {
-                    status: "running",
                     uptime: self.now.saturating_duration_since(self.started).as_secs(),
                     heartbeat_interval: self.heartbeat_interval.as_secs(),
                     connects: self.stats.connects,
                     results_dropped: self.stats.results_dropped,
                 };
-                let raw = message::to_json(&status, &mut data).ok().and_then(|n| RawJson::parse(data.get(..n)?).ok());
-                self.answer(&request_id, &name, "running", raw)
+                let raw = json_data(&status, &mut data);
+                self.answer(request, "running", raw)
             }
             "reregister" => {
                 let _ = self.enqueue_register();
-                self.answer(&request_id, &name, "registered", None)
+                self.answer(request, "registered", None)
             }
-            "set_heartbeat_interval" => match seconds.filter(|s| (1..=86_400).contains(s)) {
-                Some(s) => {
-                    self.heartbeat_interval = Duration::from_secs(s);
-                    self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, self.heartbeat_interval));
-                    let mut data = [0u8; 32];
-                    let raw = message::to_json(&SecondsData { seconds: s }, &mut data)
-                        .ok()
-                        .and_then(|n| RawJson::parse(data.get(..n)?).ok());
-                    self.answer(&request_id, &name, "heartbeat interval set", raw)
+            "set_heartbeat_interval" => {
+                match params.get("seconds").and_then(|v| v.deserialize::<u64>()).filter(|s| (1..=86_400).contains(s)) {
+                    Some(s) => {
+                        self.heartbeat_interval = Duration::from_secs(s);
+                        self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, self.heartbeat_interval));
+                        let mut data = [0u8; 32];
+                        let raw = json_data(&SecondsData { seconds: s }, &mut data);
+                        self.answer(request, "heartbeat interval set", raw)
+                    }
+                    None => self.fail(request, CommandError::InvalidParameter("seconds")),
                 }
-                None => self.fail(&request_id, &name, CommandError::InvalidParameter("seconds")),
-            },
+            }
             "stop" => {
-                self.answer(&request_id, &name, "stopping", None);
+                self.answer(request, "stopping", None);
                 self.push_event(Pending::StopRequested);
             }
             "restart" => {
-                self.answer(&request_id, &name, "restarting", None);
+                self.answer(request, "restarting", None);
                 self.push_event(Pending::RestartRequested);
             }
             app if self.config.commands.contains(&app) => {
                 let deadline = timeout.map(|t| later(self.now, t));
-                let started = Running::new(&request_id, &name, deadline, timeout, parameters)
-                    .and_then(|r| self.commands.start(r));
+                let started = Running::new(request, deadline, timeout, parameters).and_then(|r| self.commands.start(r));
                 match started {
                     Some(id) => self.push_event(Pending::Command(id)),
-                    None => self.fail(&request_id, &name, CommandError::Busy),
+                    None => self.fail(request, CommandError::Busy),
                 }
             }
-            _ => self.fail(&request_id, &name, CommandError::Unknown),
+            _ => self.fail(request, CommandError::Unknown),
         }
     }
 
-    fn answer(&mut self, request_id: &str, command: &str, message: &str, data: Option<RawJson<'_>>) {
+    fn answer(&mut self, request: Request<'_>, message: &str, data: Option<RawJson<'_>>) {
         // A full outbox is reported through MessagesDropped by `enqueue`; nothing else to do.
-        let _ = self.finish(request_id, command, true, message, data);
+        let _ = self.finish(request, true, message, data);
     }
 
-    fn fail(&mut self, request_id: &str, command: &str, error: CommandError) {
+    fn fail(&mut self, request: Request<'_>, error: CommandError) {
         let mut message = heapless::String::<96>::new();
         let _ = write!(message, "{error}");
-        let _ = self.finish(request_id, command, false, &message, None);
+        let _ = self.finish(request, false, &message, None);
     }
 
     fn time_out(&mut self, id: CommandId) {
@@ -993,7 +993,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         let mut message = heapless::String::<64>::new();
         let ms = running.timeout.map_or(0, |t| t.as_millis());
         let _ = write!(message, "timed out after {ms} ms");
-        let _ = self.finish(&running.request_id, &running.name, false, &message, None);
+        let _ = self.finish(running.request(), false, &message, None);
         self.push_event(Pending::CommandTimedOut(id));
     }
 
@@ -1005,10 +1005,9 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             Pending::HeartbeatDue => Event::HeartbeatDue,
             Pending::Command(id) => {
                 let running = self.commands.get(id)?;
-                let parameters = if running.parameters.is_empty() {
-                    Object::EMPTY
-                } else {
-                    Object::parse(self.rx.get(running.parameters.clone())?).ok()?
+                let parameters = match self.rx.get(running.parameters.clone()) {
+                    Some(text) if !text.is_empty() => Object::validated(core::str::from_utf8(text).ok()?),
+                    _ => Object::EMPTY,
                 };
                 Event::Command(Command {
                     id,
@@ -1031,19 +1030,53 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
 }
 
 /// `data` of the built-in `status` command.
-#[derive(Serialize)]
-struct StatusData<'a> {
-    status: &'a str,
+struct StatusData {
     uptime: u64,
     heartbeat_interval: u64,
     connects: u32,
     results_dropped: u32,
 }
 
+impl ToJson for StatusData {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"{\"status\":\"running\",\"uptime\":");
+        w.u64(self.uptime);
+        w.raw(b",\"heartbeat_interval\":");
+        w.u64(self.heartbeat_interval);
+        w.raw(b",\"connects\":");
+        w.u64(u64::from(self.connects));
+        w.raw(b",\"results_dropped\":");
+        w.u64(u64::from(self.results_dropped));
+        w.raw(b"}");
+    }
+}
+
 /// `data` of the built-in `set_heartbeat_interval` command.
-#[derive(Serialize)]
 struct SecondsData {
     seconds: u64,
+}
+
+impl ToJson for SecondsData {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"{\"seconds\":");
+        w.u64(self.seconds);
+        w.raw(b"}");
+    }
+}
+
+/// Writes built-in result data into `buf`; it is our own JSON, so it parses.
+fn json_data<'b>(data: &impl ToJson, buf: &'b mut [u8]) -> Option<RawJson<'b>> {
+    let len = message::to_json(data, buf).ok()?;
+    RawJson::parse(buf.get(..len)?).ok()
+}
+
+/// Concatenates topic parts; every part is bounded by the config checks, so TOPIC_MAX holds them.
+fn join<const N: usize>(parts: [&str; N]) -> heapless::String<TOPIC_MAX> {
+    let mut topic = heapless::String::new();
+    for part in parts {
+        let _ = topic.push_str(part);
+    }
+    topic
 }
 
 /// A received PUBLISH, reduced to what outlives the borrow of the receive buffer.
@@ -1064,7 +1097,25 @@ fn offset_in(whole: &[u8], part: &[u8]) -> Range<usize> {
     }
 }
 
-fn copy(packet: &[u8], tx: &mut [u8]) -> Option<usize> {
-    tx.get_mut(..packet.len())?.copy_from_slice(packet);
-    Some(packet.len())
+/// Publishes `json` (QoS 1) on `topic` through the outbox, written in place. A free function, so
+/// that `json` may borrow the node's other fields.
+fn push_json<const M: usize>(
+    outbox: &mut Outbox<'_, M>,
+    kind: MessageKind,
+    pid: u16,
+    tag: u64,
+    topic: &str,
+    retain: bool,
+    json: &dyn ToJson,
+) -> Result<Dropped, NodeError> {
+    outbox.push(kind, pid, tag, |buf| {
+        packet::encode_publish_with(topic, Some(pid), retain, buf, |payload| message::to_json(json, payload))
+    })
+}
+
+/// No payload at all: an empty retained PUBLISH deletes the retained message.
+struct Nothing;
+
+impl ToJson for Nothing {
+    fn write_json(&self, _: &mut Writer<'_>) {}
 }

@@ -5,6 +5,8 @@
 //! in enqueue order; removing one slides the later ones down, which for the few kilobytes an
 //! outbox holds costs less than any free-list would.
 
+use core::ops::Range;
+
 use crate::codec::frame::FixedHeader;
 use crate::error::{EncodeError, NodeError};
 use crate::time::{later, Duration, Instant};
@@ -69,14 +71,15 @@ impl<'b, const N: usize> Outbox<'b, N> {
         self.entries.last().map_or(0, |e| e.start + e.len)
     }
 
-    /// Adds a message that `encode` writes into the arena (it may be called more than once,
-    /// as room is made). A newer register or status replaces the queued one.
+    /// Adds a message that `encode` writes into the free end of the arena, returning where in it
+    /// the packet is (it may be called more than once, as room is made). A newer register or
+    /// status replaces the queued one.
     pub(crate) fn push(
         &mut self,
         kind: MessageKind,
         pid: u16,
         tag: u64,
-        mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+        mut encode: impl FnMut(&mut [u8]) -> Result<Range<usize>, EncodeError>,
     ) -> Result<Dropped, NodeError> {
         if matches!(kind, MessageKind::Register | MessageKind::Status) {
             while let Some(i) = self.entries.iter().position(|e| e.kind == kind) {
@@ -88,7 +91,8 @@ impl<'b, const N: usize> Outbox<'b, N> {
             let start = self.used();
             if !self.entries.is_full() {
                 match encode(self.arena.get_mut(start..).unwrap_or_default()) {
-                    Ok(len) => {
+                    Ok(at) => {
+                        let (start, len) = (start + at.start, at.len());
                         let entry = Entry { kind, state: State::Queued { dup: false }, pid, tag, start, len };
                         // Not full: checked just above.
                         let _ = self.entries.push(entry);
@@ -96,19 +100,30 @@ impl<'b, const N: usize> Outbox<'b, N> {
                     }
                     Err(EncodeError::BufferTooSmall) if start == 0 => return Err(NodeError::OutboxFull),
                     Err(EncodeError::BufferTooSmall) => {}
+                    Err(e) => return Err(NodeError::Encode(e)),
                 }
             }
-            match self.victim() {
-                Some(i) => {
-                    match self.entries.get(i).map(|e| (e.kind, e.state)) {
-                        Some((_, State::Acked)) | None => {}
-                        Some((MessageKind::Heartbeat, _)) => dropped.heartbeats += 1,
-                        Some(_) => dropped.results += 1,
-                    }
-                    self.remove(i);
+            let Some(i) = self.victim() else { return Err(NodeError::OutboxFull) };
+            match self.entries.get(i).map(|e| (e.kind, e.state)) {
+                Some((_, State::Acked)) => {
+                    // Cached results go in runs, up to a quarter of the arena at a time, so a
+                    // busy node slides the arena down once per several results, not every time.
+                    let run = self.entries.iter().skip(i).take_while(|e| e.state == State::Acked);
+                    let mut freed = 0;
+                    let count = run.take_while(|e| {
+                        let more = freed < self.arena.len() / 4;
+                        freed += e.len;
+                        more
+                    });
+                    let end = i + count.count().max(1);
+                    self.remove_range(i..end);
+                    continue;
                 }
-                None => return Err(NodeError::OutboxFull),
+                Some((MessageKind::Heartbeat, _)) => dropped.heartbeats += 1,
+                Some(_) => dropped.results += 1,
+                None => {}
             }
+            self.remove(i);
         }
     }
 
@@ -122,23 +137,40 @@ impl<'b, const N: usize> Outbox<'b, N> {
     }
 
     fn remove(&mut self, i: usize) {
-        let Some(gone) = self.entries.get(i).copied() else { return };
+        self.remove_range(i..i + 1);
+    }
+
+    /// Removes entries `range` with one slide of the bytes after them.
+    fn remove_range(&mut self, range: Range<usize>) {
+        let (Some(first), Some(last)) = (self.entries.get(range.start), self.entries.get(range.end.wrapping_sub(1)))
+        else {
+            return;
+        };
+        let (from, to) = (first.start, last.start + last.len);
         let end = self.used();
-        self.arena.copy_within(gone.start + gone.len..end, gone.start);
-        self.entries.remove(i);
-        for e in self.entries.iter_mut().skip(i) {
-            e.start -= gone.len;
+        self.arena.copy_within(to..end, from);
+        for _ in range.clone() {
+            self.entries.remove(range.start);
+        }
+        for e in self.entries.iter_mut().skip(range.start) {
+            e.start -= to - from;
         }
     }
 
     /// The next message to transmit: register first, then status, then the rest in order.
     pub(crate) fn next_queued(&self) -> Option<usize> {
-        let queued = |kind: Option<MessageKind>| {
-            self.entries
-                .iter()
-                .position(|e| matches!(e.state, State::Queued { .. }) && kind.is_none_or(|k| e.kind == k))
+        let rank = |kind| match kind {
+            MessageKind::Register => 0,
+            MessageKind::Status => 1,
+            _ => 2,
         };
-        queued(Some(MessageKind::Register)).or_else(|| queued(Some(MessageKind::Status))).or_else(|| queued(None))
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.state, State::Queued { .. }))
+            // `min_by_key` keeps the first of equals, so order within a rank is enqueue order.
+            .min_by_key(|(_, e)| rank(e.kind))
+            .map(|(i, _)| i)
     }
 
     /// Marks entry `i` sent at `now` and returns its bytes, DUP flag set if it is a resend.
@@ -253,8 +285,8 @@ mod tests {
     use super::*;
     use crate::codec::packet::encode_publish;
 
-    fn publish(pid: u16, payload: &'static [u8]) -> impl FnMut(&mut [u8]) -> Result<usize, EncodeError> {
-        move |buf| encode_publish("t", payload, Some(pid), false, buf)
+    fn publish(pid: u16, payload: &'static [u8]) -> impl FnMut(&mut [u8]) -> Result<Range<usize>, EncodeError> {
+        move |buf| encode_publish("t", payload, Some(pid), false, buf).map(|n| 0..n)
     }
 
     #[test]
@@ -272,7 +304,7 @@ mod tests {
         assert_eq!(o.pending(MessageKind::Register), 1);
         assert_eq!(o.pending(MessageKind::Result), 2);
         assert_eq!(
-            o.push(MessageKind::Result, 6, 0, |b| encode_publish("t", &[0; 64], Some(6), false, b)),
+            o.push(MessageKind::Result, 6, 0, |b| encode_publish("t", &[0; 64], Some(6), false, b).map(|n| 0..n)),
             Err(NodeError::OutboxFull)
         );
     }
