@@ -379,12 +379,12 @@ fn clean_stop_publishes_offline_clears_register_then_disconnects() {
     let mut t = Script::connected(config());
     t.node.stop(t.now);
     t.drain();
-    let clear = t.expect_publish("register");
-    assert!(clear.retain);
-    assert_eq!(clear.payload, "", "an empty retained message deletes the retained register");
     let offline = t.expect_publish("status");
     assert!(offline.retain);
     assert_eq!(offline.json()["status"], "offline");
+    let clear = t.expect_publish("register");
+    assert!(clear.retain);
+    assert_eq!(clear.payload, "", "an empty retained message deletes the retained register");
     t.expect_nothing();
     t.ack(&offline);
     t.expect_nothing();
@@ -394,6 +394,20 @@ fn clean_stop_publishes_offline_clears_register_then_disconnects() {
     t.expect(Out::Stopped);
     assert_eq!(t.node.poll_timeout(), None);
     assert_eq!(t.node.send_heartbeat(t.now, &Metrics::default()), Err(NodeError::Stopped));
+}
+
+#[test]
+fn a_result_queued_before_stop_goes_out_before_offline() {
+    let mut t = Script::connected(config());
+    t.broker_sends(&broker::command("stop", "s1", "{}"));
+    t.expect_event(Out::StopRequested);
+    // The application stops at once, before draining the result to the transport.
+    t.node.stop(t.now);
+    t.drain();
+    t.expect_packet(Sent::Puback(7));
+    assert_eq!(t.expect_publish("result").json()["message"], "stopping");
+    assert_eq!(t.expect_publish("status").json()["status"], "offline");
+    assert_eq!(t.expect_publish("register").payload, "");
 }
 
 #[test]

@@ -104,6 +104,18 @@ pub enum DisconnectReason {
     Protocol(DecodeError),
 }
 
+impl core::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Transport => f.write_str("transport closed or could not be opened"),
+            Self::Refused(code) => write!(f, "connection refused: {code}"),
+            Self::ConnectTimeout => f.write_str("no connack within the connect timeout"),
+            Self::KeepAliveTimeout => f.write_str("nothing received for 1.5 keep-alive intervals"),
+            Self::Protocol(e) => write!(f, "protocol violation: {e}"),
+        }
+    }
+}
+
 /// Something the application may act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -124,7 +136,8 @@ pub enum Event<'a> {
     SubscribeRefused(ControlTopic),
     /// Time to sample metrics and call [`Node::send_heartbeat`].
     HeartbeatDue,
-    /// A command for the application; answer with [`Node::complete`].
+    /// A command for the application; answer with [`Node::complete`]. Its name and request id
+    /// are as received, still JSON-escaped (`Config::commands` is matched against that form).
     Command(Command<'a>),
     /// A command passed its deadline: a failed result was published, and a late
     /// [`Node::complete`] is refused. Cancel the handler.
@@ -152,7 +165,8 @@ pub enum Event<'a> {
         /// Command results dropped.
         results: u32,
     },
-    /// The engine sent `stop`: the result is published; call [`Node::stop`] when ready.
+    /// The engine sent `stop`: its result is queued ahead of anything `stop` sends; call
+    /// [`Node::stop`] when ready.
     StopRequested,
     /// The engine sent `restart`: the result is published; stop and start the process again.
     RestartRequested,
@@ -870,6 +884,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         // Both fit: the outbox replaces the queued register and status rather than growing.
         let _ = self.enqueue_register();
         let _ = self.enqueue_status("online");
+        self.outbox.send_first(MessageKind::Register);
+        self.outbox.send_first(MessageKind::Status);
         if self.next_heartbeat.is_none() {
             self.next_heartbeat = Some(self.now);
         }

@@ -44,6 +44,8 @@ struct Entry {
     pid: u16,
     /// For results, the hash of the request_id, so a redelivered command finds its result.
     tag: u64,
+    /// Sent ahead of older queued messages (the register and status that open a connection).
+    first: bool,
     start: usize,
     len: usize,
 }
@@ -93,7 +95,8 @@ impl<'b, const N: usize> Outbox<'b, N> {
                 match encode(self.arena.get_mut(start..).unwrap_or_default()) {
                     Ok(at) => {
                         let (start, len) = (start + at.start, at.len());
-                        let entry = Entry { kind, state: State::Queued { dup: false }, pid, tag, start, len };
+                        let entry =
+                            Entry { kind, state: State::Queued { dup: false }, pid, tag, first: false, start, len };
                         // Not full: checked just above.
                         let _ = self.entries.push(entry);
                         return Ok(dropped);
@@ -157,20 +160,19 @@ impl<'b, const N: usize> Outbox<'b, N> {
         }
     }
 
-    /// The next message to transmit: register first, then status, then the rest in order.
+    /// Puts the queued message of `kind` ahead of older queued ones: after a CONNACK the engine
+    /// should hear the register and status before results left over from the last connection.
+    pub(crate) fn send_first(&mut self, kind: MessageKind) {
+        for e in self.entries.iter_mut().filter(|e| e.kind == kind && matches!(e.state, State::Queued { .. })) {
+            e.first = true;
+        }
+    }
+
+    /// The next message to transmit: those marked `send_first`, then the rest, each in order.
     pub(crate) fn next_queued(&self) -> Option<usize> {
-        let rank = |kind| match kind {
-            MessageKind::Register => 0,
-            MessageKind::Status => 1,
-            _ => 2,
-        };
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| matches!(e.state, State::Queued { .. }))
-            // `min_by_key` keeps the first of equals, so order within a rank is enqueue order.
-            .min_by_key(|(_, e)| rank(e.kind))
-            .map(|(i, _)| i)
+        let queued = |e: &&Entry| matches!(e.state, State::Queued { .. });
+        let first = self.entries.iter().position(|e| queued(&e) && e.first);
+        first.or_else(|| self.entries.iter().position(|e| queued(&e)))
     }
 
     /// Marks entry `i` sent at `now` and returns its bytes, DUP flag set if it is a resend.

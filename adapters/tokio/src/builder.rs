@@ -1,0 +1,573 @@
+//! [`NodeBuilder`]: every setting, merged as code > environment > default, then the node task.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use subnodesync_core::node::{BUILT_INS, COMMAND_MAX};
+use subnodesync_core::{ConfigError, NodeVersion};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::Instrument as _;
+
+use crate::config::{self, BrokerUrl, Scheme};
+use crate::driver::{self, Settings};
+use crate::error::{Error, InvalidValue};
+use crate::handle::{NodeHandle, Shared};
+use crate::handler::CommandHandler;
+use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+
+/// Where environment variables come from: the process environment unless a test says otherwise.
+type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Build information for the register message's `node_version` (the original design's names;
+/// `compiler` is sent as `go_version`). Every field is `unknown` unless set, except `platform`,
+/// which is this build's `os/arch` in Go's spelling (`linux/amd64`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `git describe` of the build, e.g. `v1.0.0`.
+    pub git_version: String,
+    /// Commit hash.
+    pub git_commit: String,
+    /// Build date, e.g. `2024-01-01`.
+    pub build_date: String,
+    /// Compiler version, e.g. `rustc 1.82.0`.
+    pub compiler: String,
+    /// Target platform, e.g. `linux/amd64`.
+    pub platform: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        let unknown = || String::from("unknown");
+        Self {
+            git_version: unknown(),
+            git_commit: unknown(),
+            build_date: unknown(),
+            compiler: unknown(),
+            platform: format!("{}/{arch}", std::env::consts::OS),
+        }
+    }
+}
+
+impl From<NodeVersion<'_>> for BuildInfo {
+    fn from(v: NodeVersion<'_>) -> Self {
+        Self {
+            git_version: v.git_version.into(),
+            git_commit: v.git_commit.into(),
+            build_date: v.build_date.into(),
+            compiler: v.go_version.into(),
+            platform: v.platform.into(),
+        }
+    }
+}
+
+/// Sizes of the node's three buffers, in bytes (see `subnodesync_core::Buffers`).
+///
+/// `tx` bounds the largest message the node publishes: a result whose `data` does not fit is
+/// replaced by a failed result saying so. `outbox` holds every unacknowledged message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    /// Inbound packets; a larger control message is skipped (and acknowledged).
+    pub rx: usize,
+    /// One outbound packet or JSON payload.
+    pub tx: usize,
+    /// Unacknowledged outbound messages.
+    pub outbox: usize,
+}
+
+impl Default for BufferSizes {
+    fn default() -> Self {
+        Self { rx: 8 * 1024, tx: 8 * 1024, outbox: 64 * 1024 }
+    }
+}
+
+/// Configures and starts a node. Each setting is taken from code if set here, else from its
+/// environment variable, else from the default.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), subnodesync_tokio::Error> {
+/// use std::time::Duration;
+/// use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
+///
+/// let node = NodeBuilder::new("my-app")
+///     .broker_url("mqtt://broker.local:1883")
+///     .heartbeat_interval(Duration::from_secs(10))
+///     .handler(handler_fn("echo", |_ctx, cmd| async move {
+///         Ok(CommandResult::ok("echoed").with_data(cmd.parameters))
+///     }))
+///     .start()
+///     .await?;
+/// node.set_metric("queue_depth", 7);
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct NodeBuilder {
+    node_name: Option<String>,
+    broker_url: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    topic_prefix: Option<String>,
+    heartbeat_interval: Option<Duration>,
+    keepalive: Option<Duration>,
+    reconnect_min: Option<Duration>,
+    reconnect_max: Option<Duration>,
+    version: Option<String>,
+    hostname: Option<String>,
+    connect_timeout: Option<Duration>,
+    stop_timeout: Option<Duration>,
+    metadata: Vec<(String, String)>,
+    capabilities: Vec<String>,
+    build_info: BuildInfo,
+    handlers: Vec<Arc<dyn CommandHandler>>,
+    handler_timeout: Option<Duration>,
+    sampler: Option<Box<dyn Sampler>>,
+    metrics: CustomMetrics,
+    stop_on_request: bool,
+    buffers: BufferSizes,
+    seed: Option<u64>,
+    env: Lookup,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("node_name", &self.node_name)
+            .field("broker_url", &self.broker_url)
+            .field("handlers", &self.handlers.iter().map(|h| h.name().to_owned()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeBuilder {
+    /// A node named `node_name` (set in code, so `SUBNODE_NODE_NAME` is not consulted).
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self { node_name: Some(node_name.into()), ..Self::from_env() }
+    }
+
+    /// A node configured by the environment alone, unless setters say otherwise. Without
+    /// `SUBNODE_NODE_NAME` the node is named after the executable.
+    pub fn from_env() -> Self {
+        Self {
+            node_name: None,
+            broker_url: None,
+            username: None,
+            password: None,
+            topic_prefix: None,
+            heartbeat_interval: None,
+            keepalive: None,
+            reconnect_min: None,
+            reconnect_max: None,
+            version: None,
+            hostname: None,
+            connect_timeout: None,
+            stop_timeout: None,
+            metadata: Vec::new(),
+            capabilities: Vec::new(),
+            build_info: BuildInfo::default(),
+            handlers: Vec::new(),
+            handler_timeout: None,
+            sampler: None,
+            metrics: CustomMetrics::default(),
+            stop_on_request: true,
+            buffers: BufferSizes::default(),
+            seed: None,
+            env: Arc::new(|key| std::env::var_os(key).map(|v| v.to_string_lossy().into_owned())),
+        }
+    }
+
+    /// The broker, `mqtt://host:port` (default `mqtt://localhost:1883`); `SUBNODE_BROKER_URL`.
+    pub fn broker_url(mut self, url: impl Into<String>) -> Self {
+        self.broker_url = Some(url.into());
+        self
+    }
+
+    /// MQTT username; `SUBNODE_USERNAME`.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// MQTT password; `SUBNODE_PASSWORD`.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// First topic level(s), default `subnodesync`; `SUBNODE_TOPIC_PREFIX`.
+    pub fn topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Time between heartbeats, default 30 s; `SUBNODE_HEARTBEAT_INTERVAL`.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = Some(interval);
+        self
+    }
+
+    /// MQTT keep-alive, whole seconds from 1 to 65535, default 60 s; `SUBNODE_KEEPALIVE`.
+    pub fn keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = Some(keepalive);
+        self
+    }
+
+    /// First reconnect delay, default 1 s; `SUBNODE_RECONNECT_MIN`.
+    pub fn reconnect_min(mut self, delay: Duration) -> Self {
+        self.reconnect_min = Some(delay);
+        self
+    }
+
+    /// Longest reconnect delay, default 15 min; `SUBNODE_RECONNECT_MAX`.
+    pub fn reconnect_max(mut self, delay: Duration) -> Self {
+        self.reconnect_max = Some(delay);
+        self
+    }
+
+    /// Application version, default `0.0.0`; `SUBNODE_VERSION`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Host name in the instance id, default this machine's (sanitized to a valid topic level).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// How long opening the transport plus CONNECT/CONNACK may take, default 30 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a clean stop waits for its last PUBACKs, default 5 s.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a `metadata` pair to the register message.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a capability to announce after `mqtt_control` and `heartbeat`.
+    pub fn capability(mut self, capability: impl Into<String>) -> Self {
+        self.capabilities.push(capability.into());
+        self
+    }
+
+    /// Build information for `node_version` (accepts the core's `NodeVersion` too).
+    pub fn node_version(mut self, info: impl Into<BuildInfo>) -> Self {
+        self.build_info = info.into();
+        self
+    }
+
+    /// Registers a command handler under [`CommandHandler::name`].
+    pub fn handler(mut self, handler: impl CommandHandler) -> Self {
+        self.handlers.push(Arc::new(handler));
+        self
+    }
+
+    /// The timeout for handlers that do not set their own (default: none, only the engine's
+    /// `timeout_ms`).
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// The process metrics sampler, default `subnodesync_sysinfo::ProcessSampler`. It runs on
+    /// the blocking pool.
+    pub fn sampler(mut self, sampler: impl Sampler) -> Self {
+        self.sampler = Some(Box::new(sampler));
+        self
+    }
+
+    /// A custom heartbeat metric from the start (update it with
+    /// [`NodeHandle::set_metric`](crate::NodeHandle::set_metric)).
+    pub fn metric(mut self, name: impl Into<String>, value: impl Into<MetricValue>) -> Self {
+        self.metrics.set(name.into(), value.into());
+        self
+    }
+
+    /// Whether the node stops cleanly by itself when the engine sends `stop` or `restart`
+    /// (default `true`). Either way the application sees the request as a
+    /// [`LifecycleEvent`](crate::LifecycleEvent); with `false` it calls
+    /// [`NodeHandle::stop`](crate::NodeHandle::stop) when it is ready.
+    pub fn stop_on_request(mut self, stop: bool) -> Self {
+        self.stop_on_request = stop;
+        self
+    }
+
+    /// Buffer sizes; see [`BufferSizes`].
+    pub fn buffer_sizes(mut self, sizes: BufferSizes) -> Self {
+        self.buffers = sizes;
+        self
+    }
+
+    /// The seed for reconnect jitter, default one from the OS. One seed replays one run.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Reads `SUBNODE_*` settings from `lookup` instead of the process environment (for tests,
+    /// or configuration kept elsewhere). `|_| None` ignores the environment entirely.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+
+    /// Checks every setting, then starts the node task: it connects, registers, heartbeats,
+    /// runs commands and reconnects until stopped. Returns as soon as the configuration is
+    /// accepted, without waiting for the broker. Must be called within a tokio runtime.
+    pub async fn start(self) -> Result<NodeHandle, Error> {
+        let settings = self.resolve()?;
+        let instance_id = format!("{}-{}-{}", settings.node_name, settings.hostname, settings.pid);
+        let (events, first_events) = broadcast::channel(64);
+        let (stopped_tx, stopped) = watch::channel(None);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            node_name: settings.node_name.clone(),
+            instance_id: instance_id.clone(),
+            events,
+            first_events: Mutex::new(Some(first_events)),
+            connected: AtomicBool::new(false),
+            stop_timeout: settings.stop_timeout,
+            task: Mutex::new(None),
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let span = tracing::info_span!("node", node_name = %settings.node_name, instance_id = %instance_id);
+        let io = driver::Io { rx, tx: tx.clone(), shared: shared.clone(), stopped: stopped_tx, ready: ready_tx };
+        let task = tokio::spawn(driver::run(settings, io).instrument(span));
+        *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        ready_rx.await.map_err(|_| Error::TaskEnded)??;
+        Ok(NodeHandle { shared, tx, stopped })
+    }
+
+    /// Merges code, environment and defaults, and checks what the core does not.
+    fn resolve(self) -> Result<Settings, Error> {
+        let env = config::read_env(&*self.env).map_err(Error::Env)?;
+        let mut src = Sources::default();
+        let node_name = src
+            .pick(self.node_name, env.node_name, "node_name", config::NODE_NAME)
+            .unwrap_or_else(config::default_node_name);
+        let version = src.pick(self.version, env.version, "version", config::VERSION).unwrap_or_else(|| "0.0.0".into());
+        let topic_prefix = src
+            .pick(self.topic_prefix, env.topic_prefix, "topic_prefix", config::TOPIC_PREFIX)
+            .unwrap_or_else(|| "subnodesync".into());
+        let username = src.pick(self.username, env.username, "username", config::USERNAME);
+        let password = src.pick(self.password, env.password, "password", config::PASSWORD);
+        let secs = Duration::from_secs;
+        let heartbeat_interval = src
+            .pick(self.heartbeat_interval, env.heartbeat_interval, "heartbeat_interval", config::HEARTBEAT_INTERVAL)
+            .unwrap_or(secs(30));
+        let keepalive = src.pick(self.keepalive, env.keepalive, "keep_alive", config::KEEPALIVE).unwrap_or(secs(60));
+        let reconnect_min =
+            src.pick(self.reconnect_min, env.reconnect_min, "reconnect_min", config::RECONNECT_MIN).unwrap_or(secs(1));
+        let reconnect_max = src
+            .pick(self.reconnect_max, env.reconnect_max, "reconnect_max", config::RECONNECT_MAX)
+            .unwrap_or(secs(15 * 60));
+
+        let broker = match (self.broker_url, env.broker_url) {
+            (Some(url), _) => {
+                let parsed = config::parse_broker_url(&url)
+                    .map_err(|expected| Error::Setting(InvalidValue { name: "broker_url", value: url, expected }))?;
+                (parsed, "broker_url")
+            }
+            (None, Some(url)) => (url, config::BROKER_URL),
+            (None, None) => (BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 }, ""),
+        };
+        let broker: BrokerUrl = match broker {
+            (url, _) if url.scheme == Scheme::Mqtt => url,
+            (_, name) => return Err(Error::TlsNotSupported { name }),
+        };
+
+        let mut handlers = HashMap::new();
+        for handler in self.handlers {
+            let name = handler.name().to_owned();
+            check_handler_name(&name)?;
+            if handlers.insert(name.clone(), handler).is_some() {
+                return Err(Error::HandlerName { name, reason: "another handler has this name" });
+            }
+        }
+        let hostname = match self.hostname {
+            Some(h) => h,
+            None => config::system_hostname(&*self.env),
+        };
+        Ok(Settings {
+            node_name,
+            hostname,
+            pid: std::process::id(),
+            version,
+            topic_prefix,
+            username,
+            password,
+            keepalive,
+            heartbeat_interval,
+            reconnect_min,
+            reconnect_max,
+            connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(30)),
+            stop_timeout: self.stop_timeout.unwrap_or(Duration::from_secs(5)),
+            metadata: self.metadata,
+            capabilities: self.capabilities,
+            build_info: self.build_info,
+            broker,
+            handlers,
+            handler_timeout: self.handler_timeout,
+            sampler: self.sampler.unwrap_or_else(|| Box::new(subnodesync_sysinfo::ProcessSampler::new())),
+            metrics: self.metrics,
+            stop_on_request: self.stop_on_request,
+            buffers: self.buffers,
+            seed: self.seed.unwrap_or_else(os_seed),
+            sources: src.0,
+        })
+    }
+}
+
+/// Which core fields took their value from which environment variable.
+#[derive(Debug, Default)]
+struct Sources(Vec<(&'static str, &'static str)>);
+
+impl Sources {
+    /// Code if set, else the environment (remembering that it did), else `None`.
+    fn pick<T>(&mut self, code: Option<T>, env: Option<T>, field: &'static str, var: &'static str) -> Option<T> {
+        match (code, env) {
+            (Some(v), _) => Some(v),
+            (None, Some(v)) => {
+                self.0.push((field, var));
+                Some(v)
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+/// The environment variable that supplied the value the core refused, if one did.
+pub(crate) fn variable_for(error: &ConfigError, sources: &[(&'static str, &'static str)]) -> Option<&'static str> {
+    let fields: &[&str] = match error {
+        ConfigError::Empty(f) | ConfigError::TooLong(f, _) | ConfigError::InvalidCharacter(f) => &[*f],
+        ConfigError::InvalidDuration(f) => &[*f],
+        ConfigError::BackoffRange => &["reconnect_min", "reconnect_max"],
+        _ => &[],
+    };
+    sources.iter().find(|(field, _)| fields.contains(field)).map(|(_, var)| *var)
+}
+
+/// A handler name the engine can reach: not built in, at most 32 bytes, no JSON escapes.
+fn check_handler_name(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        "the name is empty"
+    } else if BUILT_INS.contains(&name) {
+        "a built-in command has this name"
+    } else if name.len() > COMMAND_MAX {
+        "command names are at most 32 bytes"
+    } else if name.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        "command names cannot contain quotes, backslashes or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::HandlerName { name: name.to_owned(), reason })
+}
+
+/// A seed from the OS without a crate: std's hash keys are random per process.
+fn os_seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::{handler_fn, CommandResult};
+
+    fn builder(env: &'static [(&'static str, &'static str)]) -> NodeBuilder {
+        NodeBuilder::new("app")
+            .env(move |key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned()))
+            .hostname("host")
+    }
+
+    fn noop(name: &str) -> impl CommandHandler {
+        handler_fn(name.to_owned(), |_, _| async { Ok(CommandResult::ok("")) })
+    }
+
+    #[test]
+    fn code_beats_environment_beats_default() {
+        let s =
+            builder(&[("SUBNODE_KEEPALIVE", "5"), ("SUBNODE_HEARTBEAT_INTERVAL", "2s"), ("SUBNODE_NODE_NAME", "env")])
+                .heartbeat_interval(Duration::from_secs(7))
+                .resolve()
+                .unwrap();
+        assert_eq!(s.node_name, "app");
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(7));
+        assert_eq!(s.keepalive, Duration::from_secs(5));
+        assert_eq!(s.reconnect_max, Duration::from_secs(900));
+        assert_eq!(s.broker.to_string(), "mqtt://localhost:1883");
+        assert_eq!(s.sources, [("keep_alive", "SUBNODE_KEEPALIVE")]);
+        let from_env = NodeBuilder::from_env().env(|k| (k == "SUBNODE_NODE_NAME").then(|| "env".into()));
+        assert_eq!(from_env.resolve().unwrap().node_name, "env");
+    }
+
+    #[test]
+    fn an_invalid_environment_value_is_an_error_naming_the_variable() {
+        let err = builder(&[("SUBNODE_RECONNECT_MAX", "forever")]).resolve().unwrap_err();
+        assert!(matches!(&err, Error::Env(v) if v.name == "SUBNODE_RECONNECT_MAX"), "{err}");
+        assert!(err
+            .to_string()
+            .starts_with("invalid environment variable SUBNODE_RECONNECT_MAX=\"forever\": expected"));
+    }
+
+    #[test]
+    fn tls_urls_parse_but_are_refused_for_now() {
+        let err = builder(&[("SUBNODE_BROKER_URL", "mqtts://b:8883")]).resolve().unwrap_err();
+        assert!(matches!(err, Error::TlsNotSupported { name: "SUBNODE_BROKER_URL" }), "{err}");
+        let err = builder(&[]).broker_url("mqtts://b").resolve().unwrap_err();
+        assert!(matches!(err, Error::TlsNotSupported { name: "broker_url" }), "{err}");
+        let err = builder(&[]).broker_url("b:1883").resolve().unwrap_err();
+        assert!(matches!(&err, Error::Setting(v) if v.name == "broker_url"), "{err}");
+    }
+
+    #[test]
+    fn handler_names_the_engine_cannot_reach_are_refused() {
+        for (name, reason) in [
+            ("ping", "a built-in command has this name"),
+            ("", "the name is empty"),
+            ("a\"b", "command names cannot contain quotes, backslashes or control characters"),
+            ("abcdefghijklmnopqrstuvwxyz0123456", "command names are at most 32 bytes"),
+        ] {
+            let err = builder(&[]).handler(noop(name)).resolve().unwrap_err();
+            assert!(matches!(&err, Error::HandlerName { reason: r, .. } if *r == reason), "{name}: {err}");
+        }
+        let err = builder(&[]).handler(noop("echo")).handler(noop("echo")).resolve().unwrap_err();
+        assert!(matches!(err, Error::HandlerName { .. }));
+    }
+
+    #[test]
+    fn a_core_refusal_names_the_variable_the_value_came_from() {
+        let sources = [("node_name", "SUBNODE_NODE_NAME"), ("reconnect_max", "SUBNODE_RECONNECT_MAX")];
+        assert_eq!(variable_for(&ConfigError::InvalidCharacter("node_name"), &sources), Some("SUBNODE_NODE_NAME"));
+        assert_eq!(variable_for(&ConfigError::BackoffRange, &sources), Some("SUBNODE_RECONNECT_MAX"));
+        assert_eq!(variable_for(&ConfigError::Empty("hostname"), &sources), None);
+    }
+
+    #[test]
+    fn the_default_platform_uses_go_spelling() {
+        if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+            assert_eq!(BuildInfo::default().platform, "linux/amd64");
+        }
+    }
+}

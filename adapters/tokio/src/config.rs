@@ -1,0 +1,368 @@
+//! Settings from the environment, parsed by pure functions over a key → value lookup.
+//!
+//! The constants below name every variable; the crate documentation has the table of formats
+//! and defaults.
+//!
+//! Priority is always: set in code > environment > default. This module only reads the
+//! environment half and checks it; [`NodeBuilder`](crate::NodeBuilder) merges. Tests pass their
+//! own lookup, so nothing here needs to touch the process environment.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::InvalidValue;
+
+/// `mqtt://host:port` (or `mqtts://`, parsed but not supported yet).
+pub const BROKER_URL: &str = "SUBNODE_BROKER_URL";
+/// Application name: the first part of the instance id and a topic level.
+pub const NODE_NAME: &str = "SUBNODE_NODE_NAME";
+/// MQTT username.
+pub const USERNAME: &str = "SUBNODE_USERNAME";
+/// MQTT password.
+pub const PASSWORD: &str = "SUBNODE_PASSWORD";
+/// First topic level(s), default `subnodesync`.
+pub const TOPIC_PREFIX: &str = "SUBNODE_TOPIC_PREFIX";
+/// Time between heartbeats, default 30 s.
+pub const HEARTBEAT_INTERVAL: &str = "SUBNODE_HEARTBEAT_INTERVAL";
+/// MQTT keep-alive in whole seconds, default 60 s.
+pub const KEEPALIVE: &str = "SUBNODE_KEEPALIVE";
+/// First reconnect delay, default 1 s.
+pub const RECONNECT_MIN: &str = "SUBNODE_RECONNECT_MIN";
+/// Longest reconnect delay, default 15 min.
+pub const RECONNECT_MAX: &str = "SUBNODE_RECONNECT_MAX";
+/// Application version, default `0.0.0`.
+pub const VERSION: &str = "SUBNODE_VERSION";
+/// Log filter in `tracing-subscriber`'s `EnvFilter` syntax, default `info`.
+pub const LOG: &str = "SUBNODE_LOG";
+/// Log output: `json` or `pretty` (default).
+pub const LOG_FORMAT: &str = "SUBNODE_LOG_FORMAT";
+
+const EXPECT_URL: &str = "mqtt://host:port or mqtts://host:port (port optional; no path or credentials)";
+const EXPECT_DURATION: &str = "a positive duration such as 500ms, 30s, 15m, 1h or a whole number of seconds";
+const EXPECT_KEEPALIVE: &str = "whole seconds from 1 to 65535, such as 60, 60s or 2m";
+const EXPECT_LOG_FORMAT: &str = "json or pretty";
+
+/// How to reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// Plain TCP, `mqtt://`, default port 1883.
+    Mqtt,
+    /// TLS, `mqtts://`, default port 8883.
+    Mqtts,
+}
+
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerUrl {
+    pub(crate) scheme: Scheme,
+    /// Host name or IP address (IPv6 without brackets).
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Mqtt => "mqtt",
+            Scheme::Mqtts => "mqtts",
+        };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Log output format for [`init_logging`](crate::init_logging).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line, with the span fields (node_name, instance_id, request_id).
+    Json,
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+}
+
+/// Everything the environment says, each `None` when the variable is unset or empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct EnvSettings {
+    pub(crate) broker_url: Option<BrokerUrl>,
+    pub(crate) node_name: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) topic_prefix: Option<String>,
+    pub(crate) heartbeat_interval: Option<Duration>,
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) reconnect_min: Option<Duration>,
+    pub(crate) reconnect_max: Option<Duration>,
+    pub(crate) version: Option<String>,
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// Reads and checks every `SUBNODE_*` variable the node uses. An empty value counts as unset.
+pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSettings, InvalidValue> {
+    let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let parsed = |name: &'static str, parse: fn(&str) -> Result<Duration, &'static str>| {
+        get(name).map(|v| parse(&v).map_err(|expected| InvalidValue { name, value: v.clone(), expected })).transpose()
+    };
+    Ok(EnvSettings {
+        broker_url: get(BROKER_URL)
+            .map(|v| parse_broker_url(&v).map_err(|expected| InvalidValue { name: BROKER_URL, value: v, expected }))
+            .transpose()?,
+        node_name: get(NODE_NAME),
+        username: get(USERNAME),
+        password: get(PASSWORD),
+        topic_prefix: get(TOPIC_PREFIX),
+        heartbeat_interval: parsed(HEARTBEAT_INTERVAL, parse_duration)?,
+        keepalive: parsed(KEEPALIVE, parse_keepalive)?,
+        reconnect_min: parsed(RECONNECT_MIN, parse_duration)?,
+        reconnect_max: parsed(RECONNECT_MAX, parse_duration)?,
+        version: get(VERSION),
+        log_format: get(LOG_FORMAT)
+            .map(|v| parse_log_format(&v).map_err(|expected| InvalidValue { name: LOG_FORMAT, value: v, expected }))
+            .transpose()?,
+    })
+}
+
+/// `mqtt://host[:port][/]` or `mqtts://...`; IPv6 hosts in brackets.
+pub(crate) fn parse_broker_url(url: &str) -> Result<BrokerUrl, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or(EXPECT_URL)?;
+    let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
+        "mqtts" | "ssl" | "tls" => (Scheme::Mqtts, 8883),
+        _ => return Err(EXPECT_URL),
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '@', '?', '#']) || authority.chars().any(char::is_whitespace) {
+        return Err(EXPECT_URL);
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or(EXPECT_URL)?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or(EXPECT_URL)?)),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or(EXPECT_URL)?,
+    };
+    if host.is_empty() {
+        return Err(EXPECT_URL);
+    }
+    Ok(BrokerUrl { scheme, host: host.to_owned(), port })
+}
+
+/// `500ms`, `30s`, `15m`, `1h`, or a plain number of seconds; never zero.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, &'static str> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| EXPECT_DURATION)?;
+    let d = match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    };
+    d.filter(|d| !d.is_zero()).ok_or(EXPECT_DURATION)
+}
+
+/// A keep-alive: a duration of whole seconds that MQTT can carry (1 to 65535).
+pub(crate) fn parse_keepalive(text: &str) -> Result<Duration, &'static str> {
+    let d = parse_duration(text).map_err(|_| EXPECT_KEEPALIVE)?;
+    if d.subsec_nanos() != 0 || d.as_secs() > u64::from(u16::MAX) {
+        return Err(EXPECT_KEEPALIVE);
+    }
+    Ok(d)
+}
+
+/// `json` or `pretty`, in any case.
+pub(crate) fn parse_log_format(text: &str) -> Result<LogFormat, &'static str> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(LogFormat::Json),
+        "pretty" | "text" => Ok(LogFormat::Pretty),
+        _ => Err(EXPECT_LOG_FORMAT),
+    }
+}
+
+/// Makes `raw` a valid topic level of at most `max` bytes: characters that would break or widen
+/// a topic (`/`, `+`, `#`, control characters) and whitespace become `-`; `fallback` if empty.
+pub(crate) fn sanitize_level(raw: &str, max: usize, fallback: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(max));
+    for c in raw.trim().chars() {
+        let c = if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() { '-' } else { c };
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        fallback.to_owned()
+    } else {
+        out
+    }
+}
+
+/// This machine's host name, without a crate: the kernel's, `/etc/hostname`, `$HOSTNAME`, or
+/// `localhost`; sanitized so the core accepts it.
+pub(crate) fn system_hostname(lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let raw = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .into_iter()
+        .filter_map(read)
+        .chain(lookup("HOSTNAME"))
+        .find(|h| !h.trim().is_empty())
+        .unwrap_or_default();
+    sanitize_level(&raw, subnodesync_core::node::HOSTNAME_MAX, "localhost")
+}
+
+/// The node name when neither code nor `SUBNODE_NODE_NAME` gives one: the executable's name.
+pub(crate) fn default_node_name() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe.as_deref().and_then(|p| p.file_stem()).and_then(|s| s.to_str()).unwrap_or_default();
+    sanitize_level(stem, subnodesync_core::node::NODE_NAME_MAX, "subnode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned())
+    }
+
+    fn url(host: &str, port: u16) -> BrokerUrl {
+        BrokerUrl { scheme: Scheme::Mqtt, host: host.into(), port }
+    }
+
+    #[test]
+    fn broker_urls_take_a_host_and_an_optional_port() {
+        assert_eq!(parse_broker_url("mqtt://broker.local:1884"), Ok(url("broker.local", 1884)));
+        assert_eq!(parse_broker_url("mqtt://broker.local"), Ok(url("broker.local", 1883)));
+        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883/"), Ok(url("127.0.0.1", 1883)));
+        assert_eq!(parse_broker_url("mqtt://[::1]:1999"), Ok(url("::1", 1999)));
+        assert_eq!(
+            parse_broker_url("mqtts://b:8884"),
+            Ok(BrokerUrl { scheme: Scheme::Mqtts, host: "b".into(), port: 8884 })
+        );
+        assert_eq!(parse_broker_url("mqtts://b").map(|u| u.port), Ok(8883));
+        assert_eq!(url("::1", 1).to_string(), "mqtt://[::1]:1");
+    }
+
+    #[test]
+    fn broker_urls_that_say_something_else_are_refused() {
+        for bad in [
+            "broker:1883",
+            "http://b:80",
+            "mqtt://",
+            "mqtt://:1883",
+            "mqtt://b:0",
+            "mqtt://b:70000",
+            "mqtt://b:x",
+            "mqtt://user:pw@b:1883",
+            "mqtt://b:1883/path",
+            "mqtt://[::1",
+            "mqtt://b c",
+        ] {
+            assert_eq!(parse_broker_url(bad), Err(EXPECT_URL), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_take_ms_s_m_h_or_plain_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration(" 45 "), Ok(Duration::from_secs(45)));
+        for bad in ["", "0", "0s", "-1", "1.5s", "10d", "s", "ms5", "99999999999999999999h"] {
+            assert_eq!(parse_duration(bad), Err(EXPECT_DURATION), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keepalive_is_whole_seconds_that_mqtt_can_carry() {
+        assert_eq!(parse_keepalive("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_keepalive("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_keepalive("2000ms"), Ok(Duration::from_secs(2)));
+        for bad in ["1500ms", "65536", "0", "x"] {
+            assert_eq!(parse_keepalive(bad), Err(EXPECT_KEEPALIVE), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_empty_environment_leaves_everything_to_code_and_defaults() {
+        assert_eq!(read_env(&env(&[])), Ok(EnvSettings::default()));
+        assert_eq!(read_env(&env(&[(KEEPALIVE, ""), (NODE_NAME, "")])), Ok(EnvSettings::default()));
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let settings = read_env(&env(&[
+            (BROKER_URL, "mqtt://b:1"),
+            (NODE_NAME, "app"),
+            (USERNAME, "u"),
+            (PASSWORD, "p"),
+            (TOPIC_PREFIX, "corp/fleet"),
+            (HEARTBEAT_INTERVAL, "1s"),
+            (KEEPALIVE, "2"),
+            (RECONNECT_MIN, "100ms"),
+            (RECONNECT_MAX, "1m"),
+            (VERSION, "1.2.3"),
+            (LOG_FORMAT, "JSON"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings,
+            EnvSettings {
+                broker_url: Some(url("b", 1)),
+                node_name: Some("app".into()),
+                username: Some("u".into()),
+                password: Some("p".into()),
+                topic_prefix: Some("corp/fleet".into()),
+                heartbeat_interval: Some(Duration::from_secs(1)),
+                keepalive: Some(Duration::from_secs(2)),
+                reconnect_min: Some(Duration::from_millis(100)),
+                reconnect_max: Some(Duration::from_secs(60)),
+                version: Some("1.2.3".into()),
+                log_format: Some(LogFormat::Json),
+            }
+        );
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_variable_the_value_and_what_was_expected() {
+        let err = read_env(&env(&[(HEARTBEAT_INTERVAL, "soon")])).unwrap_err();
+        assert_eq!(err, InvalidValue { name: HEARTBEAT_INTERVAL, value: "soon".into(), expected: EXPECT_DURATION });
+        assert_eq!(
+            err.to_string(),
+            "SUBNODE_HEARTBEAT_INTERVAL=\"soon\": expected a positive duration such as 500ms, 30s, 15m, 1h or a \
+             whole number of seconds"
+        );
+        assert_eq!(read_env(&env(&[(KEEPALIVE, "1.5")])).unwrap_err().name, KEEPALIVE);
+        assert_eq!(read_env(&env(&[(RECONNECT_MIN, "0")])).unwrap_err().name, RECONNECT_MIN);
+        assert_eq!(read_env(&env(&[(RECONNECT_MAX, "x")])).unwrap_err().name, RECONNECT_MAX);
+        assert_eq!(read_env(&env(&[(BROKER_URL, "localhost")])).unwrap_err().name, BROKER_URL);
+        assert_eq!(read_env(&env(&[(LOG_FORMAT, "xml")])).unwrap_err().expected, EXPECT_LOG_FORMAT);
+    }
+
+    #[test]
+    fn host_names_are_made_into_valid_topic_levels() {
+        assert_eq!(sanitize_level("server01\n", 64, "localhost"), "server01");
+        assert_eq!(sanitize_level("a/b+c#d e", 64, "localhost"), "a-b-c-d-e");
+        assert_eq!(sanitize_level("  ", 64, "localhost"), "localhost");
+        assert_eq!(sanitize_level(&"h".repeat(100), 64, "localhost").len(), 64);
+        // Truncation never splits a character.
+        assert_eq!(sanitize_level("ééé", 5, "x"), "éé");
+        assert!(!system_hostname(&|_| None).is_empty());
+    }
+}

@@ -1,0 +1,717 @@
+//! The node task: one future owns the `Node`, its buffers and its transport, and moves bytes
+//! and time between them. Protocol decisions stay in the core.
+//!
+//! Each turn of the loop drains `poll_output` completely (queuing bytes, starting commands,
+//! forwarding events), performs the I/O that asked for (write, close, open), then waits for
+//! exactly one thing: bytes, a finished connect, the core's deadline, or a message from the
+//! handle, a handler or the sampler.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use subnodesync_core::{Buffers, CommandId, Config, Event, Instant, Node, NodeError, NodeVersion, Outcome, Output};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, JoinHandle};
+use tracing::Instrument as _;
+
+use crate::builder::{variable_for, BufferSizes, BuildInfo};
+use crate::config::BrokerUrl;
+use crate::error::Error;
+use crate::handle::{describe, LifecycleEvent, Shared, StopReason};
+use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
+use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+use subnodesync_sysinfo::Sample;
+use crate::time::{to_core, to_std, unix_micros, Clock};
+use crate::transport::Transport;
+
+/// How long closing the transport may take before it is simply dropped.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+/// The read buffer; the core reassembles packets across reads, so any size works.
+const READ_BUFFER: usize = 8 * 1024;
+/// Messages handled per wake-up before the node is drained again.
+const MESSAGE_BATCH: usize = 64;
+
+/// What the handle, handlers and the sampler tell the node task.
+pub(crate) enum Msg {
+    /// Stop cleanly.
+    Stop,
+    /// Set a custom metric.
+    SetMetric(String, MetricValue),
+    /// Drop a custom metric.
+    RemoveMetric(String),
+    /// A handler's progress update.
+    Progress { id: CommandId, message: String, data: Option<Value> },
+    /// A handler's final result (or its failure, panic or timeout, as a result).
+    Finished { id: CommandId, result: CommandResult },
+    /// A metrics sample for the pending heartbeat; the sampler comes back with it.
+    Sampled { sampler: Option<Box<dyn Sampler>>, metrics: Sample },
+}
+
+/// Everything the builder resolved: owned, so the node task can lend it to the core.
+pub(crate) struct Settings {
+    pub(crate) node_name: String,
+    pub(crate) hostname: String,
+    pub(crate) pid: u32,
+    pub(crate) version: String,
+    pub(crate) topic_prefix: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) keepalive: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) metadata: Vec<(String, String)>,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) build_info: BuildInfo,
+    pub(crate) broker: BrokerUrl,
+    pub(crate) handlers: HashMap<String, Arc<dyn CommandHandler>>,
+    pub(crate) handler_timeout: Option<Duration>,
+    pub(crate) sampler: Box<dyn Sampler>,
+    pub(crate) metrics: CustomMetrics,
+    pub(crate) stop_on_request: bool,
+    pub(crate) buffers: BufferSizes,
+    pub(crate) seed: u64,
+    /// Core field name → the environment variable that supplied it.
+    pub(crate) sources: Vec<(&'static str, &'static str)>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("node_name", &self.node_name)
+            .field("hostname", &self.hostname)
+            .field("broker", &self.broker)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The node task's connections to the outside.
+pub(crate) struct Io {
+    pub(crate) rx: mpsc::UnboundedReceiver<Msg>,
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stopped: watch::Sender<Option<StopReason>>,
+    pub(crate) ready: oneshot::Sender<Result<(), Error>>,
+}
+
+/// Runs one node until it stops.
+pub(crate) async fn run(settings: Settings, io: Io) {
+    let Settings {
+        node_name,
+        hostname,
+        pid,
+        version,
+        topic_prefix,
+        username,
+        password,
+        keepalive,
+        heartbeat_interval,
+        reconnect_min,
+        reconnect_max,
+        connect_timeout,
+        stop_timeout,
+        metadata,
+        capabilities,
+        build_info,
+        broker,
+        handlers,
+        handler_timeout,
+        sampler,
+        metrics,
+        stop_on_request,
+        buffers,
+        seed,
+        sources,
+    } = settings;
+    let Io { rx, tx, shared, stopped, ready } = io;
+
+    // Everything the node borrows lives in this future, declared before the node.
+    let commands: Vec<&str> = handlers.keys().map(String::as_str).collect();
+    let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
+    let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let config = Config {
+        version: &version,
+        topic_prefix: &topic_prefix,
+        username: username.as_deref(),
+        password: password.as_deref().map(str::as_bytes),
+        keep_alive: to_core(keepalive),
+        heartbeat_interval: to_core(heartbeat_interval),
+        reconnect_min: to_core(reconnect_min),
+        reconnect_max: to_core(reconnect_max),
+        connect_timeout: to_core(connect_timeout),
+        stop_timeout: to_core(stop_timeout),
+        commands: &commands,
+        capabilities: &capabilities,
+        metadata: &metadata,
+        node_version: NodeVersion {
+            git_version: &build_info.git_version,
+            git_commit: &build_info.git_commit,
+            build_date: &build_info.build_date,
+            go_version: &build_info.compiler,
+            platform: &build_info.platform,
+        },
+        ..Config::new(&node_name, &hostname, pid)
+    };
+    let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; buffers.rx], vec![0; buffers.tx], vec![0; buffers.outbox]);
+    let clock = Clock::start();
+    let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox);
+    let mut node: Node<'_> = match Node::new(config, buffers, seed, clock.now()) {
+        Ok(node) => node,
+        Err(error) => {
+            let _ = ready.send(Err(Error::Config { error, variable: variable_for(&error, &sources) }));
+            return;
+        }
+    };
+    node.set_wall_clock(clock.now(), unix_micros());
+    tracing::info!(broker = %broker, "node starting");
+    let _ = ready.send(Ok(()));
+
+    let mut driver = Driver {
+        clock,
+        broker,
+        // A write that takes as long as the core's dead-connection interval means a dead broker.
+        write_timeout: keepalive + keepalive / 2,
+        transport: None,
+        connecting: None,
+        open: false,
+        close: false,
+        wbuf: Vec::with_capacity(4096),
+        last_error: None,
+        msgs: rx,
+        tx,
+        shared,
+        handlers: &handlers,
+        handler_timeout,
+        running: HashMap::new(),
+        sampler: Some(sampler),
+        metrics,
+        stop_on_request,
+        stop_reason: None,
+        pending_stop: None,
+        stopped: false,
+    };
+    driver.run(&mut node).await;
+    let reason = driver.finish();
+    let _ = stopped.send(Some(reason));
+}
+
+/// A connect in progress.
+type Connecting = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;
+
+/// A running handler, as the node task tracks it.
+struct Running {
+    abort: AbortHandle,
+    /// Dropped (which cancels the context) when the command ends for any reason.
+    _cancel: watch::Sender<bool>,
+}
+
+/// A command copied out of the core's receive buffer, so the node can be called again.
+struct Incoming {
+    id: CommandId,
+    name: String,
+    request_id: String,
+    parameters: String,
+    deadline: Option<Instant>,
+}
+
+/// What a polled output asks of the node once its borrow has ended.
+enum Then {
+    Nothing,
+    Command(Incoming),
+    Stop(StopReason),
+}
+
+/// What woke the loop.
+enum Wake {
+    Msg(Option<Msg>),
+    Read(io::Result<usize>),
+    Opened(io::Result<Transport>),
+    Timeout,
+}
+
+struct Driver<'h> {
+    clock: Clock,
+    broker: BrokerUrl,
+    write_timeout: Duration,
+    transport: Option<Transport>,
+    connecting: Option<Connecting>,
+    /// The core asked for a transport (`Output::Open`).
+    open: bool,
+    /// The core asked to close the transport (`Output::Close`), after writing what is queued.
+    close: bool,
+    /// Bytes to write, gathered over one drain so they leave in one write.
+    wbuf: Vec<u8>,
+    /// The transport error behind the next `Disconnected` event.
+    last_error: Option<String>,
+    msgs: mpsc::UnboundedReceiver<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
+    shared: Arc<Shared>,
+    handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
+    handler_timeout: Option<Duration>,
+    running: HashMap<CommandId, Running>,
+    /// `None` while a sample is being taken.
+    sampler: Option<Box<dyn Sampler>>,
+    metrics: CustomMetrics,
+    stop_on_request: bool,
+    stop_reason: Option<StopReason>,
+    /// The engine asked to stop; done at the end of the current drain.
+    pending_stop: Option<StopReason>,
+    stopped: bool,
+}
+
+impl Driver<'_> {
+    async fn run(&mut self, node: &mut Node<'_>) {
+        let mut rbuf = vec![0u8; READ_BUFFER];
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        loop {
+            // Drain, then do the I/O the drain asked for; a failed write is news for the core.
+            loop {
+                self.drain(node);
+                if !self.perform_io(node).await {
+                    break;
+                }
+            }
+            if self.stopped {
+                return;
+            }
+            let deadline = node.poll_timeout();
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(self.clock.to_tokio(at));
+            }
+            let wake = tokio::select! {
+                msg = self.msgs.recv() => Wake::Msg(msg),
+                read = read_some(&mut self.transport, &mut rbuf) => Wake::Read(read),
+                opened = connect_some(&mut self.connecting) => Wake::Opened(opened),
+                () = sleep.as_mut(), if deadline.is_some() => Wake::Timeout,
+            };
+            let now = self.clock.now();
+            match wake {
+                Wake::Timeout => node.handle_timeout(now),
+                Wake::Read(Ok(0)) => self.lost(node, "broker closed the connection".into()),
+                Wake::Read(Ok(n)) => self.feed(node, rbuf.get(..n).unwrap_or_default()),
+                Wake::Read(Err(e)) => self.lost(node, e.to_string()),
+                Wake::Opened(Ok(transport)) => {
+                    self.connecting = None;
+                    self.transport = Some(transport);
+                    node.handle_connected(now);
+                }
+                Wake::Opened(Err(e)) => {
+                    self.connecting = None;
+                    self.last_error = Some(format!("connecting to {}: {e}", self.broker));
+                    node.handle_disconnected(now);
+                }
+                Wake::Msg(Some(msg)) => {
+                    self.on_msg(node, msg);
+                    for _ in 1..MESSAGE_BATCH {
+                        match self.msgs.try_recv() {
+                            Ok(msg) => self.on_msg(node, msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // The driver holds a sender itself, so the channel never closes.
+                Wake::Msg(None) => {}
+            }
+        }
+    }
+
+    /// Feeds bytes read from the transport; the core may take them in several bites.
+    fn feed(&mut self, node: &mut Node<'_>, mut bytes: &[u8]) {
+        let mut stalled = false;
+        loop {
+            let taken = node.handle_input(self.clock.now(), bytes);
+            bytes = bytes.get(taken..).unwrap_or_default();
+            if bytes.is_empty() {
+                return;
+            }
+            // The receive buffer holds packets whose events are still unread: read them.
+            self.drain(node);
+            if taken == 0 {
+                if stalled {
+                    // The core takes more once drained; if it does not, drop the connection
+                    // rather than spin.
+                    tracing::error!("the core stopped taking input after a full drain; reconnecting");
+                    return self.lost(node, "input stalled".into());
+                }
+                stalled = true;
+            } else {
+                stalled = false;
+            }
+        }
+    }
+
+    /// The transport failed: forget it and tell the core.
+    fn lost(&mut self, node: &mut Node<'_>, error: String) {
+        self.transport = None;
+        self.wbuf.clear();
+        self.last_error = Some(error);
+        node.handle_disconnected(self.clock.now());
+    }
+
+    /// Polls every output, acting on each at once where no I/O is needed.
+    fn drain(&mut self, node: &mut Node<'_>) {
+        loop {
+            let then = match node.poll_output() {
+                None => match self.pending_stop.take() {
+                    // Stop only once everything queued before the request (the `stop` command's
+                    // own result) has been handed to the transport: the engine then sees the
+                    // result before `offline`.
+                    Some(reason) => {
+                        self.stop_reason.get_or_insert(reason);
+                        node.stop(self.clock.now());
+                        continue;
+                    }
+                    None => return,
+                },
+                Some(Output::Open) => {
+                    self.open = true;
+                    Then::Nothing
+                }
+                Some(Output::Transmit(bytes)) => {
+                    self.wbuf.extend_from_slice(bytes);
+                    Then::Nothing
+                }
+                Some(Output::Close) => {
+                    self.close = true;
+                    Then::Nothing
+                }
+                Some(Output::Event(event)) => self.on_event(event),
+            };
+            match then {
+                Then::Nothing => {}
+                Then::Command(incoming) => self.start_command(node, incoming),
+                Then::Stop(reason) => self.pending_stop = Some(reason),
+            }
+        }
+    }
+
+    /// Acts on an event; what needs the node again is returned for after the borrow.
+    fn on_event(&mut self, event: Event<'_>) -> Then {
+        let lifecycle = match event {
+            Event::Connected { session_present } => {
+                tracing::info!(session_present, "connected");
+                self.shared.connected.store(true, Ordering::Relaxed);
+                LifecycleEvent::Connected { session_present }
+            }
+            Event::Disconnected { reason, retry_in } => {
+                self.shared.connected.store(false, Ordering::Relaxed);
+                let error = self.last_error.take();
+                let retry_in = to_std(retry_in);
+                let why = describe(&reason);
+                match &error {
+                    Some(e) => tracing::warn!(reason = %why, error = %e, ?retry_in, "disconnected"),
+                    None => tracing::warn!(reason = %why, ?retry_in, "disconnected"),
+                }
+                LifecycleEvent::Disconnected { reason, error, retry_in }
+            }
+            Event::HeartbeatDue => {
+                self.start_sample();
+                return Then::Nothing;
+            }
+            Event::Command(cmd) => {
+                return Then::Command(Incoming {
+                    id: cmd.id,
+                    name: cmd.name.to_owned(),
+                    request_id: cmd.request_id.to_owned(),
+                    parameters: cmd.parameters.as_raw().as_str().to_owned(),
+                    deadline: cmd.deadline,
+                });
+            }
+            Event::CommandTimedOut(id) => {
+                // The core has published the timed-out result; the handler's work is moot.
+                if let Some(running) = self.running.remove(&id) {
+                    running.abort.abort();
+                }
+                return Then::Nothing;
+            }
+            Event::StopRequested => return self.requested(LifecycleEvent::StopRequested, StopReason::StopRequested),
+            Event::RestartRequested => {
+                return self.requested(LifecycleEvent::RestartRequested, StopReason::RestartRequested);
+            }
+            Event::Stopped => {
+                self.stopped = true;
+                return Then::Nothing;
+            }
+            Event::CommandRejected(e) => {
+                tracing::warn!(error = %e, "control message without a readable request_id ignored");
+                return Then::Nothing;
+            }
+            Event::SubscribeRefused(topic) => {
+                tracing::warn!(?topic, "broker refused a control subscription: commands there will not arrive");
+                return Then::Nothing;
+            }
+            Event::MessagesDropped { heartbeats, results } => {
+                tracing::warn!(heartbeats, results, "outbox full: messages dropped");
+                return Then::Nothing;
+            }
+            other => {
+                tracing::debug!(event = ?other, "node event");
+                return Then::Nothing;
+            }
+        };
+        let _ = self.shared.events.send(lifecycle);
+        Then::Nothing
+    }
+
+    /// The engine asked the node to stop or restart: tell the application, and stop if told to.
+    fn requested(&mut self, event: LifecycleEvent, reason: StopReason) -> Then {
+        tracing::info!(request = %event, stopping = self.stop_on_request, "engine request");
+        let _ = self.shared.events.send(event);
+        if self.stop_on_request {
+            Then::Stop(reason)
+        } else {
+            Then::Nothing
+        }
+    }
+
+    /// Writes what the drain queued, then closes or opens as the core asked. Returns whether
+    /// the core was told something (a failed write), so it must be drained again.
+    async fn perform_io(&mut self, node: &mut Node<'_>) -> bool {
+        let mut told = false;
+        if !self.wbuf.is_empty() {
+            if let Some(transport) = self.transport.as_mut() {
+                let written = tokio::time::timeout(self.write_timeout, transport.write_all(&self.wbuf)).await;
+                let error = match written {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("write blocked for {:?}", self.write_timeout)),
+                };
+                if let Some(e) = error {
+                    self.lost(node, e);
+                    told = true;
+                }
+            }
+            // Bytes for a transport that is gone are meaningless to the next one.
+            self.wbuf.clear();
+        }
+        if std::mem::take(&mut self.close) {
+            self.connecting = None;
+            if let Some(mut transport) = self.transport.take() {
+                let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, transport.shutdown()).await;
+            }
+        }
+        if std::mem::take(&mut self.open) {
+            tracing::debug!(broker = %self.broker, "opening transport");
+            self.transport = None;
+            self.connecting = Some(Box::pin(Transport::connect(self.broker.clone())));
+        }
+        told
+    }
+
+    fn on_msg(&mut self, node: &mut Node<'_>, msg: Msg) {
+        let now = self.clock.now();
+        match msg {
+            Msg::Stop => {
+                tracing::info!("stopping");
+                self.stop_reason.get_or_insert(StopReason::Application);
+                node.stop(now);
+            }
+            Msg::SetMetric(name, value) => self.metrics.set(name, value),
+            Msg::RemoveMetric(name) => self.metrics.remove(&name),
+            Msg::Progress { id, message, data } => {
+                if !self.running.contains_key(&id) {
+                    return;
+                }
+                let data = data.map(|d| d.to_string());
+                if let Err(e) = node.progress(now, id, &message, data.as_deref().map(str::as_bytes)) {
+                    tracing::warn!(error = %e, "progress update not sent");
+                }
+            }
+            Msg::Finished { id, result } => {
+                // Absent: the core timed the command out and has answered already.
+                if self.running.remove(&id).is_some() {
+                    complete(node, now, id, &result);
+                }
+            }
+            Msg::Sampled { sampler, metrics } => {
+                self.sampler = Some(sampler.unwrap_or_else(|| {
+                    tracing::error!("the metrics sampler panicked; heartbeats carry zeros from now on");
+                    Box::new(Sample::default)
+                }));
+                // Re-anchor to UTC at every heartbeat, so a long-running node follows clock
+                // corrections (NTP) instead of drifting with the monotonic clock.
+                node.set_wall_clock(now, unix_micros());
+                match self.metrics.with_metrics(&metrics, |m| node.send_heartbeat(now, m)) {
+                    Ok(true) => tracing::trace!(?metrics, "heartbeat queued"),
+                    Ok(false) => tracing::debug!("offline: heartbeat skipped"),
+                    Err(NodeError::Stopped) => {}
+                    Err(e) => tracing::warn!(error = %e, "heartbeat not sent"),
+                }
+            }
+        }
+    }
+
+    /// Samples metrics on the blocking pool; the heartbeat goes out when the sample is back.
+    fn start_sample(&mut self) {
+        let Some(mut sampler) = self.sampler.take() else {
+            // The previous sample is still being taken; it will serve this heartbeat.
+            return;
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let sampled = tokio::task::spawn_blocking(move || {
+                let metrics = sampler.sample();
+                (sampler, metrics)
+            })
+            .await;
+            let msg = match sampled {
+                Ok((sampler, metrics)) => Msg::Sampled { sampler: Some(sampler), metrics },
+                Err(_) => Msg::Sampled { sampler: None, metrics: Sample::default() },
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// Starts a handler task for a command, or answers it at once if it cannot run.
+    fn start_command(&mut self, node: &mut Node<'_>, incoming: Incoming) {
+        let Incoming { id, name, request_id, parameters, deadline } = incoming;
+        let now = self.clock.now();
+        let Some(handler) = self.handlers.get(&name).cloned() else {
+            // The core only hands over commands we declared, so this is a bug; answer anyway.
+            return complete(node, now, id, &CommandResult::fail("no handler for this command"));
+        };
+        let parameters: Map<String, Value> = match serde_json::from_str(&parameters) {
+            Ok(Value::Object(map)) => map,
+            _ => return complete(node, now, id, &CommandResult::fail("parameters could not be read")),
+        };
+        let (name, request_id) = (unescape(&name), unescape(&request_id));
+        let limit = handler.timeout().or(self.handler_timeout);
+        let started = tokio::time::Instant::now();
+        let deadline =
+            [deadline.map(|d| self.clock.to_tokio(d)), limit.map(|l| started + l)].into_iter().flatten().min();
+        let (cancel, cancelled) = watch::channel(false);
+        let span = tracing::info_span!("command", request_id = %request_id, command = %name);
+        tracing::debug!(parent: &span, ?deadline, "command started");
+        let ctx = CommandContext {
+            id,
+            request_id: Arc::from(request_id.as_str()),
+            deadline,
+            cancel: cancelled,
+            node: self.tx.clone(),
+        };
+        let command = Command { name, request_id, parameters, deadline };
+        let task = tokio::spawn(handler.handle(ctx, command).instrument(span.clone()));
+        self.running.insert(id, Running { abort: task.abort_handle(), _cancel: cancel });
+        tokio::spawn(supervise(task, id, limit, self.tx.clone()).instrument(span));
+    }
+
+    /// Cancels what still runs and says goodbye; returns why the node stopped.
+    fn finish(mut self) -> StopReason {
+        for (_, running) in self.running.drain() {
+            running.abort.abort();
+        }
+        self.transport = None;
+        self.shared.connected.store(false, Ordering::Relaxed);
+        let reason = self.stop_reason.unwrap_or(StopReason::Application);
+        tracing::info!(?reason, "node stopped");
+        let _ = self.shared.events.send(LifecycleEvent::Stopped);
+        reason
+    }
+}
+
+/// Publishes a handler's final result; one that cannot be sent as is (data too large or too
+/// deep) is replaced by a failed result saying why, so the engine always gets an answer.
+fn complete(node: &mut Node<'_>, now: Instant, id: CommandId, result: &CommandResult) {
+    let data = result.data.as_ref().map(Value::to_string);
+    let outcome = if result.success { Outcome::ok(&result.message) } else { Outcome::fail(&result.message) };
+    let outcome = match &data {
+        Some(d) => outcome.with_data(d.as_bytes()),
+        None => outcome,
+    };
+    match node.complete(now, id, outcome) {
+        Ok(()) => tracing::debug!(success = result.success, "result queued"),
+        Err(NodeError::UnknownRequest | NodeError::Stopped) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "result could not be sent as is; sending a failure instead");
+            let message = format!("result could not be sent: {e}");
+            if let Err(e) = node.complete(now, id, Outcome::fail(&message)) {
+                tracing::error!(error = %e, "no result could be sent");
+            }
+        }
+    }
+}
+
+/// Waits for a handler and turns however it ended into a result.
+async fn supervise(
+    mut task: JoinHandle<HandlerResult>,
+    id: CommandId,
+    limit: Option<Duration>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let joined = match limit {
+        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                task.abort();
+                tracing::warn!(?limit, "handler timed out; aborted");
+                let message = format!("timed out after {} ms (handler timeout)", limit.as_millis());
+                let _ = tx.send(Msg::Finished { id, result: CommandResult::fail(message) });
+                return;
+            }
+        },
+        None => (&mut task).await,
+    };
+    let result = match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => CommandResult::fail(e.to_string()),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            tracing::error!(panic = %what, "handler panicked");
+            CommandResult::fail(format!("handler panicked: {what}"))
+        }
+        // Aborted: the core's deadline passed (it has answered) or the node stopped.
+        Err(_) => return,
+    };
+    let _ = tx.send(Msg::Finished { id, result });
+}
+
+/// A JSON string's content as received (escaped) → the string it means.
+fn unescape(escaped: &str) -> String {
+    if !escaped.contains('\\') {
+        return escaped.to_owned();
+    }
+    serde_json::from_str(&format!("\"{escaped}\"")).unwrap_or_else(|_| escaped.to_owned())
+}
+
+/// Reads from the transport, or waits forever without one.
+async fn read_some(transport: &mut Option<Transport>, buf: &mut [u8]) -> io::Result<usize> {
+    match transport {
+        Some(t) => t.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Finishes the connect in progress, or waits forever without one.
+async fn connect_some(connecting: &mut Option<Connecting>) -> io::Result<Transport> {
+    match connecting {
+        Some(c) => c.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_names_come_back_as_what_they_mean() {
+        assert_eq!(unescape("plain"), "plain");
+        assert_eq!(unescape(r#"a\"b\u00e9"#), "a\"bé");
+        assert_eq!(unescape(r"broken\"), r"broken\");
+    }
+}

@@ -1,0 +1,201 @@
+//! What the application holds on to: [`NodeHandle`], lifecycle events and stop reasons.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use subnodesync_core::DisconnectReason;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::driver::Msg;
+use crate::metrics::MetricValue;
+
+/// Something the application may want to know about the node's life.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum LifecycleEvent {
+    /// The broker accepted the node; it has registered (or is about to).
+    Connected {
+        /// The broker kept the node's session (commands queued meanwhile will arrive).
+        session_present: bool,
+    },
+    /// The connection ended; the node reconnects by itself after `retry_in`.
+    Disconnected {
+        /// Why, as the core saw it.
+        reason: DisconnectReason,
+        /// The transport error behind a `Transport` reason, when there was one.
+        error: Option<String>,
+        /// The jittered backoff before the next attempt.
+        retry_in: Duration,
+    },
+    /// The engine sent `stop`.
+    StopRequested,
+    /// The engine sent `restart`.
+    RestartRequested,
+    /// The node has stopped; nothing more will happen.
+    Stopped,
+}
+
+impl fmt::Display for LifecycleEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected { session_present } => write!(f, "connected (session present: {session_present})"),
+            Self::Disconnected { reason, error, retry_in } => {
+                write!(f, "disconnected: {}", describe(reason))?;
+                if let Some(e) = error {
+                    write!(f, ": {e}")?;
+                }
+                write!(f, "; retrying in {retry_in:?}")
+            }
+            Self::StopRequested => f.write_str("stop requested by the engine"),
+            Self::RestartRequested => f.write_str("restart requested by the engine"),
+            Self::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// A disconnect reason in words.
+pub(crate) fn describe(reason: &DisconnectReason) -> String {
+    match reason {
+        DisconnectReason::Transport => "transport closed or failed".into(),
+        DisconnectReason::Refused(code) => format!("broker refused the connection: {code}"),
+        DisconnectReason::ConnectTimeout => "no CONNACK in time".into(),
+        DisconnectReason::KeepAliveTimeout => "broker silent for 1.5 keep-alives".into(),
+        DisconnectReason::Protocol(e) => format!("protocol violation: {e}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Why a node stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The engine sent `stop`: the application should exit.
+    StopRequested,
+    /// The engine sent `restart`: the application should start its process again.
+    RestartRequested,
+    /// The application called [`NodeHandle::stop`].
+    Application,
+    /// The node task ended abnormally (a bug; see the logs).
+    Failed,
+}
+
+pub(crate) struct Shared {
+    pub(crate) node_name: String,
+    pub(crate) instance_id: String,
+    pub(crate) events: broadcast::Sender<LifecycleEvent>,
+    /// The receiver created before the task started, so the first `events()` call misses nothing.
+    pub(crate) first_events: Mutex<Option<broadcast::Receiver<LifecycleEvent>>>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The application's handle on a running node. Cheap to clone; dropping every clone leaves the
+/// node running (call [`stop`](Self::stop) for a clean exit).
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    pub(crate) stopped: watch::Receiver<Option<StopReason>>,
+}
+
+impl fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("instance_id", &self.shared.instance_id)
+            .field("connected", &self.is_connected())
+            .field("stopped", &*self.stopped.borrow())
+            .finish()
+    }
+}
+
+impl NodeHandle {
+    /// `{node_name}-{hostname}-{pid}`: the MQTT client id and a topic level.
+    pub fn instance_id(&self) -> &str {
+        &self.shared.instance_id
+    }
+
+    /// The application name.
+    pub fn node_name(&self) -> &str {
+        &self.shared.node_name
+    }
+
+    /// Whether the broker has accepted the node and the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Lifecycle events. The first call receives every event since start; later calls receive
+    /// events from then on. A receiver that falls more than 64 events behind skips the oldest.
+    pub fn events(&self) -> broadcast::Receiver<LifecycleEvent> {
+        let first = self.shared.first_events.lock().unwrap_or_else(|e| e.into_inner()).take();
+        first.unwrap_or_else(|| self.shared.events.subscribe())
+    }
+
+    /// Sets a custom heartbeat metric; it is sent with every heartbeat from now on, after the
+    /// fixed three, in the order metrics were first set.
+    pub fn set_metric(&self, name: impl Into<String>, value: impl Into<MetricValue>) {
+        let _ = self.tx.send(Msg::SetMetric(name.into(), value.into()));
+    }
+
+    /// Stops sending a custom metric.
+    pub fn remove_metric(&self, name: impl Into<String>) {
+        let _ = self.tx.send(Msg::RemoveMetric(name.into()));
+    }
+
+    /// Stops the node cleanly: status `offline`, the retained register cleared, DISCONNECT.
+    /// Returns once the node has stopped, or after the stop timeout plus a second. Stopping a
+    /// stopped node returns at once.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        let bound = self.shared.stop_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(bound, self.stopped()).await.is_err() {
+            tracing::error!(instance_id = %self.shared.instance_id, "node did not stop in {bound:?}; aborting its task");
+            if let Some(task) = self.shared.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Resolves when the node has stopped, with the reason.
+    pub async fn stopped(&self) -> StopReason {
+        let mut stopped = self.stopped.clone();
+        let reason = match stopped.wait_for(Option::is_some).await {
+            Ok(reason) => reason.unwrap_or(StopReason::Failed),
+            Err(_) => StopReason::Failed,
+        };
+        reason
+    }
+
+    /// The stop reason, if the node has stopped.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        *self.stopped.borrow()
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT): the signals that should trigger
+/// [`NodeHandle::stop`] in a service.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,35 @@
+#![doc = include_str!("../README.md")]
+
+mod builder;
+pub mod config;
+mod driver;
+mod error;
+mod handle;
+mod handler;
+#[cfg(feature = "logging")]
+mod logging;
+mod metrics;
+mod time;
+mod transport;
+
+pub use builder::{BufferSizes, BuildInfo, NodeBuilder};
+pub use config::LogFormat;
+pub use error::{Error, InvalidValue};
+pub use handle::{shutdown_signal, LifecycleEvent, NodeHandle, StopReason};
+pub use handler::{
+    handler_fn, BoxFuture, Command, CommandContext, CommandHandler, CommandResult, FnHandler, HandlerError,
+    HandlerResult,
+};
+#[cfg(feature = "logging")]
+pub use logging::init_logging;
+pub use metrics::{MetricValue, Sampler};
+pub use subnodesync_sysinfo::Sample;
+/// JSON values for handler parameters and result data.
+pub use serde_json;
+pub use subnodesync_core::{DisconnectReason, NodeVersion};
+
+/// Starts a node named `node_name`, configured otherwise by `SUBNODE_*` environment variables
+/// and defaults. Shorthand for `NodeBuilder::new(node_name).start()`.
+pub async fn start(node_name: impl Into<String>) -> Result<NodeHandle, Error> {
+    NodeBuilder::new(node_name).start().await
+}

@@ -1,0 +1,42 @@
+//! [`init_logging`]: a `tracing` subscriber for applications; the library never installs one.
+
+use std::io::IsTerminal as _;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{self, LogFormat};
+use crate::error::{Error, InvalidValue};
+
+/// The filter when `SUBNODE_LOG` is unset.
+const DEFAULT_FILTER: &str = "info";
+
+/// Installs a global `tracing` subscriber writing to stderr: the filter from `SUBNODE_LOG`
+/// (`EnvFilter` syntax, default `info`) and the format from `SUBNODE_LOG_FORMAT` (`json`, one
+/// object per line with the span fields `node_name`, `instance_id` and `request_id`; or
+/// `pretty`, the default). Call it once, early in `main`.
+pub fn init_logging() -> Result<(), Error> {
+    let var = |key: &str| std::env::var_os(key).map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.is_empty());
+    let filter = var(config::LOG).unwrap_or_else(|| DEFAULT_FILTER.into());
+    let filter = EnvFilter::try_new(&filter).map_err(|_| {
+        Error::Env(InvalidValue {
+            name: config::LOG,
+            value: filter.clone(),
+            expected: "a tracing filter such as info, debug or subnodesync_tokio=debug,warn",
+        })
+    })?;
+    let format = match var(config::LOG_FORMAT) {
+        Some(v) => config::parse_log_format(&v)
+            .map_err(|expected| Error::Env(InvalidValue { name: config::LOG_FORMAT, value: v, expected }))?,
+        None => LogFormat::default(),
+    };
+    // Colours only for a person at a terminal, and never when NO_COLOR is set.
+    let ansi = std::io::stderr().is_terminal() && var("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let installed = match format {
+        // Every enclosing span, so a handler's lines carry node_name and instance_id as well as
+        // request_id.
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    installed.map_err(|_| Error::LoggingAlreadyInitialized)
+}

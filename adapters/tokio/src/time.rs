@@ -1,0 +1,84 @@
+//! The one place where tokio's clock meets the core's.
+//!
+//! The core counts `Instant` ticks (microseconds) from an arbitrary origin and never reads a
+//! clock. Here that origin is the moment the node task started: [`Clock::now`] is the time
+//! since then, and [`Clock::to_tokio`] maps a core deadline back onto tokio's clock so
+//! `sleep_until` can wait for it. Durations cross in [`to_core`] and [`to_std`].
+
+use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
+
+use subnodesync_core::{Duration, Instant};
+use tokio::time::Instant as TokioInstant;
+
+/// A deadline so far away it never fires (tokio caps sleeps at about two years anyway).
+const FAR_FUTURE: StdDuration = StdDuration::from_secs(86_400 * 365);
+
+/// Maps tokio instants onto core instants, measured from an epoch captured at start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: TokioInstant,
+}
+
+impl Clock {
+    /// A clock whose core time 0 is now.
+    pub(crate) fn start() -> Self {
+        Self { epoch: TokioInstant::now() }
+    }
+
+    /// The core's `now`.
+    pub(crate) fn now(self) -> Instant {
+        self.to_core(TokioInstant::now())
+    }
+
+    /// A tokio instant as core time (instants before the epoch clamp to 0).
+    pub(crate) fn to_core(self, at: TokioInstant) -> Instant {
+        Instant::from_micros(saturating_micros(at.saturating_duration_since(self.epoch)))
+    }
+
+    /// A core instant on tokio's clock; one beyond what tokio can represent is "far away".
+    pub(crate) fn to_tokio(self, at: Instant) -> TokioInstant {
+        self.epoch
+            .checked_add(StdDuration::from_micros(at.as_micros()))
+            .unwrap_or_else(|| TokioInstant::now() + FAR_FUTURE)
+    }
+}
+
+/// A std duration as a core duration, saturating at the core's maximum.
+pub(crate) fn to_core(d: StdDuration) -> Duration {
+    Duration::from_micros(saturating_micros(d))
+}
+
+/// A core duration as a std duration.
+pub(crate) fn to_std(d: Duration) -> StdDuration {
+    StdDuration::from_micros(d.as_micros())
+}
+
+/// Microseconds since the Unix epoch, for `Node::set_wall_clock`.
+pub(crate) fn unix_micros() -> u64 {
+    // A system clock set before 1970 is treated as 1970: timestamps stay valid RFC 3339.
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, saturating_micros)
+}
+
+fn saturating_micros(d: StdDuration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_and_tokio_instants_round_trip_to_the_microsecond() {
+        let clock = Clock::start();
+        let at = Instant::from_micros(1_234_567);
+        assert_eq!(clock.to_core(clock.to_tokio(at)), at);
+        assert_eq!(to_core(StdDuration::from_millis(1500)), Duration::from_millis(1500));
+        assert_eq!(to_std(Duration::from_secs(30)), StdDuration::from_secs(30));
+    }
+
+    #[test]
+    fn a_deadline_at_the_end_of_time_is_merely_far_away() {
+        let clock = Clock::start();
+        assert!(clock.to_tokio(Instant::MAX) > TokioInstant::now() + StdDuration::from_secs(86_400));
+    }
+}
