@@ -26,9 +26,9 @@ use crate::error::Error;
 use crate::handle::{describe, LifecycleEvent, Shared, StopReason};
 use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
-use subnodesync_sysinfo::Sample;
 use crate::time::{to_core, to_std, unix_micros, Clock};
 use crate::transport::Transport;
+use subnodesync_sysinfo::Sample;
 
 /// How long closing the transport may take before it is simply dropped.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);

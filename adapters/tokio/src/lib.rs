@@ -23,10 +23,10 @@ pub use handler::{
 #[cfg(feature = "logging")]
 pub use logging::init_logging;
 pub use metrics::{MetricValue, Sampler};
-pub use subnodesync_sysinfo::Sample;
 /// JSON values for handler parameters and result data.
 pub use serde_json;
 pub use subnodesync_core::{DisconnectReason, NodeVersion};
+pub use subnodesync_sysinfo::Sample;
 
 /// Starts a node named `node_name`, configured otherwise by `SUBNODE_*` environment variables
 /// and defaults. Shorthand for `NodeBuilder::new(node_name).start()`.
