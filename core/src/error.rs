@@ -75,8 +75,8 @@ pub enum ConfigError {
     Empty(&'static str),
     /// The named field is longer than the limit (bytes) that keeps every topic bounded.
     TooLong(&'static str, usize),
-    /// The named field contains `/`, `+`, `#`, NUL or a control character, which would break
-    /// or widen an MQTT topic.
+    /// The named field contains `/`, `+`, `#` or a control character, which would break or widen
+    /// an MQTT topic, or `"` or `\`, which names never need.
     InvalidCharacter(&'static str),
     /// The named duration is zero or outside what MQTT can express (keep-alive ≤ 65535 s).
     InvalidDuration(&'static str),
@@ -92,7 +92,7 @@ impl fmt::Display for ConfigError {
             Self::Empty(field) => write!(f, "{field} is empty"),
             Self::TooLong(field, max) => write!(f, "{field} is longer than {max} bytes"),
             Self::InvalidCharacter(field) => {
-                write!(f, "{field} contains '/', '+', '#', NUL or a control character")
+                write!(f, "{field} contains '/', '+', '#', '\"', '\\' or a control character")
             }
             Self::InvalidDuration(field) => write!(f, "{field} is zero or out of range"),
             Self::BackoffRange => f.write_str("reconnect_min is greater than reconnect_max"),

@@ -198,7 +198,8 @@ pub(crate) fn parse_log_format(text: &str) -> Result<LogFormat, &'static str> {
 pub(crate) fn sanitize_level(raw: &str, max: usize, fallback: &str) -> String {
     let mut out = String::with_capacity(raw.len().min(max));
     for c in raw.trim().chars() {
-        let c = if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() { '-' } else { c };
+        // What the core refuses in a name: topic separators and wildcards, quotes, backslashes.
+        let c = if matches!(c, '/' | '+' | '#' | '"' | '\\') || c.is_control() || c.is_whitespace() { '-' } else { c };
         if out.len() + c.len_utf8() > max {
             break;
         }

@@ -376,6 +376,7 @@ fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Result<usize, JsonError> {
 }
 
 /// `i` is at the opening quote; returns the index after the closing quote.
+#[inline]
 fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
     let mut i = i + 1;
     loop {
@@ -404,8 +405,9 @@ fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
 ///
 /// Strings are most of every payload, so eight bytes are tested at a time with the classic
 /// SWAR tricks (a byte equal to `c` leaves a zero in `x ^ c·0x01..01`; a byte below 0x20 borrows
-/// in `x - 0x20·0x01..01`). A flagged word is rescanned byte by byte, which also absorbs the
-/// tricks' occasional false positive.
+/// in `x - 0x20·0x01..01`). The tricks can also flag bytes *above* a true match, where the borrow
+/// runs on, but never below one, so the lowest flagged byte is always the one to look at.
+#[inline]
 fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -419,7 +421,8 @@ fn plain_run(bytes: &[u8]) -> usize {
             | has_zero(x ^ (ONES * u64::from(b'\\')))
             | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
         if flagged != 0 {
-            break;
+            // Little-endian: the lowest set bit belongs to the first flagged byte.
+            return at + (flagged.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }

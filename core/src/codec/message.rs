@@ -21,14 +21,15 @@ pub fn to_json<T: ToJson + ?Sized>(message: &T, buf: &mut [u8]) -> Result<usize,
     w.finish()
 }
 
-/// Opens an object with the three fields every node message starts with.
+/// Opens an object with the three fields every node message starts with. The config refuses
+/// names that would need escaping, so they are written as they are.
 fn head(w: &mut Writer<'_>, timestamp: Timestamp, node_name: &str, instance_id: &str) {
     w.raw(b"{\"timestamp\":");
     w.timestamp(timestamp);
     w.raw(b",\"node_name\":");
-    w.str(node_name);
+    w.escaped_str(node_name);
     w.raw(b",\"instance_id\":");
-    w.str(instance_id);
+    w.escaped_str(instance_id);
 }
 
 /// Build information reported in `node_version` (names kept from the Go original).
@@ -324,7 +325,8 @@ impl ToJson for CommandResult<'_> {
         w.raw(b",\"data\":");
         w.raw(self.data.map_or(&b"null"[..], |d| d.as_str().as_bytes()));
         w.raw(b",\"state\":");
-        w.str(self.state);
+        // `in_progress` or `done`: nothing to escape.
+        w.escaped_str(self.state);
         w.raw(b"}");
     }
 }

@@ -142,7 +142,9 @@ fn topic_level(field: &'static str, value: &str, max: usize) -> Result<(), Confi
     if value.len() > max {
         return Err(ConfigError::TooLong(field, max));
     }
-    if value.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_control()) {
+    // Besides what would split or widen a topic, quotes and backslashes are refused too: names
+    // then never need JSON escaping, and every message writes them as they are.
+    if value.chars().any(|c| matches!(c, '/' | '+' | '#' | '"' | '\\') || c.is_control()) {
         return Err(ConfigError::InvalidCharacter(field));
     }
     Ok(())
@@ -164,6 +166,8 @@ mod tests {
         assert_eq!(bad("a", "h+", "p"), Err(ConfigError::InvalidCharacter("hostname")));
         assert_eq!(bad("a", "h", "p/#"), Err(ConfigError::InvalidCharacter("topic_prefix")));
         assert_eq!(bad("a\0", "h", "p"), Err(ConfigError::InvalidCharacter("node_name")));
+        assert_eq!(bad("a\"b", "h", "p"), Err(ConfigError::InvalidCharacter("node_name")));
+        assert_eq!(bad("a", "h\\", "p"), Err(ConfigError::InvalidCharacter("hostname")));
         assert_eq!(bad("", "h", "p"), Err(ConfigError::Empty("node_name")));
         assert_eq!(bad("a", "h", "p//q"), Err(ConfigError::InvalidCharacter("topic_prefix")));
         let long = "x".repeat(49);
