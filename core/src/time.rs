@@ -150,6 +150,20 @@ mod tests {
     }
 
     #[test]
+    fn every_day_follows_the_previous_one_from_1970_to_2100() {
+        let mut previous = civil_from_days(0);
+        for days in 1..47_482 {
+            let (y, m, d) = civil_from_days(days);
+            let (py, pm, pd) = previous;
+            let next_day = (y, m, d) == (py, pm, pd + 1);
+            let next_month = (y, m, d) == (py, pm + 1, 1);
+            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(next_day || next_month || next_year, "{previous:?} -> {:?}", (y, m, d));
+            previous = (y, m, d);
+        }
+    }
+
+    #[test]
     fn wall_clock_without_anchor_counts_uptime_from_the_epoch() {
         let clock = WallClock::default();
         assert_eq!(&clock.at(Instant::from_secs(3661)).to_rfc3339(), b"1970-01-01T01:01:01Z");

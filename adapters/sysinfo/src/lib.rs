@@ -8,7 +8,7 @@
 //!
 //! The values must describe the *application's* build, so they are captured by the
 //! application's build script and compiled into the application. Add the crate twice, the
-//! build dependency without default features (it then has no dependencies at all):
+//! build dependency without default features (it then depends on the core alone):
 //!
 //! ```toml
 //! [dependencies]
@@ -64,7 +64,8 @@
 //!   `subnodesync-core`.
 //! - `node-version` (default): the [`node_version!`] macro, with `subnodesync-core`.
 //!
-//! With neither, the crate is [`build_info`] alone, plain std: the build-dependency form.
+//! With neither, the crate is [`build_info`] alone, on std and the core: the build-dependency
+//! form.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
