@@ -78,8 +78,13 @@ fn register_message_has_every_field_of_the_design_with_its_json_type() {
     t.broker_sends(&broker::connack(false, 0));
     t.expect_event(Out::Connected(false));
     t.expect_subscribe();
+    let register = t.expect_publish("register").payload;
+    // The same bytes are available for registering out of band (HTTP).
+    let mut buf = [0u8; 1024];
+    let n = t.node.register_json(&mut buf).unwrap();
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), register);
     assert_eq!(
-        t.expect_publish("register").payload,
+        register,
         concat!(
             r#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-host-42","version":"1.0.0","#,
             r#""pid":42,"start_time":"2024-01-01T12:00:00Z","capabilities":["mqtt_control","heartbeat","echo"],"#,

@@ -3,6 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
 use crate::handler::CommandHandler;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+use crate::tls::{self, FileSetting, TlsFiles};
 
 /// Where environment variables come from: the process environment unless a test says otherwise.
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -115,6 +117,10 @@ pub struct NodeBuilder {
     broker_url: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    http_register_url: Option<String>,
     topic_prefix: Option<String>,
     heartbeat_interval: Option<Duration>,
     keepalive: Option<Duration>,
@@ -161,6 +167,10 @@ impl NodeBuilder {
             broker_url: None,
             username: None,
             password: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            http_register_url: None,
             topic_prefix: None,
             heartbeat_interval: None,
             keepalive: None,
@@ -184,7 +194,8 @@ impl NodeBuilder {
         }
     }
 
-    /// The broker, `mqtt://host:port` (default `mqtt://localhost:1883`); `SUBNODE_BROKER_URL`.
+    /// The broker, `mqtt://host:port` or `mqtts://host:port` for TLS (default
+    /// `mqtt://localhost:1883`); `SUBNODE_BROKER_URL`.
     pub fn broker_url(mut self, url: impl Into<String>) -> Self {
         self.broker_url = Some(url.into());
         self
@@ -199,6 +210,35 @@ impl NodeBuilder {
     /// MQTT password; `SUBNODE_PASSWORD`.
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// For `mqtts://`: a PEM file with the CA certificate(s) to trust instead of the system's
+    /// store; `SUBNODE_TLS_CA`.
+    pub fn tls_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(pem_file.into());
+        self
+    }
+
+    /// For `mqtts://`: a PEM file with the client certificate (chain) to present; needs
+    /// [`tls_key`](Self::tls_key); `SUBNODE_TLS_CERT`.
+    pub fn tls_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some(pem_file.into());
+        self
+    }
+
+    /// For `mqtts://`: a PEM file with the client certificate's private key;
+    /// `SUBNODE_TLS_KEY`.
+    pub fn tls_key(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_key = Some(pem_file.into());
+        self
+    }
+
+    /// Also POST the register message to this `http://host[:port]/path` when the node starts,
+    /// retried with the reconnect backoff until the server answers 2xx (or refuses with 4xx),
+    /// by a task of its own, so MQTT never waits for it; `SUBNODE_HTTP_REGISTER_URL`.
+    pub fn http_register_url(mut self, url: impl Into<String>) -> Self {
+        self.http_register_url = Some(url.into());
         self
     }
 
@@ -387,11 +427,37 @@ impl NodeBuilder {
                 (parsed, "broker_url")
             }
             (None, Some(url)) => (url, config::BROKER_URL),
-            (None, None) => (BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 }, ""),
+            (None, None) => (BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 }, "broker_url"),
         };
-        let broker: BrokerUrl = match broker {
-            (url, _) if url.scheme == Scheme::Mqtt => url,
-            (_, name) => return Err(Error::TlsNotSupported { name }),
+        let file =
+            |code: Option<PathBuf>, env: Option<PathBuf>, field: &'static str, var: &'static str| match (code, env) {
+                (Some(path), _) => Some(FileSetting { path, name: field }),
+                (None, Some(path)) => Some(FileSetting { path, name: var }),
+                (None, None) => None,
+            };
+        let files = TlsFiles {
+            ca: file(self.tls_ca, env.tls_ca, "tls_ca", config::TLS_CA),
+            cert: file(self.tls_cert, env.tls_cert, "tls_cert", config::TLS_CERT),
+            key: file(self.tls_key, env.tls_key, "tls_key", config::TLS_KEY),
+        };
+        let (broker, url_name) = broker;
+        let tls = match broker.scheme {
+            Scheme::Mqtts => Some(tls::client(&files, &broker.host, url_name)?),
+            Scheme::Mqtt => match files.first_name() {
+                // Certificates for a plain connection: the URL or the files are a mistake.
+                Some(name) => {
+                    let reason = format!("TLS files are set but the broker URL is {broker}; use mqtts://");
+                    return Err(Error::Tls { name, reason });
+                }
+                None => None,
+            },
+        };
+
+        let http_register_url = match (self.http_register_url, env.http_register_url) {
+            (Some(url), _) => Some(config::parse_http_url(&url).map_err(|expected| {
+                Error::Setting(InvalidValue { name: "http_register_url", value: url, expected })
+            })?),
+            (None, env) => env,
         };
 
         let mut handlers = HashMap::new();
@@ -424,6 +490,8 @@ impl NodeBuilder {
             capabilities: self.capabilities,
             build_info: self.build_info,
             broker,
+            tls,
+            http_register_url,
             handlers,
             handler_timeout: self.handler_timeout,
             sampler: self.sampler.unwrap_or_else(|| Box::new(subnodesync_sysinfo::ProcessSampler::new())),
@@ -531,14 +599,57 @@ mod tests {
             .starts_with("invalid environment variable SUBNODE_RECONNECT_MAX=\"forever\": expected"));
     }
 
+    fn tls_error(err: Error) -> (&'static str, String) {
+        match err {
+            Error::Tls { name, reason } => (name, reason),
+            other => panic!("not a TLS error: {other}"),
+        }
+    }
+
     #[test]
-    fn tls_urls_parse_but_are_refused_for_now() {
-        let err = builder(&[("SUBNODE_BROKER_URL", "mqtts://b:8883")]).resolve().unwrap_err();
-        assert!(matches!(err, Error::TlsNotSupported { name: "SUBNODE_BROKER_URL" }), "{err}");
-        let err = builder(&[]).broker_url("mqtts://b").resolve().unwrap_err();
-        assert!(matches!(err, Error::TlsNotSupported { name: "broker_url" }), "{err}");
+    fn tls_files_that_cannot_be_used_are_errors_naming_the_setting_and_the_file() {
+        let (name, reason) = tls_error(
+            builder(&[("SUBNODE_TLS_CA", "/nonexistent/ca.pem")]).broker_url("mqtts://b").resolve().unwrap_err(),
+        );
+        assert_eq!(name, "SUBNODE_TLS_CA");
+        assert!(reason.starts_with("/nonexistent/ca.pem: "), "{reason}");
+        let (name, _) = tls_error(builder(&[]).broker_url("mqtts://b").tls_ca("/nonexistent").resolve().unwrap_err());
+        assert_eq!(name, "tls_ca");
+
+        // A file with no certificate in it.
+        let empty = std::env::temp_dir().join(format!("subnodesync-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let (name, reason) = tls_error(builder(&[]).broker_url("mqtts://b").tls_ca(&empty).resolve().unwrap_err());
+        let _ = std::fs::remove_file(&empty);
+        assert_eq!(name, "tls_ca");
+        assert!(reason.ends_with("no CERTIFICATE block in this PEM file"), "{reason}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_tls_files_need_mqtts() {
+        let (name, reason) =
+            tls_error(builder(&[("SUBNODE_TLS_CERT", "c.pem")]).broker_url("mqtts://b").resolve().unwrap_err());
+        assert_eq!((name, reason.as_str()), ("SUBNODE_TLS_CERT", "a client certificate needs its private key too"));
+        let (name, _) = tls_error(builder(&[]).broker_url("mqtts://b").tls_key("k.pem").resolve().unwrap_err());
+        assert_eq!(name, "tls_key");
+        let (name, reason) = tls_error(builder(&[("SUBNODE_TLS_CA", "ca.pem")]).resolve().unwrap_err());
+        assert_eq!(name, "SUBNODE_TLS_CA");
+        assert_eq!(reason, "TLS files are set but the broker URL is mqtt://localhost:1883; use mqtts://");
         let err = builder(&[]).broker_url("b:1883").resolve().unwrap_err();
         assert!(matches!(&err, Error::Setting(v) if v.name == "broker_url"), "{err}");
+    }
+
+    #[test]
+    fn the_http_register_url_comes_from_code_or_environment_and_is_checked() {
+        let s = builder(&[("SUBNODE_HTTP_REGISTER_URL", "http://engine:8080/r")]).resolve().unwrap();
+        assert_eq!(s.http_register_url.map(|u| u.to_string()).as_deref(), Some("http://engine:8080/r"));
+        let s = builder(&[("SUBNODE_HTTP_REGISTER_URL", "http://env/r")]).http_register_url("http://code/r").resolve();
+        assert_eq!(s.unwrap().http_register_url.map(|u| u.host).as_deref(), Some("code"));
+        assert!(builder(&[]).resolve().unwrap().http_register_url.is_none());
+        let err = builder(&[]).http_register_url("https://engine/r").resolve().unwrap_err();
+        assert!(matches!(&err, Error::Setting(v) if v.name == "http_register_url"), "{err}");
+        let err = builder(&[("SUBNODE_HTTP_REGISTER_URL", "engine/r")]).resolve().unwrap_err();
+        assert!(matches!(&err, Error::Env(v) if v.name == "SUBNODE_HTTP_REGISTER_URL"), "{err}");
     }
 
     #[test]

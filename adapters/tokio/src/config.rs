@@ -8,11 +8,12 @@
 //! own lookup, so nothing here needs to touch the process environment.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::InvalidValue;
 
-/// `mqtt://host:port` (or `mqtts://`, parsed but not supported yet).
+/// `mqtt://host:port`, or `mqtts://host:port` for TLS.
 pub const BROKER_URL: &str = "SUBNODE_BROKER_URL";
 /// Application name: the first part of the instance id and a topic level.
 pub const NODE_NAME: &str = "SUBNODE_NODE_NAME";
@@ -32,12 +33,21 @@ pub const RECONNECT_MIN: &str = "SUBNODE_RECONNECT_MIN";
 pub const RECONNECT_MAX: &str = "SUBNODE_RECONNECT_MAX";
 /// Application version, default `0.0.0`.
 pub const VERSION: &str = "SUBNODE_VERSION";
+/// PEM file with the CA certificate(s) to trust for `mqtts://`, instead of the system's store.
+pub const TLS_CA: &str = "SUBNODE_TLS_CA";
+/// PEM file with the client certificate (chain) for `mqtts://`; needs [`TLS_KEY`].
+pub const TLS_CERT: &str = "SUBNODE_TLS_CERT";
+/// PEM file with the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+pub const TLS_KEY: &str = "SUBNODE_TLS_KEY";
+/// `http://host[:port]/path`: the register message is also POSTed there (optional).
+pub const HTTP_REGISTER_URL: &str = "SUBNODE_HTTP_REGISTER_URL";
 /// Log filter in `tracing-subscriber`'s `EnvFilter` syntax, default `info`.
 pub const LOG: &str = "SUBNODE_LOG";
 /// Log output: `json` or `pretty` (default).
 pub const LOG_FORMAT: &str = "SUBNODE_LOG_FORMAT";
 
 const EXPECT_URL: &str = "mqtt://host:port or mqtts://host:port (port optional; no path or credentials)";
+const EXPECT_HTTP_URL: &str = "http://host[:port][/path] (plain HTTP; no credentials, query or https)";
 const EXPECT_DURATION: &str = "a positive duration such as 500ms, 30s, 15m, 1h or a whole number of seconds";
 const EXPECT_KEEPALIVE: &str = "whole seconds from 1 to 65535, such as 60, 60s or 2m";
 const EXPECT_LOG_FORMAT: &str = "json or pretty";
@@ -74,6 +84,26 @@ impl fmt::Display for BrokerUrl {
     }
 }
 
+/// A parsed `http://` URL for the HTTP registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The request target, starting with `/`.
+    pub(crate) path: String,
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
 /// Log output format for [`init_logging`](crate::init_logging).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -98,6 +128,10 @@ pub(crate) struct EnvSettings {
     pub(crate) reconnect_max: Option<Duration>,
     pub(crate) version: Option<String>,
     pub(crate) log_format: Option<LogFormat>,
+    pub(crate) tls_ca: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    pub(crate) http_register_url: Option<HttpUrl>,
 }
 
 /// Reads and checks every `SUBNODE_*` variable the node uses. An empty value counts as unset.
@@ -121,6 +155,16 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
         version: get(VERSION),
         log_format: get(LOG_FORMAT)
             .map(|v| parse_log_format(&v).map_err(|expected| InvalidValue { name: LOG_FORMAT, value: v, expected }))
+            .transpose()?,
+        // Paths are taken as given; the files are read (and their errors named) when the node
+        // starts, in one place for code and environment alike.
+        tls_ca: get(TLS_CA).map(PathBuf::from),
+        tls_cert: get(TLS_CERT).map(PathBuf::from),
+        tls_key: get(TLS_KEY).map(PathBuf::from),
+        http_register_url: get(HTTP_REGISTER_URL)
+            .map(|v| {
+                parse_http_url(&v).map_err(|expected| InvalidValue { name: HTTP_REGISTER_URL, value: v, expected })
+            })
             .transpose()?,
     })
 }
@@ -157,6 +201,26 @@ pub(crate) fn parse_broker_url(url: &str) -> Result<BrokerUrl, &'static str> {
         return Err(EXPECT_URL);
     }
     Ok(BrokerUrl { scheme, host: host.to_owned(), port })
+}
+
+/// `http://host[:port][/path]`; IPv6 hosts in brackets. The path is sent as given (it must
+/// already be valid in a request line: no spaces or control characters).
+pub(crate) fn parse_http_url(url: &str) -> Result<HttpUrl, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or(EXPECT_HTTP_URL)?;
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(EXPECT_HTTP_URL);
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EXPECT_HTTP_URL);
+    }
+    // The authority has the broker URL's rules; borrow its parser.
+    let broker = parse_broker_url(&format!("mqtt://{authority}")).map_err(|_| EXPECT_HTTP_URL)?;
+    let port = if authority.ends_with(']') || !authority.contains(':') { 80 } else { broker.port };
+    Ok(HttpUrl { host: broker.host, port, path: path.to_owned() })
 }
 
 /// `500ms`, `30s`, `15m`, `1h`, or a plain number of seconds; never zero.
@@ -278,6 +342,31 @@ mod tests {
     }
 
     #[test]
+    fn http_register_urls_are_plain_http_with_an_optional_port_and_path() {
+        let http = |host: &str, port, path: &str| Ok(HttpUrl { host: host.into(), port, path: path.into() });
+        assert_eq!(parse_http_url("http://engine:8080/api/register"), http("engine", 8080, "/api/register"));
+        assert_eq!(parse_http_url("http://engine"), http("engine", 80, "/"));
+        assert_eq!(parse_http_url("HTTP://10.0.0.1/r"), http("10.0.0.1", 80, "/r"));
+        assert_eq!(parse_http_url("http://[::1]:81/"), http("::1", 81, "/"));
+        assert_eq!(parse_http_url("http://[::1]/x"), http("::1", 80, "/x"));
+        assert_eq!(parse_http_url("http://[::1]:81/x").unwrap().to_string(), "http://[::1]:81/x");
+        for bad in [
+            "https://engine/r",
+            "engine/r",
+            "http://",
+            "http:///r",
+            "http://u:p@engine/r",
+            "http://engine:0/r",
+            "http://engine/r?x=1",
+            "http://engine/a b",
+        ] {
+            assert_eq!(parse_http_url(bad), Err(EXPECT_HTTP_URL), "{bad}");
+        }
+        let err = read_env(&env(&[(HTTP_REGISTER_URL, "https://e/r")])).unwrap_err();
+        assert_eq!((err.name, err.expected), (HTTP_REGISTER_URL, EXPECT_HTTP_URL));
+    }
+
+    #[test]
     fn durations_take_ms_s_m_h_or_plain_seconds() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
@@ -320,6 +409,10 @@ mod tests {
             (RECONNECT_MAX, "1m"),
             (VERSION, "1.2.3"),
             (LOG_FORMAT, "JSON"),
+            (TLS_CA, "/etc/ca.pem"),
+            (TLS_CERT, "client.pem"),
+            (TLS_KEY, "client.key"),
+            (HTTP_REGISTER_URL, "http://engine:8080/register"),
         ]))
         .unwrap();
         assert_eq!(
@@ -336,6 +429,10 @@ mod tests {
                 reconnect_max: Some(Duration::from_secs(60)),
                 version: Some("1.2.3".into()),
                 log_format: Some(LogFormat::Json),
+                tls_ca: Some("/etc/ca.pem".into()),
+                tls_cert: Some("client.pem".into()),
+                tls_key: Some("client.key".into()),
+                http_register_url: Some(HttpUrl { host: "engine".into(), port: 8080, path: "/register".into() }),
             }
         );
     }

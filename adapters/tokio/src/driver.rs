@@ -21,12 +21,14 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tracing::Instrument as _;
 
 use crate::builder::{variable_for, BufferSizes, BuildInfo};
-use crate::config::BrokerUrl;
+use crate::config::{BrokerUrl, HttpUrl};
 use crate::error::Error;
 use crate::handle::{describe, LifecycleEvent, Shared, StopReason};
 use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
+use crate::http::Registration;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
 use crate::time::{to_core, to_std, unix_micros, Clock};
+use crate::tls::Tls;
 use crate::transport::Transport;
 use subnodesync_sysinfo::Sample;
 
@@ -72,6 +74,9 @@ pub(crate) struct Settings {
     pub(crate) capabilities: Vec<String>,
     pub(crate) build_info: BuildInfo,
     pub(crate) broker: BrokerUrl,
+    /// Set exactly for `mqtts://`.
+    pub(crate) tls: Option<Tls>,
+    pub(crate) http_register_url: Option<HttpUrl>,
     pub(crate) handlers: HashMap<String, Arc<dyn CommandHandler>>,
     pub(crate) handler_timeout: Option<Duration>,
     pub(crate) sampler: Box<dyn Sampler>,
@@ -123,6 +128,8 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         capabilities,
         build_info,
         broker,
+        tls,
+        http_register_url,
         handlers,
         handler_timeout,
         sampler,
@@ -161,6 +168,7 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         },
         ..Config::new(&node_name, &hostname, pid)
     };
+    let buffers_outbox = buffers.outbox;
     let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; buffers.rx], vec![0; buffers.tx], vec![0; buffers.outbox]);
     let clock = Clock::start();
     let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox);
@@ -174,10 +182,27 @@ pub(crate) async fn run(settings: Settings, io: Io) {
     node.set_wall_clock(clock.now(), unix_micros());
     tracing::info!(broker = %broker, "node starting");
     let _ = ready.send(Ok(()));
+    // Its own task: a slow or absent HTTP server never holds MQTT up.
+    let http_registration = http_register_url.and_then(|url| {
+        // The same bytes the core publishes on `.../register`, built once at start. The core
+        // already proved at construction that the register message fits the outbox.
+        let mut body = vec![0; buffers_outbox];
+        match node.register_json(&mut body) {
+            Ok(len) => body.truncate(len),
+            Err(error) => {
+                tracing::error!(%error, "register message too large for HTTP registration");
+                return None;
+            }
+        }
+        let registration =
+            Registration { url, body, attempt_timeout: connect_timeout, reconnect_min, reconnect_max, seed };
+        Some(tokio::spawn(registration.run().instrument(tracing::Span::current())))
+    });
 
     let mut driver = Driver {
         clock,
         broker,
+        tls,
         // A write that takes as long as the core's dead-connection interval means a dead broker.
         write_timeout: keepalive + keepalive / 2,
         transport: None,
@@ -200,6 +225,9 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         stopped: false,
     };
     driver.run(&mut node).await;
+    if let Some(task) = http_registration {
+        task.abort();
+    }
     let reason = driver.finish();
     let _ = stopped.send(Some(reason));
 }
@@ -241,6 +269,7 @@ enum Wake {
 struct Driver<'h> {
     clock: Clock,
     broker: BrokerUrl,
+    tls: Option<Tls>,
     write_timeout: Duration,
     transport: Option<Transport>,
     connecting: Option<Connecting>,
@@ -503,7 +532,7 @@ impl Driver<'_> {
         if std::mem::take(&mut self.open) {
             tracing::debug!(broker = %self.broker, "opening transport");
             self.transport = None;
-            self.connecting = Some(Box::pin(Transport::connect(self.broker.clone())));
+            self.connecting = Some(Box::pin(Transport::connect(self.broker.clone(), self.tls.clone())));
         }
         told
     }

@@ -38,10 +38,14 @@ pub enum Error {
         /// The environment variable that supplied the offending value, if any.
         variable: Option<&'static str>,
     },
-    /// The broker URL asks for TLS (`mqtts://`), which this version cannot do yet.
-    TlsNotSupported {
-        /// Where the URL came from: `SUBNODE_BROKER_URL` or `broker_url`.
+    /// A TLS setting cannot be used: a PEM file that cannot be read or holds nothing usable, a
+    /// client certificate without its key, TLS files for an `mqtt://` broker, a host name
+    /// that cannot be checked against a certificate.
+    Tls {
+        /// The environment variable (`SUBNODE_TLS_CA`) or builder setting (`tls_ca`) at fault.
         name: &'static str,
+        /// What is wrong, with the file's path when there is one.
+        reason: String,
     },
     /// A handler cannot be registered under this name.
     HandlerName {
@@ -63,9 +67,7 @@ impl fmt::Display for Error {
             Self::Setting(v) => write!(f, "invalid setting {v}"),
             Self::Config { error, variable: Some(var) } => write!(f, "invalid configuration from {var}: {error}"),
             Self::Config { error, variable: None } => write!(f, "invalid configuration: {error}"),
-            Self::TlsNotSupported { name } => {
-                write!(f, "{name}: mqtts:// (TLS) is not supported yet by subnodesync-tokio; use mqtt://")
-            }
+            Self::Tls { name, reason } => write!(f, "invalid TLS setting {name}: {reason}"),
             Self::HandlerName { name, reason } => write!(f, "cannot register handler {name:?}: {reason}"),
             Self::LoggingAlreadyInitialized => f.write_str("a global tracing subscriber is already installed"),
             Self::TaskEnded => f.write_str("the node task ended before it started"),

@@ -6,10 +6,12 @@ mod driver;
 mod error;
 mod handle;
 mod handler;
+mod http;
 #[cfg(feature = "logging")]
 mod logging;
 mod metrics;
 mod time;
+mod tls;
 mod transport;
 
 pub use builder::{BufferSizes, BuildInfo, NodeBuilder};
@@ -25,7 +27,7 @@ pub use logging::init_logging;
 pub use metrics::{MetricValue, Sampler};
 /// JSON values for handler parameters and result data.
 pub use serde_json;
-pub use subnodesync_core::{DisconnectReason, NodeVersion};
+pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
 
 /// Starts a node named `node_name`, configured otherwise by `SUBNODE_*` environment variables

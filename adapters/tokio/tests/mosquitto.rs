@@ -505,8 +505,10 @@ async fn invalid_settings_fail_before_any_connection_is_tried() {
     assert!(matches!(&err, Error::Env(v) if v.name == "SUBNODE_KEEPALIVE"), "{err}");
     assert!(err.to_string().contains("whole seconds from 1 to 65535"), "{err}");
 
-    let err = start(&[("SUBNODE_BROKER_URL", "mqtts://127.0.0.1:1")]).await.unwrap_err();
-    assert!(matches!(err, Error::TlsNotSupported { name: "SUBNODE_BROKER_URL" }), "{err}");
+    let err = start(&[("SUBNODE_BROKER_URL", "mqtts://127.0.0.1:1"), ("SUBNODE_TLS_CA", "/nonexistent.pem")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls { name: "SUBNODE_TLS_CA", .. }), "{err}");
 
     let err = NodeBuilder::from_env()
         .env(|key| (key == "SUBNODE_NODE_NAME").then(|| "a/b".to_owned()))

@@ -336,6 +336,14 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         matches!(self.link, Link::Up(_))
     }
 
+    /// Writes the register message, exactly as the next one published on `.../register` would be
+    /// (timestamped at the latest `handle_*` call), into `buf`; returns its length. For
+    /// registering out of band as well, e.g. the tokio adapter's HTTP registration.
+    pub fn register_json(&self, buf: &mut [u8]) -> Result<usize, crate::EncodeError> {
+        let register = register_message(&self.config, &self.instance_id, &self.clock, self.now, self.started);
+        message::to_json(&register, buf)
+    }
+
     /// Messages of `kind` queued or waiting for their PUBACK (acknowledged results kept for
     /// replay are not counted).
     pub fn queued(&self, kind: MessageKind) -> usize {
@@ -690,17 +698,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
 
     fn enqueue_register(&mut self) -> Result<(), NodeError> {
         let (topic, pid) = (self.topic("register"), self.alloc_pid());
-        let register = message::Register {
-            timestamp: self.clock.at(self.now),
-            node_name: self.config.node_name,
-            instance_id: &self.instance_id,
-            version: self.config.version,
-            pid: self.config.pid,
-            start_time: self.clock.at(self.started),
-            capabilities: Capabilities { fixed: &FIXED_CAPABILITIES, extra: self.config.capabilities },
-            metadata: Metadata { hostname: self.config.hostname, extra: self.config.metadata },
-            node_version: self.config.node_version,
-        };
+        let register = register_message(&self.config, &self.instance_id, &self.clock, self.now, self.started);
         let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, &topic, true, &register);
         self.note_dropped(pushed)
     }
@@ -1110,6 +1108,28 @@ fn offset_in(whole: &[u8], part: &[u8]) -> Range<usize> {
         at..at + part.len()
     } else {
         0..0
+    }
+}
+
+/// The register message as of `now`. A free function, so that it may borrow the node's fields
+/// while the outbox is borrowed mutably.
+fn register_message<'n>(
+    config: &Config<'n>,
+    instance_id: &'n str,
+    clock: &WallClock,
+    now: Instant,
+    started: Instant,
+) -> message::Register<'n> {
+    message::Register {
+        timestamp: clock.at(now),
+        node_name: config.node_name,
+        instance_id,
+        version: config.version,
+        pid: config.pid,
+        start_time: clock.at(started),
+        capabilities: Capabilities { fixed: &FIXED_CAPABILITIES, extra: config.capabilities },
+        metadata: Metadata { hostname: config.hostname, extra: config.metadata },
+        node_version: config.node_version,
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -45,21 +45,63 @@ fn mosquitto_binary() -> PathBuf {
         })
 }
 
+/// `mosquitto_passwd`, next to the broker or on the usual paths.
+fn mosquitto_passwd_binary() -> PathBuf {
+    let beside = mosquitto_binary().parent().map(|d| d.join("mosquitto_passwd"));
+    beside
+        .into_iter()
+        .chain(
+            ["/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd", "/opt/homebrew/bin/mosquitto_passwd"]
+                .map(PathBuf::from),
+        )
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("mosquitto_passwd is not installed (it comes with the `mosquitto` package)"))
+}
+
+/// Writes a mosquitto password file with `users` (name, password) into `dir`; returns its path.
+pub(crate) fn password_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("passwd");
+    std::fs::write(&path, "").expect("create the password file");
+    for (user, password) in users {
+        let status = Command::new(mosquitto_passwd_binary())
+            .arg("-b")
+            .arg(&path)
+            .arg(user)
+            .arg(password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd failed for {user}");
+    }
+    path
+}
+
 /// A mosquitto process listening on 127.0.0.1:`port`, killed on drop.
 pub(crate) struct Broker {
     port: u16,
     dir: PathBuf,
+    /// Configuration lines after the `listener` line (listener options, then global ones).
+    extra: String,
     child: Option<Child>,
 }
 
 impl Broker {
-    /// Starts a broker on a free port.
+    /// Starts a broker on a free port that lets anyone in.
     pub(crate) fn start() -> Self {
+        Self::start_with(|_| "allow_anonymous true\n".to_owned())
+    }
+
+    /// Starts a broker on a free port whose configuration, after its `listener` line, is what
+    /// `setup` returns; `setup` gets the broker's own directory to write files (passwords,
+    /// ACLs, certificates) into.
+    pub(crate) fn start_with(setup: impl FnOnce(&Path) -> String) -> Self {
         let dir = std::env::temp_dir().join(format!("subnodesync-test-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("create the broker's temp dir");
+        let extra = setup(&dir);
         for _ in 0..5 {
             let port = free_port();
-            let mut broker = Self { port, dir: dir.clone(), child: None };
+            let mut broker = Self { port, dir: dir.clone(), extra: extra.clone(), child: None };
             if broker.launch() {
                 return broker;
             }
@@ -69,6 +111,11 @@ impl Broker {
 
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The broker's directory (its configuration, log and whatever `setup` wrote).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(crate) fn url(&self) -> String {
@@ -100,8 +147,9 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\n",
+                "listener {} 127.0.0.1\n{}\npersistence false\nlog_dest file {}\n",
                 self.port,
+                self.extra,
                 log.display()
             ),
         )
@@ -140,7 +188,7 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
@@ -183,7 +231,22 @@ pub(crate) struct Engine {
 impl Engine {
     /// Connects to the broker on `port` and subscribes to `filters`, waiting for the SUBACK.
     pub(crate) async fn connect(port: u16, filters: &[&str]) -> Self {
-        let mut options = MqttOptions::new(format!("engine-{}-{}", std::process::id(), unique()), "127.0.0.1", port);
+        Self::connect_as(port, None, None, filters).await
+    }
+
+    /// [`connect`](Self::connect) with a client id (default: a unique `engine-...`) and a
+    /// username and password.
+    pub(crate) async fn connect_as(
+        port: u16,
+        client_id: Option<&str>,
+        credentials: Option<(&str, &str)>,
+        filters: &[&str],
+    ) -> Self {
+        let id = client_id.map_or_else(|| format!("engine-{}-{}", std::process::id(), unique()), str::to_owned);
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         options.set_keep_alive(Duration::from_secs(5));
         options.set_max_packet_size(64 * 1024, 64 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
