@@ -70,3 +70,27 @@ fn drain(node: &mut Node<'_>) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Runs every committed seed of `target` (`fuzz/seeds/<target>/`) through `run`.
+    fn replay(target: &str, run: fn(&[u8])) -> usize {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            run(&std::fs::read(&path).unwrap());
+            count += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn every_committed_fuzz_seed_replays_without_a_failure() {
+        assert!(replay("decode_packet", super::decode_packet) >= 10);
+        assert!(replay("control_command", super::control_command) >= 10);
+        assert!(replay("node_input", super::node_input) >= 5);
+    }
+}

@@ -51,7 +51,8 @@ mod rng;
 pub mod session;
 pub mod time;
 
-#[cfg(feature = "_fuzzing")]
+// Compiled for unit tests too, which replay the committed fuzz seeds on stable.
+#[cfg(any(test, feature = "_fuzzing"))]
 pub mod fuzzing;
 
 pub use codec::json::{Object, RawJson};
