@@ -44,7 +44,9 @@
 //! * `SUBNODE_SIM_SEED=<n> cargo test -p subnodesync-sim -- --nocapture replay` replays one seed
 //!   and prints its trace: every packet, fault, timer firing and engine action, one per line;
 //! * `cargo run --release -p subnodesync-sim --bin node_days` measures simulated node-days per
-//!   second (one node, 30 s heartbeats, faults on).
+//!   second (one node, 30 s heartbeats, faults on);
+//! * `cargo run --release -p subnodesync-sim --bin reconnect_storm [nodes]` restarts the broker
+//!   under a whole fleet and reports the peak reconnect rate with jitter and without.
 //!
 //! What is modelled, and how: each connection is a pair of ordered byte streams. A dropped
 //! segment shows up as a delay (TCP retransmits it), later bytes wait behind it. The broker keeps
@@ -165,6 +167,9 @@ pub struct SimConfig {
     pub change_heartbeat_interval: bool,
     /// Record a readable trace (packets, faults, timer firings) in the [`Report`].
     pub trace: bool,
+    /// A broker restart at exactly this simulated time (within `duration`), besides any the
+    /// fault rates bring: the reconnect storm scenario.
+    pub broker_restart_at: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -193,6 +198,7 @@ impl Default for SimConfig {
             engine_retry: Duration::from_secs(20),
             change_heartbeat_interval: true,
             trace: false,
+            broker_restart_at: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The simulated world: event queue, byte streams, broker, engine and node drivers.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use mqttrs::{Packet, Pid, QosPid};
 use subnodesync_core::codec::frame::FixedHeader;
@@ -168,6 +168,10 @@ struct World<'a, 'h> {
     next_conn: u64,
     broker: Broker,
     nodes: Vec<Slot<'a>>,
+    /// Every node's next deadline (world time) with its index, so the earliest is found without
+    /// asking every node: kept in step by `refresh_timer` after anything that can move one.
+    timers: BTreeSet<(T, usize)>,
+    timer_of: Vec<Option<T>>,
     requests: Vec<Request>,
     /// (request_id, node) to the request; a broadcast is one request per node.
     by_request_id: BTreeMap<(String, usize), usize>,
@@ -227,7 +231,9 @@ pub(crate) fn simulate(seed: u64, cfg: &SimConfig, handler: &mut dyn Handler) ->
         conns: BTreeMap::new(),
         next_conn: 1,
         broker: Broker { up: true, ..Broker::default() },
+        timer_of: vec![None; nodes.len()],
         nodes,
+        timers: BTreeSet::new(),
         requests: Vec::new(),
         by_request_id: BTreeMap::new(),
         broadcast_topic: format!("{}/{}/control", cfg.node.topic_prefix, cfg.node.node_name),
@@ -307,6 +313,9 @@ impl<'a, 'h> World<'a, 'h> {
                 self.at(self.now + dt, Ev::Fault(kind));
             }
         }
+        if let Some(at) = self.cfg.broker_restart_at {
+            self.at(START + us(at), Ev::Fault(2));
+        }
         self.at(self.fault_end, Ev::FaultsOff);
         self.schedule_engine_new();
         self.at(self.now + us(self.cfg.engine_retry), Ev::EngineRetry);
@@ -318,14 +327,8 @@ impl<'a, 'h> World<'a, 'h> {
         while self.failure.is_none() {
             let heap_t = self.heap.peek().map(|Reverse(s)| s.t);
             let broker_t = self.broker_deadline();
-            let mut node_t: Option<(T, usize)> = None;
-            for i in 0..self.nodes.len() {
-                if let Some(d) = self.node_deadline(i) {
-                    if node_t.is_none_or(|(t, _)| d < t) {
-                        node_t = Some((d, i));
-                    }
-                }
-            }
+            // The earliest deadline, the lowest index first among equals.
+            let node_t = self.timers.first().copied();
             let t = [heap_t, broker_t, node_t.map(|(t, _)| t)].into_iter().flatten().min();
             let Some(t) = t.filter(|&t| t <= self.end) else { break };
             self.now = self.now.max(t);
@@ -462,7 +465,23 @@ impl<'a, 'h> World<'a, 'h> {
             }
         }
         self.after_step(i);
+        self.refresh_timer(i);
         produced
+    }
+
+    /// Re-files node `i`'s deadline after something may have moved it.
+    fn refresh_timer(&mut self, i: usize) {
+        let deadline = self.node_deadline(i);
+        let Some(filed) = self.timer_of.get_mut(i) else { return };
+        if *filed != deadline {
+            if let Some(old) = filed.take() {
+                self.timers.remove(&(old, i));
+            }
+            if let Some(new) = deadline {
+                self.timers.insert((new, i));
+            }
+            *filed = deadline;
+        }
     }
 
     fn drain(&mut self, i: usize) -> Vec<Act> {
@@ -857,6 +876,7 @@ impl<'a, 'h> World<'a, 'h> {
                 let jump = self.rng.range(1, us(f.max_clock_jump).max(1));
                 self.stats.faults[4] += 1;
                 self.nodes[i].offset += jump;
+                self.refresh_timer(i);
                 // The heartbeat promise is about time that passed, not about the clock's jump.
                 if let Some(due) = &mut self.nodes[i].heartbeat_due_by {
                     *due += jump;

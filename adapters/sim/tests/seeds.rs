@@ -148,3 +148,19 @@ fn a_handler_that_never_answers_fails_the_result_check_with_its_seed() {
     assert!(failure.message.contains("never got its final result"), "{failure}");
     assert!(failure.to_string().contains("SUBNODE_SIM_SEED=9"), "{failure}");
 }
+
+/// The reconnect storm in small: one broker restart at a chosen instant, and every node of the
+/// fleet connects again (twice in all), spread out by the jitter.
+#[test]
+fn a_scheduled_broker_restart_brings_the_whole_fleet_back() {
+    let config = SimConfig {
+        nodes: 50,
+        faults: Faults::NONE,
+        commands_per_node: 0,
+        broker_restart_at: Some(subnodesync_core::Duration::from_secs(60)),
+        ..SimConfig::default()
+    };
+    let report = run(3, &config).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(report.stats.faults[2], 1, "exactly the one scheduled restart");
+    assert_eq!(report.stats.connects, 100, "every node connected, then reconnected once");
+}
