@@ -350,6 +350,11 @@ impl Engine {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("engine publish");
     }
 
+    /// Publishes a retained message (QoS 1) on `topic`.
+    pub(crate) async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, true, payload.into()).await.expect("engine publish");
+    }
+
     /// Sends `command` with `parameters` to the instance at `base` as `request_id`.
     pub(crate) async fn command(&self, base: &str, request_id: &str, command: &str, parameters: Value) {
         let payload = serde_json::json!({
@@ -410,4 +415,15 @@ pub(crate) fn assert_key_order(json_text: &str, keys: &[&str]) {
         .map(|k| json_text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("no key {k:?} in {json_text}")))
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "keys out of order {keys:?} in {json_text}");
+}
+
+/// Fails if a new subscriber to `topic` gets a retained message. A retained message is sent
+/// before anything published after the subscription, so the first message on `topic` must be a
+/// plain (neither retained nor empty) probe published after the SUBACK: that leaves the retained
+/// store alone.
+pub(crate) async fn assert_no_retained(port: u16, topic: &str) {
+    let mut newcomer = Engine::connect(port, &[topic]).await;
+    newcomer.publish(topic, "probe").await;
+    let first = newcomer.expect_on(topic).await;
+    assert_eq!((first.text(), first.retain), ("probe", false), "a message is still retained on {topic}: {first:?}");
 }
