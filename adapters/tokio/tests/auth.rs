@@ -6,10 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{password_file, Broker, Engine, WAIT};
+use common::{next_event, password_file, Broker, Engine, WAIT};
 use serde_json::json;
 use subnodesync_tokio::{ConnectRefused, DisconnectReason, LifecycleEvent, NodeBuilder};
-use tokio::sync::broadcast;
 
 /// The ACL documented in the README: the engine reads everything and writes control topics;
 /// a node (username = node name, client id = instance id) writes only below its own instance
@@ -103,23 +102,6 @@ async fn a_wrong_password_is_a_clear_refusal_retried_with_backoff_not_in_a_tight
     engine.expect_status(&base, "online").await;
     assert!(handle.is_connected());
     handle.stop().await;
-}
-
-/// The next lifecycle event matching `pred`, within [`WAIT`].
-async fn next_event(
-    events: &mut broadcast::Receiver<LifecycleEvent>,
-    what: &str,
-    pred: impl Fn(&LifecycleEvent) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(event)) if pred(&event) => return,
-            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
-            Err(_) => panic!("no {what} event within {WAIT:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

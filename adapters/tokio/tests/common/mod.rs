@@ -2,6 +2,8 @@
 //! an engine made of a plain MQTT client (rumqttc). Shared with `examples/tests` by path.
 #![allow(dead_code)]
 
+pub(crate) mod scenarios;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -426,4 +428,21 @@ pub(crate) async fn assert_no_retained(port: u16, topic: &str) {
     newcomer.publish(topic, "probe").await;
     let first = newcomer.expect_on(topic).await;
     assert_eq!((first.text(), first.retain), ("probe", false), "a message is still retained on {topic}: {first:?}");
+}
+
+/// The next lifecycle event matching `pred`, within [`WAIT`].
+pub(crate) async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<subnodesync_tokio::LifecycleEvent>,
+    what: &str,
+    pred: impl Fn(&subnodesync_tokio::LifecycleEvent) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(event)) if pred(&event) => return,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
+            Err(_) => panic!("no {what} event within {WAIT:?}"),
+        }
+    }
 }
