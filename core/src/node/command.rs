@@ -130,7 +130,11 @@ fn parse_body<'a>(
     let timeout = match parameters.get("timeout_ms") {
         None => None,
         Some(raw) => match raw.deserialize::<u64>() {
-            Some(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            // `try_`: a deadline too far away for the tick counter is refused, not a panic.
+            Some(ms) if ms > 0 => match Duration::try_from_millis(ms) {
+                Some(timeout) => Some(timeout),
+                None => return Err(CommandError::InvalidParameter("timeout_ms")),
+            },
             _ => return Err(CommandError::InvalidParameter("timeout_ms")),
         },
     };
@@ -300,6 +304,11 @@ mod tests {
         );
         assert_eq!(
             body_err(br#"{"request_id":"r","command":"x","parameters":{"timeout_ms":-1}}"#),
+            CommandError::InvalidParameter("timeout_ms")
+        );
+        // Found by the control_command fuzz target: milliseconds beyond the tick counter.
+        assert_eq!(
+            body_err(br#"{"request_id":"r","command":"x","parameters":{"timeout_ms":18446744073709551615}}"#),
             CommandError::InvalidParameter("timeout_ms")
         );
         assert_eq!(parse_control(b"{").unwrap_err(), CommandError::Malformed(JsonError::Syntax(1)));
