@@ -47,7 +47,7 @@ extern crate std;
 pub mod codec;
 pub mod error;
 pub mod node;
-mod rng;
+pub mod rng;
 pub mod session;
 pub mod time;
 

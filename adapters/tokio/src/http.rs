@@ -7,6 +7,7 @@
 use std::io;
 use std::time::Duration;
 
+use subnodesync_core::rng::Rng;
 use subnodesync_core::session::Backoff;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,7 +46,7 @@ impl Registration {
     pub(crate) async fn run(self) {
         let mut backoff = Backoff::new(to_core(self.reconnect_min), to_core(self.reconnect_max));
         // Its own stream of jitter, apart from the core's.
-        let mut rng = self.seed ^ 0x6874_7470_7265_6769;
+        let mut rng = Rng::new(self.seed ^ 0x6874_7470_7265_6769);
         for attempt in 1u32.. {
             let outcome = match tokio::time::timeout(self.attempt_timeout, post(&self.url, &self.body)).await {
                 Ok(Ok(status)) => classify(status),
@@ -62,7 +63,7 @@ impl Registration {
                     return;
                 }
                 Outcome::Retry(why) => {
-                    let delay = to_std(backoff.delay_from(splitmix(&mut rng)));
+                    let delay = to_std(backoff.delay_from(rng.next_u64()));
                     tracing::warn!(url = %self.url, error = %why, attempt, retry_in = ?delay, "HTTP registration failed");
                     tokio::time::sleep(delay).await;
                 }
@@ -115,15 +116,6 @@ fn parse_status(response: &[u8]) -> Option<u16> {
         return None;
     }
     std::str::from_utf8(code).ok()?.parse().ok()
-}
-
-/// A 64-bit random draw (SplitMix64): plenty for jitter.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -525,21 +525,11 @@ async fn stop_adapters(handles: Vec<NodeHandle>) -> usize {
     done.load(Ordering::Relaxed)
 }
 
-/// RFC 3339 UTC timestamp, seconds precision, as the heartbeat carries it.
+/// RFC 3339 UTC timestamp, seconds precision, as the heartbeat carries it (the core's own
+/// formatting: both sides pay the same for it).
 fn rfc3339(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    subnodesync_core::Timestamp::from_unix_secs(secs).to_string()
 }
 
 async fn start_plain(args: &Args, ramp: Duration) -> Plain {
