@@ -12,7 +12,7 @@ pub struct Rng {
 
 impl Rng {
     /// A generator that replays the same sequence for the same `seed`.
-    pub fn new(seed: u64) -> Self {
+    pub const fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 

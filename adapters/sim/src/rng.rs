@@ -1,24 +1,21 @@
-//! A tiny seeded PRNG: SplitMix64. One seed, one sequence, on every platform.
+//! A tiny seeded PRNG: the core's SplitMix64, with the draws a simulation needs on top. One seed,
+//! one sequence, on every platform.
 
-/// SplitMix64: fast, statistically decent, and seedable from any `u64` (zero included).
+/// SplitMix64 (`subnodesync_core::rng::Rng`) plus ranges, floats and coin flips.
 #[derive(Debug, Clone)]
 pub struct Rng {
-    state: u64,
+    inner: subnodesync_core::rng::Rng,
 }
 
 impl Rng {
     /// A generator whose whole sequence is fixed by `seed`.
     pub const fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self { inner: subnodesync_core::rng::Rng::new(seed) }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A uniform value in `0..n` (`0` when `n` is 0), by multiply-shift.
