@@ -1,14 +1,11 @@
 //! The `tokio_node` example as a process, against a real mosquitto: what an operator sees when
 //! it is killed, terminated, stopped or restarted.
 
-#[path = "../../adapters/tokio/tests/common/mod.rs"]
-mod common;
-
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Broker, Engine, WAIT};
 use serde_json::json;
+use subnodesync_testkit::{Broker, Engine, WAIT};
 
 /// A running `tokio_node`, killed on drop; its log is printed if the test failed.
 struct NodeProcess {

@@ -1,0 +1,438 @@
+//! Test fixtures shared by every crate's integration tests: a real mosquitto on a free loopback
+//! port, started and killed by the test, and an engine made of a plain MQTT client (rumqttc) that
+//! reads only what goes over MQTT.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long any single expectation may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+static UNIQUE: AtomicU32 = AtomicU32::new(0);
+
+fn unique() -> u32 {
+    UNIQUE.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The mosquitto binary, or a failure that says how to get one: a missing broker must fail the
+/// suite, never skip it.
+fn mosquitto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOSQUITTO").map(PathBuf::from) {
+        assert!(path.is_file(), "MOSQUITTO={} is not a file", path.display());
+        return path;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("mosquitto")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(on_path)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "mosquitto is not installed: these integration tests start a real broker. Install the Debian \
+                 package `mosquitto` (.ci/run does), or set MOSQUITTO=/path/to/mosquitto"
+            )
+        })
+}
+
+/// `mosquitto_passwd`, next to the broker or on the usual paths.
+fn mosquitto_passwd_binary() -> PathBuf {
+    let beside = mosquitto_binary().parent().map(|d| d.join("mosquitto_passwd"));
+    beside
+        .into_iter()
+        .chain(
+            ["/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd", "/opt/homebrew/bin/mosquitto_passwd"]
+                .map(PathBuf::from),
+        )
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("mosquitto_passwd is not installed (it comes with the `mosquitto` package)"))
+}
+
+/// Writes a mosquitto password file with `users` (name, password) into `dir`; returns its path.
+pub fn password_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("passwd");
+    std::fs::write(&path, "").expect("create the password file");
+    for (user, password) in users {
+        let status = Command::new(mosquitto_passwd_binary())
+            .arg("-b")
+            .arg(&path)
+            .arg(user)
+            .arg(password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd failed for {user}");
+    }
+    path
+}
+
+/// A mosquitto process listening on 127.0.0.1:`port`, killed on drop.
+pub struct Broker {
+    port: u16,
+    dir: PathBuf,
+    /// Configuration lines after the `listener` line (listener options, then global ones).
+    extra: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port that lets anyone in.
+    pub fn start() -> Self {
+        Self::start_with(|_| "allow_anonymous true\n".to_owned())
+    }
+
+    /// Starts a broker on a free port whose configuration, after its `listener` line, is what
+    /// `setup` returns; `setup` gets the broker's own directory to write files (passwords,
+    /// ACLs, certificates) into.
+    pub fn start_with(setup: impl FnOnce(&Path) -> String) -> Self {
+        let dir = std::env::temp_dir().join(format!("subnodesync-test-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).expect("create the broker's temp dir");
+        let extra = setup(&dir);
+        for _ in 0..5 {
+            let port = free_port();
+            let mut broker = Self { port, dir: dir.clone(), extra: extra.clone(), child: None };
+            if broker.launch() {
+                return broker;
+            }
+        }
+        panic!("mosquitto did not start on any of 5 free ports; see {}", dir.display());
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's directory (its configuration, log and whatever `setup` wrote).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `mqtt://127.0.0.1:<port>`, as `SUBNODE_BROKER_URL` takes it.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker at once (SIGKILL): connections drop without any goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port (it lost all state: persistence is off).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + WAIT;
+        while !self.launch() {
+            assert!(Instant::now() < deadline, "mosquitto did not restart on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts mosquitto and waits until it accepts connections; false if it exited instead.
+    fn launch(&mut self) -> bool {
+        let config = self.dir.join("mosquitto.conf");
+        let log = self.dir.join("mosquitto.log");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {} 127.0.0.1\n{}\npersistence false\nlog_dest file {}\n",
+                self.port,
+                self.extra,
+                log.display()
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let mut child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                self.child = Some(child);
+                return true;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback port nobody listened on a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A message the engine saw.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    /// The topic it was published on.
+    pub topic: String,
+    /// Its payload, as sent.
+    pub payload: Vec<u8>,
+    /// Whether the broker delivered it as retained.
+    pub retain: bool,
+    /// When the engine received it.
+    pub at: Instant,
+}
+
+impl Msg {
+    /// The payload as text; fails the test if it is not UTF-8.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.payload).expect("payload is UTF-8")
+    }
+
+    /// The payload as JSON; fails the test if it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("payload on {} is not JSON ({e}): {}", self.topic, self.text()))
+    }
+}
+
+enum Seen {
+    Publish(Msg),
+    SubAck,
+}
+
+/// The management engine's side: subscribes to a filter (again after every reconnect) and
+/// publishes commands.
+pub struct Engine {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Seen>,
+    task: JoinHandle<()>,
+    /// Everything seen so far, for failure messages.
+    log: Vec<String>,
+}
+
+impl Engine {
+    /// Connects to the broker on `port` and subscribes to `filters`, waiting for the SUBACK.
+    pub async fn connect(port: u16, filters: &[&str]) -> Self {
+        Self::connect_as(port, None, None, filters).await
+    }
+
+    /// [`connect`](Self::connect) with a client id (default: a unique `engine-...`) and a
+    /// username and password.
+    pub async fn connect_as(
+        port: u16,
+        client_id: Option<&str>,
+        credentials: Option<(&str, &str)>,
+        filters: &[&str],
+    ) -> Self {
+        let id = client_id.map_or_else(|| format!("engine-{}-{}", std::process::id(), unique()), str::to_owned);
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_max_packet_size(64 * 1024, 64 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let subscriptions = filters.len();
+        let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+        let subscriber = client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // One SUBSCRIBE per filter, in order: retained messages arrive in that order.
+                        for filter in &filters {
+                            let _ = subscriber.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = tx.send(Seen::SubAck);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let msg = Msg {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                            at: Instant::now(),
+                        };
+                        let _ = tx.send(Seen::Publish(msg));
+                    }
+                    Ok(_) => {}
+                    // The broker is gone (a test killed it): try again shortly, like any client.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let mut engine = Self { client, rx, task, log: Vec::new() };
+        engine.wait_subacks(subscriptions).await;
+        engine
+    }
+
+    /// Every filter has its own SUBSCRIBE; the last SUBACK means all are in place.
+    async fn wait_subacks(&mut self, n: usize) {
+        let mut acks = 0;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while acks < n {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Seen::SubAck)) => acks += 1,
+                Ok(Some(Seen::Publish(m))) => self.note(&m),
+                _ => panic!("engine: no SUBACK within {WAIT:?}"),
+            }
+        }
+    }
+
+    fn note(&mut self, m: &Msg) {
+        let text = String::from_utf8_lossy(&m.payload);
+        let short: String = text.chars().take(160).collect();
+        self.log.push(format!("{} (retain {}): {short}", m.topic, m.retain));
+    }
+
+    /// The next message for which `pred` holds; others are skipped (and remembered for the
+    /// failure message). Fails the test after [`WAIT`].
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&Msg) -> bool) -> Msg {
+        self.expect_within(WAIT, what, pred).await
+    }
+
+    /// [`expect`](Self::expect) with an explicit bound.
+    pub async fn expect_within(&mut self, bound: Duration, what: &str, pred: impl Fn(&Msg) -> bool) -> Msg {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Seen::Publish(m))) => {
+                    self.note(&m);
+                    if pred(&m) {
+                        return m;
+                    }
+                }
+                Ok(Some(Seen::SubAck)) => {}
+                Ok(None) => panic!("engine stopped while waiting for {what}"),
+                Err(_) => {
+                    let seen = self.log.iter().rev().take(30).rev().cloned().collect::<Vec<_>>().join("\n  ");
+                    panic!("no {what} within {bound:?}; the engine saw (last 30):\n  {seen}");
+                }
+            }
+        }
+    }
+
+    /// The next message on exactly `topic`.
+    pub async fn expect_on(&mut self, topic: &str) -> Msg {
+        let what = format!("message on {topic}");
+        self.expect(&what, |m| m.topic == topic).await
+    }
+
+    /// The next status message on `base/status` saying `status`.
+    pub async fn expect_status(&mut self, base: &str, status: &str) -> Msg {
+        let topic = format!("{base}/status");
+        let what = format!("status {status:?} on {topic}");
+        self.expect(&what, |m| m.topic == topic && m.json()["status"] == status).await
+    }
+
+    /// Publishes a control message (QoS 1, not retained) on `topic`.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("engine publish");
+    }
+
+    /// Publishes a retained message (QoS 1) on `topic`.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, true, payload.into()).await.expect("engine publish");
+    }
+
+    /// Sends `command` with `parameters` to the instance at `base` as `request_id`.
+    pub async fn command(&self, base: &str, request_id: &str, command: &str, parameters: Value) {
+        let payload = serde_json::json!({
+            "command": command,
+            "timestamp": "2024-01-01T12:00:00Z",
+            "request_id": request_id,
+            "parameters": parameters,
+        });
+        self.publish(&format!("{base}/control"), payload.to_string()).await;
+    }
+
+    /// The final result (`state` `done`) for `request_id` on `base/result`.
+    pub async fn result(&mut self, base: &str, request_id: &str) -> Value {
+        let topic = format!("{base}/result");
+        let what = format!("final result for {request_id} on {topic}");
+        let msg = self
+            .expect(&what, |m| m.topic == topic && m.json()["request_id"] == request_id && m.json()["state"] == "done")
+            .await;
+        msg.json()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `{prefix}/{node_name}/{instance_id}` for the default prefix.
+pub fn base(node_name: &str, instance_id: &str) -> String {
+    format!("subnodesync/{node_name}/{instance_id}")
+}
+
+/// Whether `s` is an RFC 3339 UTC timestamp with second precision from this century.
+pub fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() == 20
+        && s.starts_with("20")
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'Z'
+}
+
+/// Asserts that the keys appear in `json_text` in this order.
+pub fn assert_key_order(json_text: &str, keys: &[&str]) {
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|k| json_text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("no key {k:?} in {json_text}")))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "keys out of order {keys:?} in {json_text}");
+}
+
+/// Fails if a new subscriber to `topic` gets a retained message. A retained message is sent
+/// before anything published after the subscription, so the first message on `topic` must be a
+/// plain (neither retained nor empty) probe published after the SUBACK: that leaves the retained
+/// store alone.
+pub async fn assert_no_retained(port: u16, topic: &str) {
+    let mut newcomer = Engine::connect(port, &[topic]).await;
+    newcomer.publish(topic, "probe").await;
+    let first = newcomer.expect_on(topic).await;
+    assert_eq!((first.text(), first.retain), ("probe", false), "a message is still retained on {topic}: {first:?}");
+}
