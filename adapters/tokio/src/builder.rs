@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use subnodesync_core::node::{BUILT_INS, COMMAND_MAX};
 use subnodesync_core::{ConfigError, NodeVersion};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{oneshot, Notify};
+
+use crate::inbox::Inbox;
 use tracing::Instrument as _;
 
 use crate::config::{self, BrokerUrl, Scheme};
-use crate::driver::{self, Settings};
+use crate::driver::{self, SampleSource, Settings};
 use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
 use crate::handler::CommandHandler;
@@ -327,8 +329,9 @@ impl NodeBuilder {
         self
     }
 
-    /// The process metrics sampler, default `subnodesync_sysinfo::ProcessSampler`. It runs on
-    /// the blocking pool.
+    /// The process metrics sampler. It runs on the blocking pool, once per heartbeat of this
+    /// node. The default is one `subnodesync_sysinfo::SharedSampler` for the whole process:
+    /// every node of the process reports the same process, sampled at most once a second.
     pub fn sampler(mut self, sampler: impl Sampler) -> Self {
         self.sampler = Some(Box::new(sampler));
         self
@@ -374,26 +377,28 @@ impl NodeBuilder {
     /// accepted, without waiting for the broker. Must be called within a tokio runtime.
     pub async fn start(self) -> Result<NodeHandle, Error> {
         let settings = self.resolve()?;
+        if matches!(settings.sampler, SampleSource::Shared) {
+            driver::prime_shared_sample().await;
+        }
         let instance_id = format!("{}-{}-{}", settings.node_name, settings.hostname, settings.pid);
-        let (events, first_events) = broadcast::channel(64);
-        let (stopped_tx, stopped) = watch::channel(None);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let tx = Arc::new(Inbox::default());
         let shared = Arc::new(Shared {
             node_name: settings.node_name.clone(),
             instance_id: instance_id.clone(),
-            events,
-            first_events: Mutex::new(Some(first_events)),
+            events: Mutex::default(),
             connected: AtomicBool::new(false),
             stop_timeout: settings.stop_timeout,
             task: Mutex::new(None),
+            stopped: Mutex::new(None),
+            stopped_notify: Notify::new(),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let span = tracing::info_span!("node", node_name = %settings.node_name, instance_id = %instance_id);
-        let io = driver::Io { rx, tx: tx.clone(), shared: shared.clone(), stopped: stopped_tx, ready: ready_tx };
+        let io = driver::Io { inbox: tx.clone(), shared: shared.clone(), ready: ready_tx };
         let task = tokio::spawn(driver::run(settings, io).instrument(span));
         *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         ready_rx.await.map_err(|_| Error::TaskEnded)??;
-        Ok(NodeHandle { shared, tx, stopped })
+        Ok(NodeHandle { shared, tx })
     }
 
     /// Merges code, environment and defaults, and checks what the core does not.
@@ -494,7 +499,7 @@ impl NodeBuilder {
             http_register_url,
             handlers,
             handler_timeout: self.handler_timeout,
-            sampler: self.sampler.unwrap_or_else(|| Box::new(subnodesync_sysinfo::ProcessSampler::new())),
+            sampler: self.sampler.map_or(SampleSource::Shared, |own| SampleSource::Own(Some(own))),
             metrics: self.metrics,
             stop_on_request: self.stop_on_request,
             buffers: self.buffers,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use subnodesync_core::CommandId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::inbox::Inbox;
 use tokio::time::Instant;
 
 use crate::driver::Msg;
@@ -170,7 +172,7 @@ pub struct CommandContext {
     pub(crate) request_id: Arc<str>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) cancel: watch::Receiver<bool>,
-    pub(crate) node: mpsc::UnboundedSender<Msg>,
+    pub(crate) node: Arc<Inbox>,
 }
 
 impl CommandContext {
@@ -187,13 +189,13 @@ impl CommandContext {
     /// Publishes a progress update (`"state":"in_progress"`) with `message` and optional `data`.
     /// Updates sent after the command finished or timed out are dropped.
     pub fn progress(&self, message: impl Into<String>, data: Option<Value>) {
-        let _ = self.node.send(Msg::Progress { id: self.id, message: message.into(), data });
+        self.node.send(Msg::Progress { id: self.id, update: Box::new((message.into(), data)) });
     }
 
     /// Sets a custom heartbeat metric, as [`NodeHandle::set_metric`](crate::NodeHandle::set_metric)
     /// does: a handler can keep its own counters in the heartbeat.
     pub fn set_metric(&self, name: impl Into<String>, value: impl Into<crate::MetricValue>) {
-        let _ = self.node.send(Msg::SetMetric(name.into(), value.into()));
+        self.node.send(Msg::SetMetric(Box::new((name.into(), value.into()))));
     }
 
     /// Whether the run was cancelled: it timed out, or the node is stopping.

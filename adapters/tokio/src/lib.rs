@@ -7,6 +7,7 @@ mod error;
 mod handle;
 mod handler;
 mod http;
+mod inbox;
 #[cfg(feature = "logging")]
 mod logging;
 mod metrics;
@@ -17,7 +18,7 @@ mod transport;
 pub use builder::{BufferSizes, BuildInfo, NodeBuilder};
 pub use config::LogFormat;
 pub use error::{Error, InvalidValue};
-pub use handle::{shutdown_signal, LifecycleEvent, NodeHandle, StopReason};
+pub use handle::{shutdown_signal, LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
 pub use handler::{
     handler_fn, BoxFuture, Command, CommandContext, CommandHandler, CommandResult, FnHandler, HandlerError,
     HandlerResult,

@@ -5,10 +5,19 @@
 //! since then, and [`Clock::to_tokio`] maps a core deadline back onto tokio's clock so
 //! `sleep_until` can wait for it. Durations cross in [`to_core`] and [`to_std`].
 
+use std::sync::OnceLock;
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use subnodesync_core::{Duration, Instant};
 use tokio::time::Instant as TokioInstant;
+
+/// How late a node may wake for a deadline, so that the nodes of one process wake together.
+///
+/// Every deadline is rounded up to a process-wide grid of this step: a thousand nodes with a
+/// heartbeat a second then cost a worker about `1 s / TIMER_SLACK` wake-ups, each serving many
+/// nodes, instead of one wake-up (and a thread parked and unparked) per node. Nothing the core
+/// times is that precise: heartbeats, keep-alive, retransmission and backoff are all seconds.
+pub(crate) const TIMER_SLACK: StdDuration = StdDuration::from_millis(50);
 
 /// A deadline so far away it never fires (tokio caps sleeps at about two years anyway).
 const FAR_FUTURE: StdDuration = StdDuration::from_secs(86_400 * 365);
@@ -35,6 +44,16 @@ impl Clock {
         Instant::from_micros(saturating_micros(at.saturating_duration_since(self.epoch)))
     }
 
+    /// When to wake for the core deadline `at`: on tokio's clock, rounded up to the process's
+    /// [`TIMER_SLACK`] grid.
+    pub(crate) fn wake_at(self, at: Instant) -> TokioInstant {
+        let exact = self.to_tokio(at);
+        let anchor = *GRID.get_or_init(|| self.epoch);
+        let since = exact.saturating_duration_since(anchor);
+        let steps = since.as_nanos().div_ceil(TIMER_SLACK.as_nanos());
+        u32::try_from(steps).ok().and_then(|steps| anchor.checked_add(TIMER_SLACK * steps)).unwrap_or(exact)
+    }
+
     /// A core instant on tokio's clock; one beyond what tokio can represent is "far away".
     pub(crate) fn to_tokio(self, at: Instant) -> TokioInstant {
         self.epoch
@@ -42,6 +61,9 @@ impl Clock {
             .unwrap_or_else(|| TokioInstant::now() + FAR_FUTURE)
     }
 }
+
+/// The origin of the wake-up grid: the first node's start, shared by every node of the process.
+static GRID: OnceLock<TokioInstant> = OnceLock::new();
 
 /// A std duration as a core duration, saturating at the core's maximum.
 pub(crate) fn to_core(d: StdDuration) -> Duration {
@@ -74,6 +96,22 @@ mod tests {
         assert_eq!(clock.to_core(clock.to_tokio(at)), at);
         assert_eq!(to_core(StdDuration::from_millis(1500)), Duration::from_millis(1500));
         assert_eq!(to_std(Duration::from_secs(30)), StdDuration::from_secs(30));
+    }
+
+    #[test]
+    fn wake_ups_fall_on_one_grid_no_earlier_and_at_most_one_step_late() {
+        let (a, b) = (Clock::start(), Clock::start());
+        let _ = a.wake_at(Instant::from_micros(0));
+        let grid = *GRID.get().expect("the first wake_at sets the grid");
+        for micros in [0, 1, 19_999, 20_000, 20_001, 1_234_567] {
+            for clock in [a, b] {
+                let at = Instant::from_micros(micros);
+                let exact = clock.to_tokio(at);
+                let wake = clock.wake_at(at);
+                assert!(wake >= exact && wake - exact < TIMER_SLACK, "{micros} µs woke {:?} late", wake - exact);
+                assert_eq!((wake - grid).as_micros() % TIMER_SLACK.as_micros(), 0, "off the grid");
+            }
+        }
     }
 
     #[test]
