@@ -9,11 +9,12 @@ use std::time::Duration;
 use subnodesync_core::DisconnectReason;
 use tokio::sync::{broadcast, Notify};
 
-use crate::inbox::Inbox;
-use tokio::task::JoinHandle;
+use futures_util::future::AbortHandle;
 
 use crate::driver::Msg;
+use crate::inbox::Inbox;
 use crate::metrics::MetricValue;
+use crate::runtime::Timer;
 
 /// Something the application may want to know about the node's life.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +92,9 @@ pub(crate) struct Shared {
     pub(crate) events: Mutex<Events>,
     pub(crate) connected: AtomicBool,
     pub(crate) stop_timeout: Duration,
-    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) task: Mutex<Option<AbortHandle>>,
+    /// The runtime's clock and timer, for [`NodeHandle::stop`]'s bound.
+    pub(crate) timer: Timer,
     /// Why the node stopped, once it has.
     pub(crate) stopped: Mutex<Option<StopReason>>,
     /// Wakes everyone in [`NodeHandle::stopped`] when `stopped` is set.
@@ -214,7 +217,7 @@ impl NodeHandle {
     pub async fn stop(&self) {
         self.tx.send(Msg::Stop);
         let bound = self.shared.stop_timeout + Duration::from_secs(1);
-        if tokio::time::timeout(bound, self.stopped()).await.is_err() {
+        if self.shared.timer.timeout(bound, self.stopped()).await.is_none() {
             tracing::error!(instance_id = %self.shared.instance_id, "node did not stop in {bound:?}; aborting its task");
             if let Some(task) = self.shared.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 task.abort();
@@ -226,8 +229,7 @@ impl NodeHandle {
     pub async fn stopped(&self) -> StopReason {
         loop {
             // Registered before the check, so a stop between the two still wakes this wait.
-            let notified = self.shared.stopped_notify.notified();
-            tokio::pin!(notified);
+            let mut notified = std::pin::pin!(self.shared.stopped_notify.notified());
             notified.as_mut().enable();
             if let Some(reason) = self.shared.stop_reason() {
                 return reason;
@@ -239,29 +241,5 @@ impl NodeHandle {
     /// The stop reason, if the node has stopped.
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.shared.stop_reason()
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT): the signals that should trigger
-/// [`NodeHandle::stop`] in a service.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -9,15 +9,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::future::{AbortHandle, Abortable, Aborted};
+use futures_util::FutureExt as _;
 use serde_json::{Map, Value};
 use subnodesync_core::{Buffers, CommandId, Config, Event, Instant, Node, NodeError, NodeVersion, Outcome, Output};
 use tokio::sync::{oneshot, watch};
-use tokio::task::{AbortHandle, JoinHandle};
 use tracing::Instrument as _;
 
 use crate::builder::{variable_for, BufferSizes, BuildInfo};
@@ -28,6 +31,7 @@ use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, Han
 use crate::http::Registration;
 use crate::inbox::Inbox;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+use crate::runtime::{self, Runtime};
 use crate::time::{to_core, to_std, unix_micros, Clock};
 use crate::tls::Tls;
 use crate::transport::Transport;
@@ -131,7 +135,7 @@ pub(crate) struct Io {
 }
 
 /// Runs one node until it stops.
-pub(crate) async fn run(settings: Settings, io: Io) {
+pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
     let Settings {
         node_name,
         hostname,
@@ -194,7 +198,7 @@ pub(crate) async fn run(settings: Settings, io: Io) {
     };
     let buffers_outbox = buffers.outbox;
     let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; buffers.rx], vec![0; buffers.tx], vec![0; buffers.outbox]);
-    let clock = Clock::start();
+    let clock = Clock::<R>::start();
     let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox);
     let mut node: Node<'_> = match Node::new(config, buffers, seed, clock.now()) {
         Ok(node) => node,
@@ -220,7 +224,10 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         }
         let registration =
             Registration { url, body, attempt_timeout: connect_timeout, reconnect_min, reconnect_max, seed };
-        Some(tokio::spawn(registration.run().instrument(tracing::Span::current())))
+        let (abort, registration_handle) = AbortHandle::new_pair();
+        let task = Abortable::new(registration.run::<R>(), registration_handle);
+        R::spawn(task.map(drop).instrument(tracing::Span::current()));
+        Some(abort)
     });
 
     let mut driver = Driver {
@@ -231,6 +238,7 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         write_timeout: keepalive + keepalive / 2,
         transport: None,
         connecting: None,
+        turn: 0,
         open: false,
         close: false,
         // Grows to the largest burst once; a node that only heartbeats stays at a few hundred bytes.
@@ -249,8 +257,8 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         stopped: false,
     };
     driver.run(&mut node).await;
-    if let Some(task) = http_registration {
-        task.abort();
+    if let Some(registration) = http_registration {
+        registration.abort();
     }
     let reason = driver.finish();
     _failed.0.set_stopped(reason);
@@ -267,7 +275,7 @@ impl Drop for StopGuard {
 }
 
 /// A connect in progress.
-type Connecting = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;
+type Connecting<R> = Pin<Box<dyn Future<Output = io::Result<Transport<R>>> + Send>>;
 
 /// A running handler, as the node task tracks it.
 struct Running {
@@ -294,20 +302,22 @@ enum Then {
 }
 
 /// What woke the loop.
-enum Wake {
+enum Wake<R: Runtime> {
     Msg(Msg),
     Read(io::Result<usize>),
-    Opened(io::Result<Transport>),
+    Opened(io::Result<Transport<R>>),
     Timeout,
 }
 
-struct Driver<'h> {
-    clock: Clock,
+struct Driver<'h, R: Runtime> {
+    clock: Clock<R>,
     broker: BrokerUrl,
     tls: Option<Tls>,
     write_timeout: Duration,
-    transport: Option<Transport>,
-    connecting: Option<Connecting>,
+    transport: Option<Transport<R>>,
+    connecting: Option<Connecting<R>>,
+    /// Which wake-up source is polled first next time.
+    turn: usize,
     /// The core asked for a transport (`Output::Open`).
     open: bool,
     /// The core asked to close the transport (`Output::Close`), after writing what is queued.
@@ -330,10 +340,8 @@ struct Driver<'h> {
     stopped: bool,
 }
 
-impl Driver<'_> {
+impl<R: Runtime> Driver<'_, R> {
     async fn run(&mut self, node: &mut Node<'_>) {
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
         loop {
             // Drain, then do the I/O the drain asked for; a failed write is news for the core.
             loop {
@@ -353,8 +361,8 @@ impl Driver<'_> {
                     node.handle_timeout(now);
                     continue;
                 }
-                sleep.as_mut().reset(self.clock.wake_at(at));
             }
+            let wake_at = deadline.map(|at| self.clock.wake_at(at));
             // Bytes are read straight into the core's receive buffer. Drained, it always has room
             // (packets it cannot hold are streamed past); if not, reconnecting beats spinning.
             let room = node.receive_buffer();
@@ -363,11 +371,30 @@ impl Driver<'_> {
                 self.lost(node, "input stalled".into());
                 continue;
             }
-            let wake = tokio::select! {
-                msg = self.inbox.recv() => Wake::Msg(msg),
-                read = read_some(&mut self.transport, room) => Wake::Read(read),
-                opened = connect_some(&mut self.connecting) => Wake::Opened(opened),
-                () = sleep.as_mut(), if deadline.is_some() => Wake::Timeout,
+            // Wait for the first of four; whoever was polled first last time goes last this time,
+            // so a busy source cannot starve the others.
+            self.turn = self.turn.wrapping_add(1);
+            let first = self.turn;
+            let wake = {
+                let mut msg = std::pin::pin!(self.inbox.recv());
+                let mut read = std::pin::pin!(read_some(&mut self.transport, room));
+                let mut opened = std::pin::pin!(connect_some(&mut self.connecting));
+                let mut sleep = std::pin::pin!(sleep_until::<R>(wake_at));
+                std::future::poll_fn(|cx| {
+                    for source in (0..4).map(|i| (first + i) % 4) {
+                        let polled = match source {
+                            0 => msg.as_mut().poll(cx).map(Wake::Msg),
+                            1 => read.as_mut().poll(cx).map(Wake::Read),
+                            2 => opened.as_mut().poll(cx).map(Wake::Opened),
+                            _ => sleep.as_mut().poll(cx).map(|()| Wake::Timeout),
+                        };
+                        if polled.is_ready() {
+                            return polled;
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
             };
             let now = self.clock.now();
             match wake {
@@ -526,11 +553,11 @@ impl Driver<'_> {
         let mut told = false;
         if !self.wbuf.is_empty() {
             if let Some(transport) = self.transport.as_mut() {
-                let written = tokio::time::timeout(self.write_timeout, transport.write_all(&self.wbuf)).await;
+                let written = runtime::timeout::<R, _>(self.write_timeout, transport.write_all(&self.wbuf)).await;
                 let error = match written {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("write blocked for {:?}", self.write_timeout)),
+                    Some(Ok(())) => None,
+                    Some(Err(e)) => Some(e.to_string()),
+                    None => Some(format!("write blocked for {:?}", self.write_timeout)),
                 };
                 if let Some(e) = error {
                     self.lost(node, e);
@@ -546,7 +573,7 @@ impl Driver<'_> {
         if std::mem::take(&mut self.close) {
             self.connecting = None;
             if let Some(mut transport) = self.transport.take() {
-                let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, transport.shutdown()).await;
+                let _ = runtime::timeout::<R, _>(SHUTDOWN_TIMEOUT, transport.shutdown()).await;
             }
         }
         if std::mem::take(&mut self.open) {
@@ -623,15 +650,15 @@ impl Driver<'_> {
                     (Some(sample), refresh) => {
                         // Stale by at most a second: this heartbeat uses it, the next a new one.
                         if let Some(refresh) = refresh {
-                            tokio::task::spawn_blocking(move || refresh.run());
+                            R::spawn(R::unblock(move || refresh.run()).map(drop));
                         }
                         Then::Heartbeat(sample)
                     }
                     // The process's first sample: this heartbeat waits for it.
                     (None, refresh) => {
                         let take = move || refresh.map_or_else(|| shared.sample(SHARED_SAMPLE_MAX_AGE), Refresh::run);
-                        tokio::spawn(async move {
-                            let sample = tokio::task::spawn_blocking(take).await.unwrap_or_default();
+                        R::spawn(async move {
+                            let sample = R::unblock(take).await.unwrap_or_default();
                             tx.send(Msg::Sampled(sample));
                         });
                         Then::Nothing
@@ -641,15 +668,15 @@ impl Driver<'_> {
             SampleSource::Own(slot) => {
                 // Out taking the previous sample, which will serve this heartbeat.
                 let Some(mut sampler) = slot.take() else { return Then::Nothing };
-                tokio::spawn(async move {
-                    let sampled = tokio::task::spawn_blocking(move || {
+                R::spawn(async move {
+                    let sampled = R::unblock(move || {
                         let sample = sampler.sample();
                         (sampler, sample)
                     })
                     .await;
                     let (sampler, sample) = match sampled {
-                        Ok((sampler, sample)) => (Some(sampler), sample),
-                        Err(_) => (None, Sample::default()),
+                        Some((sampler, sample)) => (Some(sampler), sample),
+                        None => (None, Sample::default()),
                     };
                     tx.send(Msg::SamplerBack(sampler));
                     tx.send(Msg::Sampled(sample));
@@ -673,9 +700,11 @@ impl Driver<'_> {
         };
         let (name, request_id) = (unescape(&name), unescape(&request_id));
         let limit = handler.timeout().or(self.handler_timeout);
-        let started = tokio::time::Instant::now();
-        let deadline =
-            [deadline.map(|d| self.clock.to_tokio(d)), limit.map(|l| started + l)].into_iter().flatten().min();
+        let started = R::now();
+        let deadline = [deadline.map(|d| self.clock.to_runtime(d)), limit.and_then(|l| started.checked_add(l))]
+            .into_iter()
+            .flatten()
+            .min();
         let (cancel, cancelled) = watch::channel(false);
         let span = tracing::info_span!("command", request_id = %request_id, command = %name);
         tracing::debug!(parent: &span, ?deadline, "command started");
@@ -687,9 +716,11 @@ impl Driver<'_> {
             node: self.inbox.clone(),
         };
         let command = Command { name, request_id, parameters, deadline };
-        let task = tokio::spawn(handler.handle(ctx, command).instrument(span.clone()));
-        self.running.insert(id, Running { abort: task.abort_handle(), _cancel: cancel });
-        tokio::spawn(supervise(task, id, limit, self.inbox.clone()).instrument(span));
+        // Its own task, caught if it panics, and abortable when the core times the command out.
+        let (abort, registration) = AbortHandle::new_pair();
+        let run = Abortable::new(AssertUnwindSafe(handler.handle(ctx, command)).catch_unwind(), registration);
+        self.running.insert(id, Running { abort, _cancel: cancel });
+        R::spawn(supervise::<R>(run, id, limit, self.inbox.clone()).instrument(span));
     }
 
     /// Cancels what still runs and says goodbye; returns why the node stopped.
@@ -708,9 +739,9 @@ impl Driver<'_> {
 
 /// Takes the process's first shared sample if nobody has yet, so that the nodes' heartbeats
 /// find one ready instead of each waiting on a blocking thread.
-pub(crate) async fn prime_shared_sample() {
+pub(crate) async fn prime_shared_sample<R: Runtime>() {
     if let (None, Some(refresh)) = SharedSampler::global().latest(SHARED_SAMPLE_MAX_AGE) {
-        let _ = tokio::task::spawn_blocking(move || refresh.run()).await;
+        let _ = R::unblock(move || refresh.run()).await;
     }
 }
 
@@ -736,26 +767,28 @@ fn complete(node: &mut Node<'_>, now: Instant, id: CommandId, result: &CommandRe
     }
 }
 
+/// A handler's run: its result, unless it panicked, unless it was aborted.
+type Run = Result<std::thread::Result<HandlerResult>, Aborted>;
+
 /// Waits for a handler and turns however it ended into a result.
-async fn supervise(mut task: JoinHandle<HandlerResult>, id: CommandId, limit: Option<Duration>, tx: Arc<Inbox>) {
+async fn supervise<R: Runtime>(run: impl Future<Output = Run>, id: CommandId, limit: Option<Duration>, tx: Arc<Inbox>) {
     let joined = match limit {
-        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                task.abort();
+        Some(limit) => match runtime::timeout::<R, _>(limit, run).await {
+            Some(joined) => joined,
+            // The run was dropped with the timeout: it is cancelled.
+            None => {
                 tracing::warn!(?limit, "handler timed out; aborted");
                 let message = format!("timed out after {} ms (handler timeout)", limit.as_millis());
                 tx.send(Msg::finished(id, CommandResult::fail(message)));
                 return;
             }
         },
-        None => (&mut task).await,
+        None => run.await,
     };
     let result = match joined {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => CommandResult::fail(e.to_string()),
-        Err(e) if e.is_panic() => {
-            let payload = e.into_panic();
+        Ok(Ok(Ok(result))) => result,
+        Ok(Ok(Err(e))) => CommandResult::fail(e.to_string()),
+        Ok(Err(payload)) => {
             let what = payload
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -765,7 +798,7 @@ async fn supervise(mut task: JoinHandle<HandlerResult>, id: CommandId, limit: Op
             CommandResult::fail(format!("handler panicked: {what}"))
         }
         // Aborted: the core's deadline passed (it has answered) or the node stopped.
-        Err(_) => return,
+        Err(Aborted) => return,
     };
     tx.send(Msg::finished(id, result));
 }
@@ -779,15 +812,23 @@ fn unescape(escaped: &str) -> String {
 }
 
 /// Reads from the transport, or waits forever without one.
-async fn read_some(transport: &mut Option<Transport>, buf: &mut [u8]) -> io::Result<usize> {
+async fn read_some<R: Runtime>(transport: &mut Option<Transport<R>>, buf: &mut [u8]) -> io::Result<usize> {
     match transport {
         Some(t) => t.read(buf).await,
         None => std::future::pending().await,
     }
 }
 
+/// Sleeps until `at` (rounded to the wake-up grid already), or forever without a deadline.
+async fn sleep_until<R: Runtime>(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => R::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Finishes the connect in progress, or waits forever without one.
-async fn connect_some(connecting: &mut Option<Connecting>) -> io::Result<Transport> {
+async fn connect_some<R: Runtime>(connecting: &mut Option<Connecting<R>>) -> io::Result<Transport<R>> {
     match connecting {
         Some(c) => c.await,
         None => std::future::pending().await,

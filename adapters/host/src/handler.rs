@@ -11,7 +11,7 @@ use subnodesync_core::CommandId;
 use tokio::sync::watch;
 
 use crate::inbox::Inbox;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::driver::Msg;
 
@@ -26,7 +26,7 @@ pub type HandlerResult = Result<CommandResult, HandlerError>;
 
 /// An application command: the Rust rendering of the original design's handler interface.
 ///
-/// Each command runs as its own tokio task, concurrently with other commands and with the
+/// Each command runs as its own task, concurrently with other commands and with the
 /// node. A handler that returns `Err(e)` produces a failed result whose message is `e`; one that
 /// panics produces a failed result `handler panicked: ...` and the node carries on; one that
 /// runs past its deadline is aborted and the result says it timed out.
