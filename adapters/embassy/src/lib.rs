@@ -12,7 +12,8 @@
 //! * [`Handlers`]: a table, of a capacity you choose, of your [`Handler`]s by command name;
 //! * a [`Sampler`] that fills each heartbeat with what the device knows (free heap, uptime, a
 //!   sensor value) as custom metrics;
-//! * the node itself, built with [`Node::new`] on buffers you own.
+//! * the node itself, built with [`Node::new`] on [`Resources`] you own (a `StaticCell` or the
+//!   task's own future: no heap).
 //!
 //! Then [`run`] drives the node until the engine stops or restarts it, reconnecting forever with
 //! the core's backoff. Time is embassy-time's own: the core's `Instant` *is*
@@ -20,8 +21,8 @@
 //!
 //! ```no_run
 //! # async fn device<C: subnodesync_embassy::Connector>(mut connector: C) {
-//! use subnodesync_core::{Buffers, Config, Metrics, Node};
-//! use subnodesync_embassy::{run, Handlers, Sampler};
+//! use subnodesync_core::{Config, Metrics, Node};
+//! use subnodesync_embassy::{run, Handlers, Resources, Sampler};
 //!
 //! struct Uptime;
 //! impl Sampler for Uptime {
@@ -33,11 +34,11 @@
 //! let mut handlers: Handlers<'_, 2> = Handlers::new();
 //! let commands = handlers.names();
 //! let config = Config { commands: &commands, ..Config::new("sensor", "board-7", 1) };
-//! let (mut rx, mut tx, mut outbox) = ([0u8; 1024], [0u8; 1024], [0u8; 4096]);
-//! let buffers = Buffers::new(&mut rx, &mut tx, &mut outbox);
-//! let now = embassy_time::Instant::now();
-//! let Ok(mut node) = Node::<'_, 2, 8>::new(config, buffers, 7, now) else { return };
-//! let stopped = run(&mut node, &mut connector, &mut handlers, &mut Uptime, &mut [0u8; 128], |_| {}).await;
+//! let mut resources: Resources = Resources::new();
+//! let (buffers, scratch) = resources.split();
+//! let built: Result<Node<'_>, _> = Node::new(config, buffers, 7, embassy_time::Instant::now());
+//! let Ok(mut node) = built else { return };
+//! let stopped = run(&mut node, &mut connector, &mut handlers, &mut Uptime, scratch, |_| {}).await;
 //! # let _ = stopped;
 //! # }
 //! ```
@@ -52,8 +53,10 @@
 
 mod app;
 mod error;
+mod resources;
 mod runner;
 
 pub use app::{Connector, Handler, Handlers, HandlersFull, Sampler};
 pub use error::{Notice, TransportError};
+pub use resources::Resources;
 pub use runner::{run, Stopped};

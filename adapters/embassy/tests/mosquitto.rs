@@ -13,8 +13,8 @@ use embassy_time::{Duration, Instant};
 use embedded_io_adapters::futures_03::FromFutures;
 use serde_json::json;
 use subnodesync_core::codec::json::Writer;
-use subnodesync_core::{Buffers, Command, Config, Metric, Metrics, Node, Outcome};
-use subnodesync_embassy::{run, Handler, Handlers, Notice, Sampler, Stopped};
+use subnodesync_core::{Command, Config, Metric, Metrics, Node, Outcome};
+use subnodesync_embassy::{run, Handler, Handlers, Notice, Resources, Sampler, Stopped};
 use subnodesync_testkit::{base, Broker, Engine, WAIT};
 
 /// `double`: `{"n": N}` → data `{"n": 2N}`.
@@ -65,14 +65,14 @@ async fn node_task(port: u16, name: &'static str, result: Arc<Mutex<Option<Stopp
         commands: &commands,
         ..Config::new(name, "host", std::process::id())
     };
-    let (mut rx, mut tx, mut outbox) = ([0u8; 1024], [0u8; 1024], [0u8; 4096]);
-    let buffers = Buffers::new(&mut rx, &mut tx, &mut outbox);
-    let mut node = Node::<'_, 2, 8>::new(config, buffers, 7, Instant::now()).expect("a valid node");
+    let mut resources: Resources = Resources::new();
+    let (buffers, scratch) = resources.split();
+    let mut node: Node<'_> = Node::new(config, buffers, 7, Instant::now()).expect("a valid node");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut connect = || async move { Async::<TcpStream>::connect(addr).await.map(FromFutures::new) };
     let mut sampler = Uptime { started: Instant::now(), custom: [("uptime_s", Metric::Int(0))] };
     let notify = |notice: Notice<'_, std::io::Error>| eprintln!("{name}: {notice:?}");
-    let stopped = run(&mut node, &mut connect, &mut handlers, &mut sampler, &mut [0u8; 128], notify).await;
+    let stopped = run(&mut node, &mut connect, &mut handlers, &mut sampler, scratch, notify).await;
     *result.lock().expect("result lock") = Some(stopped);
 }
 
