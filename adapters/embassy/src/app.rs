@@ -122,8 +122,8 @@ pub trait Sampler {
     fn sample(&mut self) -> Metrics<'_>;
 
     /// Microseconds since the Unix epoch, if the device knows the time (after SNTP, from an
-    /// RTC). Asked before every heartbeat, so timestamps follow corrections; until it answers,
-    /// timestamps count from the epoch plus uptime.
+    /// RTC). Asked when [`run`](crate::run) starts and before every heartbeat, so timestamps
+    /// follow corrections; until it answers, timestamps count from the epoch plus uptime.
     fn unix_micros(&mut self) -> Option<u64> {
         None
     }

@@ -52,6 +52,7 @@ where
     S: Sampler,
     N: FnMut(Notice<'_, C::Error>),
 {
+    anchor_wall_clock(node, sampler, Instant::now());
     let keep_alive = node.config().keep_alive;
     let mut driver = Driver {
         handlers,
@@ -236,9 +237,7 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                         complete(node, now, id, outcome, &mut self.notify);
                     }
                     Output::Event(Event::HeartbeatDue) => {
-                        if let Some(unix_micros) = self.sampler.unix_micros() {
-                            node.set_wall_clock(now, unix_micros);
-                        }
+                        anchor_wall_clock(node, self.sampler, now);
                         let metrics = self.sampler.sample();
                         match node.send_heartbeat(now, &metrics) {
                             Ok(_) | Err(NodeError::Stopped) => {}
@@ -310,6 +309,17 @@ fn complete<E, const CMDS: usize, const MSGS: usize>(
             // command's deadline (if any) still answers it.
             let _ = node.complete(now, id, Outcome::fail("result could not be sent"));
         }
+    }
+}
+
+/// Anchors message timestamps to UTC, if the device knows the time.
+fn anchor_wall_clock<const CMDS: usize, const MSGS: usize>(
+    node: &mut Node<'_, CMDS, MSGS>,
+    sampler: &mut impl Sampler,
+    now: Instant,
+) {
+    if let Some(unix_micros) = sampler.unix_micros() {
+        node.set_wall_clock(now, unix_micros);
     }
 }
 
