@@ -128,3 +128,36 @@ pub trait Sampler {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nop;
+
+    impl Handler for Nop {
+        fn handle<'s>(&'s mut self, _: &Command<'_>, _: &'s mut [u8]) -> Outcome<'s> {
+            Outcome::ok("")
+        }
+    }
+
+    /// Which handler a table entry is, by address.
+    fn address(handler: &mut (dyn Handler + '_)) -> usize {
+        (handler as *mut dyn Handler).cast::<()>() as usize
+    }
+
+    #[test]
+    fn the_table_keeps_names_in_order_replaces_by_name_and_refuses_beyond_its_capacity() {
+        let (mut a, mut b, mut c, mut d) = ([Nop], [Nop], [Nop], [Nop]);
+        let (b_at, c_at) = (b.as_ptr() as usize, c.as_ptr() as usize);
+        let mut handlers: Handlers<'_, 2> = Handlers::new();
+        assert_eq!(handlers.add("blink", &mut a[0]), Ok(()));
+        assert_eq!(handlers.add("read", &mut b[0]), Ok(()));
+        assert_eq!(handlers.add("blink", &mut c[0]), Ok(()));
+        assert_eq!(handlers.add("third", &mut d[0]), Err(HandlersFull));
+        assert_eq!(handlers.names().as_slice(), ["blink", "read"]);
+        assert_eq!(handlers.get("blink").map(address), Some(c_at));
+        assert_eq!(handlers.get("read").map(address), Some(b_at));
+        assert!(handlers.get("third").is_none());
+    }
+}
