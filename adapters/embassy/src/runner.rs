@@ -107,6 +107,8 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
         C: Connector,
         N: FnMut(Notice<'_, C::Error>),
     {
+        // While a transport is being opened the core's only deadline is its connect timeout:
+        // handlers finish inside the drain, so no command deadline is pending.
         let connected = select(connector.connect(), sleep_until(node.poll_timeout())).await;
         let now = Instant::now();
         match connected {

@@ -77,7 +77,7 @@ async fn node_task(broker: SocketAddr, name: &'static str) {
     let mut led = Led { on: false };
     let mut handlers: Handlers<'_, 4> = Handlers::new();
     if let Err(e) = handlers.add("led", &mut led) {
-        return exit(2, &format!("embassy_node: {e}"));
+        exit(2, &format!("embassy_node: {e}"));
     }
     let commands = handlers.names();
     let config = Config {
@@ -96,7 +96,7 @@ async fn node_task(broker: SocketAddr, name: &'static str) {
     let built: Result<Node<'_>, _> = Node::new(config, buffers, seed, now);
     let mut node = match built {
         Ok(node) => node,
-        Err(e) => return exit(2, &format!("embassy_node: {e}")),
+        Err(e) => exit(2, &format!("embassy_node: {e}")),
     };
     // BOARD: the network stack. A board opens an embassy-net `TcpSocket` on its own buffers here
     // (a `Connector` that lends it out), or an embedded-tls `TlsConnection` on top of one.
@@ -119,7 +119,7 @@ fn log(notice: Notice<'_, std::io::Error>) {
     }
 }
 
-fn exit(code: i32, message: &str) {
+fn exit(code: i32, message: &str) -> ! {
     eprintln!("{message}");
     std::process::exit(code);
 }
@@ -141,7 +141,7 @@ fn main() {
     let url = std::env::var(BROKER_URL).unwrap_or_else(|_| "mqtt://localhost:1883".into());
     let broker = match broker_address(&url) {
         Ok(broker) => broker,
-        Err(e) => return exit(2, &format!("embassy_node: {e}")),
+        Err(e) => exit(2, &format!("embassy_node: {e}")),
     };
     // The task takes `'static` arguments; the name lives as long as the process.
     let name: &'static str = std::env::var(NODE_NAME).unwrap_or_else(|_| "embassy_node".into()).leak();
