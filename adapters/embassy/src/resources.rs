@@ -1,5 +1,7 @@
 //! The memory one node needs, in one value.
 
+use core::fmt;
+
 use subnodesync_core::Buffers;
 
 /// A node's buffers: put one in a `StaticCell` or in the node's task, and [`split`](Self::split)
@@ -9,7 +11,6 @@ use subnodesync_core::Buffers;
 /// `RX` bounds the largest command the node takes, `TX` must hold the register message, `OUTBOX`
 /// holds every QoS 1 message until its PUBACK (the node checks `TX` and `OUTBOX` at
 /// construction), and `SCRATCH` bounds a handler's result `data`.
-#[derive(Debug)]
 pub struct Resources<
     const RX: usize = 1024,
     const TX: usize = 1024,
@@ -31,6 +32,20 @@ impl<const RX: usize, const TX: usize, const OUTBOX: usize, const SCRATCH: usize
     /// The core's buffers, for `Node::new`, and the scratch for [`run`](crate::run).
     pub fn split(&mut self) -> (Buffers<'_>, &mut [u8]) {
         (Buffers::new(&mut self.rx, &mut self.tx, &mut self.outbox), &mut self.scratch)
+    }
+}
+
+impl<const RX: usize, const TX: usize, const OUTBOX: usize, const SCRATCH: usize> fmt::Debug
+    for Resources<RX, TX, OUTBOX, SCRATCH>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Sizes, not kilobytes of buffer contents.
+        f.debug_struct("Resources")
+            .field("rx", &RX)
+            .field("tx", &TX)
+            .field("outbox", &OUTBOX)
+            .field("scratch", &SCRATCH)
+            .finish()
     }
 }
 
