@@ -11,9 +11,9 @@
 //!
 //! `SUBNODE_BROKER_URL=mqtt://localhost:1883 SUBNODE_NODE_NAME=demo cargo run --release --bin embassy_node`
 //!
-//! `SUBNODE_BROKER_URL` (`mqtt://host[:port]`, default `mqtt://localhost:1883`; no TLS here) and
-//! `SUBNODE_NODE_NAME` (default `embassy_node`) mean what they mean for `tokio_node`; a device has
-//! its settings compiled in.
+//! `SUBNODE_BROKER_URL` (default `mqtt://localhost:1883`; `mqtts://` is refused, this example has
+//! no TLS stack) and `SUBNODE_NODE_NAME` (default `embassy_node`) mean what they mean for
+//! `tokio_node`; a device has its settings compiled in.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,7 +25,7 @@ use embedded_io_adapters::futures_03::FromFutures;
 use subnodesync_core::codec::json::Writer;
 use subnodesync_core::{Command, Config, Metric, Metrics, Node, Outcome};
 use subnodesync_embassy::{run, Handler, Handlers, Notice, Resources, Sampler, Stopped};
-use subnodesync_tokio::config::{BROKER_URL, NODE_NAME};
+use subnodesync_tokio::config::{parse_broker_url, Scheme, BROKER_URL, NODE_NAME};
 
 /// `led`: switches the pretend LED when `on` is given, and reports its state.
 struct Led {
@@ -124,17 +124,14 @@ fn exit(code: i32, message: &str) -> ! {
     std::process::exit(code);
 }
 
-/// `mqtt://host[:port][/]`, resolved.
+/// The broker from `SUBNODE_BROKER_URL`, parsed as `tokio_node` parses it, and resolved.
 fn broker_address(url: &str) -> Result<SocketAddr, String> {
-    let expected = || format!("{BROKER_URL}={url:?}: expected mqtt://host[:port] (this example has no TLS)");
-    let authority = url.strip_prefix("mqtt://").ok_or_else(expected)?;
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
-        authority.to_owned()
-    } else {
-        format!("{authority}:1883")
-    };
-    with_port.to_socket_addrs().map_err(|e| format!("{}: {e}", expected()))?.next().ok_or_else(expected)
+    let broker = parse_broker_url(url).map_err(|expected| format!("{BROKER_URL}={url:?}: expected {expected}"))?;
+    if broker.scheme == Scheme::Mqtts {
+        return Err(format!("{BROKER_URL}={url:?}: this example has no TLS stack; use mqtt://"));
+    }
+    let resolved = (broker.host.as_str(), broker.port).to_socket_addrs();
+    resolved.map_err(|e| format!("{BROKER_URL}={url:?}: {e}"))?.next().ok_or_else(|| format!("{url}: no address"))
 }
 
 fn main() {
