@@ -14,10 +14,6 @@ use subnodesync_core::{CommandId, Event, Node, NodeError, Outcome, Output};
 use crate::app::{Connector, Handlers, Sampler};
 use crate::error::{Notice, TransportError};
 
-/// Bytes read per wake-up. The core reassembles packets across reads, so any size works; a
-/// small one keeps the task's RAM small.
-const READ_CHUNK: usize = 256;
-
 /// Why [`run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -140,7 +136,6 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
         T: Read + Write,
         N: FnMut(Notice<'_, E>),
     {
-        let mut buf = [0u8; READ_CHUNK];
         loop {
             self.drain(node, &mut connection).await;
             if let Stop::Done(stopped) = self.stop {
@@ -155,39 +150,21 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                 node.handle_timeout(Instant::now());
                 continue;
             };
-            match select(conn.read(&mut buf), sleep_until(deadline)).await {
+            // Bytes go straight into the core's receive buffer: no second buffer in RAM. Drained,
+            // it always has room (packets it cannot hold are streamed past); if not, reconnect
+            // rather than spin.
+            let room = node.receive_buffer();
+            if room.is_empty() {
+                self.lost(node, &mut connection, TransportError::InputStalled);
+                continue;
+            }
+            let woke = select(conn.read(room), sleep_until(deadline)).await;
+            match woke {
                 Either::First(Ok(0)) => self.lost(node, &mut connection, TransportError::Closed),
-                Either::First(Ok(n)) => self.feed(node, &mut connection, buf.get(..n).unwrap_or_default()).await,
+                Either::First(Ok(n)) => node.handle_received(Instant::now(), n),
                 Either::First(Err(e)) => self.lost(node, &mut connection, TransportError::Read(e.kind())),
                 Either::Second(()) => node.handle_timeout(Instant::now()),
             }
-        }
-    }
-
-    /// Feeds bytes read from the connection; the core may take them in several bites.
-    async fn feed<T, E, const CMDS: usize, const MSGS: usize>(
-        &mut self,
-        node: &mut Node<'_, CMDS, MSGS>,
-        connection: &mut Option<T>,
-        mut bytes: &[u8],
-    ) where
-        T: Read + Write,
-        N: FnMut(Notice<'_, E>),
-    {
-        let mut stalled = false;
-        while connection.is_some() {
-            let taken = node.handle_input(Instant::now(), bytes);
-            bytes = bytes.get(taken..).unwrap_or_default();
-            if bytes.is_empty() {
-                return;
-            }
-            // The receive buffer holds packets whose events are unread: handle them first.
-            self.drain(node, connection).await;
-            if taken == 0 && stalled {
-                // The core takes more once drained; if it does not, reconnect rather than spin.
-                return self.lost(node, connection, TransportError::InputStalled);
-            }
-            stalled = taken == 0;
         }
     }
 
