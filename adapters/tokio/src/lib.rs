@@ -8,13 +8,8 @@ use std::time::Instant;
 
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
 
-#[cfg(feature = "logging")]
-pub use subnodesync_host::init_logging;
-pub use subnodesync_host::{
-    config, handler_fn, serde_json, BoxFuture, BufferSizes, BuildInfo, Command, CommandContext, CommandHandler,
-    CommandResult, ConnectRefused, DisconnectReason, Error, FnHandler, HandlerError, HandlerResult, InvalidValue,
-    LifecycleEvent, LogFormat, MetricValue, NodeHandle, NodeVersion, Sample, Sampler, StopReason, LIFECYCLE_BACKLOG,
-};
+// The whole surface but the runtime (the builder below is this runtime's).
+pub use subnodesync_host::*;
 
 /// The tokio runtime, as the node loop of `subnodesync-host` needs it.
 #[derive(Debug, Clone, Copy)]

@@ -8,23 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::scenarios;
-use common::{base, next_event, Broker, Engine, WAIT};
+use common::scenarios::next_event;
+use common::{base, Broker, Engine, WAIT};
 use serde_json::{json, Value};
-use subnodesync_tokio::{
-    handler_fn, CommandResult, DisconnectReason, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason,
-};
+use subnodesync_tokio::{handler_fn, CommandResult, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason};
 
 /// A node on `broker` with the suite's short intervals, ignoring the process environment.
 fn node(broker: &Broker, name: &str) -> NodeBuilder {
-    NodeBuilder::new(name)
-        .env(|_| None)
-        .broker_url(broker.url())
-        .hostname("test-host")
-        .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(2))
-        .reconnect_min(Duration::from_millis(100))
-        .reconnect_max(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(2))
+    scenarios::suite_node(&broker.url(), name)
 }
 
 /// What a `sleep` run saw of its end.
@@ -38,7 +29,7 @@ struct Ended {
     had_deadline: AtomicBool,
 }
 
-/// The shared `echo` and `count`, plus `progress`, `sleep` (until cancelled), `panic`, `fail` and
+/// The shared `echo` and `count`, plus `progress`, `sleep` (until cancelled), `fail` and
 /// `slow` (a 200 ms handler timeout), on top of `builder`.
 fn with_handlers(builder: NodeBuilder, ended: Arc<Ended>) -> NodeBuilder {
     scenarios::with_handlers(builder)
@@ -59,12 +50,6 @@ fn with_handlers(builder: NodeBuilder, ended: Arc<Ended>) -> NodeBuilder {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Ok(CommandResult::ok("woke up"))
             }
-        }))
-        .handler(handler_fn("panic", |_ctx, _cmd| async move {
-            if true {
-                panic!("boom");
-            }
-            Ok(CommandResult::ok("unreachable"))
         }))
         .handler(
             handler_fn("slow", |_ctx, _cmd| async move {
@@ -219,49 +204,18 @@ async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_its_command_and_the_node_carries_on() {
     let broker = Broker::start();
-    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
-    let (handle, base) = online(&broker, &mut engine, "panicky").await;
-
-    engine.command(&base, "r-panic", "panic", json!({})).await;
-    let panicked = engine.result(&base, "r-panic").await;
-    assert_eq!(
-        (panicked["success"].as_bool(), panicked["message"].as_str()),
-        (Some(false), Some("handler panicked: boom"))
-    );
-    engine.command(&base, "r-echo", "echo", json!({ "still": "here" })).await;
-    assert_eq!(engine.result(&base, "r-echo").await["data"], json!({ "still": "here" }));
-    assert!(handle.is_connected());
-    handle.stop().await;
+    scenarios::a_panicking_handler_fails_its_command_and_the_node_carries_on(broker.port(), |name| node(&broker, name))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
     let mut broker = Broker::start();
-    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
-    let handle = node(&broker, "phoenix").start().await.expect("node starts");
-    let mut events = handle.events();
-    let base = base("phoenix", handle.instance_id());
-    next_event(&mut events, "Connected", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
-    engine.expect_on(&format!("{base}/heartbeat")).await;
-
-    broker.kill();
-    next_event(&mut events, "Disconnected", |e| {
-        matches!(e, LifecycleEvent::Disconnected { reason: DisconnectReason::Transport, error: Some(_), .. })
+    let url = broker.url();
+    scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(&mut broker, |name| {
+        scenarios::suite_node::<subnodesync_tokio::Tokio>(&url, name)
     })
     .await;
-    assert!(!handle.is_connected());
-
-    broker.restart();
-    next_event(&mut events, "Connected again", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
-    let register = format!("{base}/register");
-    engine.expect("the register message again", |m| m.topic == register && !m.payload.is_empty()).await;
-    engine.expect_status(&base, "online").await;
-    let heartbeat = format!("{base}/heartbeat");
-    let first = engine.expect_on(&heartbeat).await;
-    let second = engine.expect_on(&heartbeat).await;
-    assert!(second.json()["uptime"].as_u64() >= first.json()["uptime"].as_u64());
-    assert!(handle.is_connected());
-    handle.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
