@@ -5,7 +5,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use subnodesync_host::serde_json::json;
-use subnodesync_host::{handler_fn, CommandResult, NodeBuilder, StopReason};
+use subnodesync_host::{handler_fn, init_logging, CommandResult, NodeBuilder, NodeHandle, Runtime, StopReason};
+
+/// Starts an example node on runtime `R`, configured only by the environment, with `echo` and
+/// `count` ([`echo_and_count`]); logging as `SUBNODE_LOG` and `SUBNODE_LOG_FORMAT` say. A bad
+/// setting is logged and becomes exit code 2.
+pub async fn start_from_env<R: Runtime>(example: &str) -> Result<NodeHandle, ExitCode> {
+    if let Err(e) = init_logging() {
+        eprintln!("{example}: {e}");
+        return Err(ExitCode::from(2));
+    }
+    let builder = NodeBuilder::<R>::from_env()
+        .version(env!("CARGO_PKG_VERSION"))
+        .node_version(subnodesync_sysinfo::node_version!());
+    echo_and_count(builder).start().await.map_err(|e| {
+        tracing::error!(error = %e, "cannot start");
+        ExitCode::from(2)
+    })
+}
 
 /// Adds the examples' two commands to `builder`:
 ///

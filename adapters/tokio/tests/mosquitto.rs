@@ -13,6 +13,9 @@ use common::{base, Broker, Engine, WAIT};
 use serde_json::{json, Value};
 use subnodesync_tokio::{handler_fn, CommandResult, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason};
 
+// The scenarios every runtime adapter passes (the test kit's), on tokio.
+subnodesync_testkit::mosquitto_scenarios!(subnodesync_tokio::Tokio);
+
 /// A node on `broker` with the suite's short intervals, ignoring the process environment.
 fn node(broker: &Broker, name: &str) -> NodeBuilder {
     scenarios::suite_node(&broker.url(), name)
@@ -78,24 +81,6 @@ async fn online(broker: &Broker, engine: &mut Engine, name: &str) -> (NodeHandle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_status_and_heartbeat_carry_every_field() {
-    let broker = Broker::start();
-    scenarios::register_status_and_heartbeat_carry_every_field(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ping_and_an_application_command_are_answered() {
-    let broker = Broker::start();
-    scenarios::ping_and_an_application_command_are_answered(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_command_fails() {
-    let broker = Broker::start();
-    scenarios::an_unknown_command_fails(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_commands_count_report_progress_and_fail() {
     let broker = Broker::start();
     let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
@@ -154,18 +139,6 @@ async fn malformed_commands_are_answered_or_ignored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_request_id_is_not_run_again() {
-    let broker = Broker::start();
-    scenarios::a_duplicate_request_id_is_not_run_again(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_command_reaches_every_instance() {
-    let broker = Broker::start();
-    scenarios::a_broadcast_command_reaches_every_instance(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
     let broker = Broker::start();
     let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
@@ -199,30 +172,6 @@ async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
     engine.command(&base, "r-ping", "ping", json!({})).await;
     assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
     handle.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_handler_fails_its_command_and_the_node_carries_on() {
-    let broker = Broker::start();
-    scenarios::a_panicking_handler_fails_its_command_and_the_node_carries_on(broker.port(), |name| node(&broker, name))
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
-    let mut broker = Broker::start();
-    let url = broker.url();
-    scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(&mut broker, |name| {
-        scenarios::suite_node::<subnodesync_tokio::Tokio>(&url, name)
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_stop_leaves_status_offline_retained_and_no_register() {
-    let broker = Broker::start();
-    scenarios::a_clean_stop_leaves_status_offline_retained_and_no_register(broker.port(), |name| node(&broker, name))
-        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,23 +12,14 @@
 
 use std::process::ExitCode;
 
-use subnodesync_examples::{echo_and_count, exit};
-use subnodesync_tokio::{init_logging, shutdown_signal, NodeBuilder, StopReason};
+use subnodesync_examples::{exit, start_from_env};
+use subnodesync_tokio::{shutdown_signal, StopReason, Tokio};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(e) = init_logging() {
-        eprintln!("tokio_node: {e}");
-        return ExitCode::from(2);
-    }
-    let builder =
-        NodeBuilder::from_env().version(env!("CARGO_PKG_VERSION")).node_version(subnodesync_sysinfo::node_version!());
-    let node = match echo_and_count(builder).start().await {
+    let node = match start_from_env::<Tokio>("tokio_node").await {
         Ok(node) => node,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let reason = tokio::select! {
         reason = node.stopped() => reason,

@@ -368,3 +368,65 @@ pub async fn next_event(
         }
     }
 }
+
+/// The engine's `timeout_ms` cuts a handler off, on the adapter's own timers, with a failed
+/// result; the node answers the next command.
+pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime>(
+    port: u16,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
+    let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
+    let forever = handler_fn("forever", |_ctx, _cmd| async move {
+        std::future::pending::<()>().await;
+        Ok(CommandResult::ok("unreachable"))
+    });
+    let (handle, base) = online(node("patient").handler(forever), &mut engine).await;
+    engine.command(&base, "r-forever", "forever", json!({ "timeout_ms": 200 })).await;
+    let result = engine.result(&base, "r-forever").await;
+    assert_eq!(
+        (result["success"].as_bool(), result["message"].as_str()),
+        (Some(false), Some("timed out after 200 ms"))
+    );
+    engine.command(&base, "r-ping", "ping", json!({})).await;
+    assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
+    handle.stop().await;
+}
+
+/// Defines one `#[tokio::test]` per scenario above, each against a fresh mosquitto, with the
+/// nodes of the runtime adapter `$runtime` built by [`suite_node`]: a runtime adapter's whole
+/// shared suite in one line.
+#[macro_export]
+macro_rules! mosquitto_scenarios {
+    ($runtime:ty) => {
+        $crate::mosquitto_scenarios!(@each $runtime;
+            register_status_and_heartbeat_carry_every_field,
+            ping_and_an_application_command_are_answered,
+            an_unknown_command_fails,
+            a_duplicate_request_id_is_not_run_again,
+            a_broadcast_command_reaches_every_instance,
+            a_panicking_handler_fails_its_command_and_the_node_carries_on,
+            a_handler_past_the_engines_deadline_gets_a_failed_result,
+            a_clean_stop_leaves_status_offline_retained_and_no_register,
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
+            let mut broker = $crate::Broker::start();
+            let url = broker.url();
+            $crate::scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(
+                &mut broker,
+                |name| $crate::scenarios::suite_node::<$runtime>(&url, name),
+            )
+            .await;
+        }
+    };
+    (@each $runtime:ty; $($scenario:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            let broker = $crate::Broker::start();
+            let url = broker.url();
+            $crate::scenarios::$scenario(broker.port(), |name| $crate::scenarios::suite_node::<$runtime>(&url, name))
+                .await;
+        }
+    )*};
+}
