@@ -3,6 +3,7 @@
 //! reads only what goes over MQTT; and the broker scenarios every adapter must pass.
 
 pub mod scenarios;
+pub mod tls;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -392,9 +392,9 @@ pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime
     handle.stop().await;
 }
 
-/// Defines one `#[tokio::test]` per scenario above, each against a fresh mosquitto, with the
-/// nodes of the runtime adapter `$runtime` built by [`suite_node`]: a runtime adapter's whole
-/// shared suite in one line.
+/// Defines one `#[tokio::test]` per scenario above and per [`crate::tls`] scenario, each against a
+/// fresh mosquitto, with the nodes of the runtime adapter `$runtime` built by [`suite_node`]: a
+/// runtime adapter's whole shared suite in one line.
 #[macro_export]
 macro_rules! mosquitto_scenarios {
     ($runtime:ty) => {
@@ -408,6 +408,11 @@ macro_rules! mosquitto_scenarios {
             a_handler_past_the_engines_deadline_gets_a_failed_result,
             a_clean_stop_leaves_status_offline_retained_and_no_register,
         );
+        $crate::mosquitto_scenarios!(@tls $runtime;
+            over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands,
+            a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error,
+            a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one,
+        );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
@@ -420,6 +425,12 @@ macro_rules! mosquitto_scenarios {
             .await;
         }
     };
+    (@tls $runtime:ty; $($scenario:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            $crate::tls::$scenario::<$runtime>().await;
+        }
+    )*};
     (@each $runtime:ty; $($scenario:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $scenario() {
