@@ -679,7 +679,20 @@ impl<'a, 'h> World<'a, 'h> {
         let mut rest: &[u8] = &bytes;
         while !rest.is_empty() && self.failure.is_none() {
             let mut taken = 0;
-            let produced = self.drive(i, |node, now| taken = node.handle_input(now, rest));
+            // Odd nodes read straight into the core's buffer, even ones hand it a slice: both
+            // input paths face the same chaos.
+            let in_place = i % 2 == 1;
+            let produced = self.drive(i, |node, now| {
+                taken = if in_place {
+                    let room = node.receive_buffer();
+                    let n = room.len().min(rest.len());
+                    room[..n].copy_from_slice(&rest[..n]);
+                    node.handle_received(now, n);
+                    n
+                } else {
+                    node.handle_input(now, rest)
+                };
+            });
             if taken == 0 && produced == 0 {
                 return self.fail(format!("node {i}: took no bytes and produced nothing"));
             }
