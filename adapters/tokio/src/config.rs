@@ -54,7 +54,7 @@ const EXPECT_LOG_FORMAT: &str = "json or pretty";
 
 /// How to reach the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
+pub enum Scheme {
     /// Plain TCP, `mqtt://`, default port 1883.
     Mqtt,
     /// TLS, `mqtts://`, default port 8883.
@@ -63,11 +63,13 @@ pub(crate) enum Scheme {
 
 /// A parsed broker URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BrokerUrl {
-    pub(crate) scheme: Scheme,
+pub struct BrokerUrl {
+    /// Plain or TLS.
+    pub scheme: Scheme,
     /// Host name or IP address (IPv6 without brackets).
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
 }
 
 impl fmt::Display for BrokerUrl {
@@ -169,8 +171,9 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
     })
 }
 
-/// `mqtt://host[:port][/]` or `mqtts://...`; IPv6 hosts in brackets.
-pub(crate) fn parse_broker_url(url: &str) -> Result<BrokerUrl, &'static str> {
+/// `mqtt://host[:port][/]` or `mqtts://...`; IPv6 hosts in brackets. The error says what would
+/// have been accepted.
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, &'static str> {
     let (scheme, rest) = url.split_once("://").ok_or(EXPECT_URL)?;
     let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
         "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
@@ -223,8 +226,9 @@ pub(crate) fn parse_http_url(url: &str) -> Result<HttpUrl, &'static str> {
     Ok(HttpUrl { host: broker.host, port, path: path.to_owned() })
 }
 
-/// `500ms`, `30s`, `15m`, `1h`, or a plain number of seconds; never zero.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, &'static str> {
+/// `500ms`, `30s`, `15m`, `1h`, or a plain number of seconds; never zero. The error says what
+/// would have been accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);

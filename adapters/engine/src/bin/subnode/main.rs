@@ -1,0 +1,3 @@
+//! `subnode`: the fleet management CLI.
+
+fn main() {}
