@@ -510,7 +510,7 @@ impl Engine {
     }
 
     /// Writes everything to the database, disconnects and stops the background tasks.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let _ = self.client.disconnect().await;
         // Give the DISCONNECT a moment to leave before the connection task goes.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -186,6 +186,45 @@ pub enum FleetEvent {
     },
 }
 
+impl FleetEvent {
+    /// The event as one JSON object with an `event` field naming its kind.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::Registered { instance_id, node_name, version } => {
+                json!({"event": "registered", "instance_id": instance_id, "node_name": node_name, "version": version})
+            }
+            Self::Deregistered { instance_id } => json!({"event": "deregistered", "instance_id": instance_id}),
+            Self::StatusChanged { instance_id, from, to } => {
+                json!({"event": "status", "instance_id": instance_id, "from": from.as_str(), "to": to.as_str()})
+            }
+            Self::Heartbeat { instance_id, timestamp } => {
+                json!({"event": "heartbeat", "instance_id": instance_id, "timestamp": timestamp})
+            }
+            Self::Result(r) => json!({"event": "result", "result": r.to_json()}),
+            Self::Pruned { instance_ids } => json!({"event": "pruned", "instance_ids": instance_ids}),
+        }
+    }
+}
+
+impl fmt::Display for FleetEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Registered { instance_id, node_name, version } => {
+                write!(f, "registered    {instance_id} ({node_name} {version})")
+            }
+            Self::Deregistered { instance_id } => write!(f, "deregistered  {instance_id}"),
+            Self::StatusChanged { instance_id, from, to: Status::Missing } => {
+                write!(f, "missing       {instance_id} (was {from}; no heartbeat for 3 intervals)")
+            }
+            Self::StatusChanged { instance_id, from, to } => write!(f, "status        {instance_id} {from} -> {to}"),
+            Self::Heartbeat { instance_id, timestamp } => write!(f, "heartbeat     {instance_id} {timestamp}"),
+            Self::Result(r) => write!(f, "result        {r}"),
+            Self::Pruned { instance_ids } => write!(f, "pruned        {}", instance_ids.join(", ")),
+        }
+    }
+}
+
 /// What one message did to the registry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ingested {

@@ -114,6 +114,52 @@ impl ResultRecord {
     pub fn is_final(&self) -> bool {
         self.state == "done"
     }
+
+    /// The result as JSON, `data` embedded as a value.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "request_id": self.request_id,
+            "instance_id": self.instance_id,
+            "node_name": self.node_name,
+            "command": self.command,
+            "success": self.success,
+            "message": self.message,
+            "data": self.data.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()),
+            "state": self.state,
+            "timestamp": self.timestamp,
+            "received_ms": self.received_ms,
+        })
+    }
+}
+
+impl std::fmt::Display for ResultRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = match (self.is_final(), self.success) {
+            (false, _) => "progress",
+            (true, true) => "ok",
+            (true, false) => "FAILED",
+        };
+        write!(f, "{} {} {verdict}: {}", self.instance_id, self.command, self.message)?;
+        if let Some(data) = &self.data {
+            write!(f, " {data}")?;
+        }
+        Ok(())
+    }
+}
+
+impl CommandRecord {
+    /// The command as JSON, `parameters` embedded as a value.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "request_id": self.request_id,
+            "command": self.command,
+            "parameters": serde_json::from_str::<serde_json::Value>(&self.parameters).unwrap_or_default(),
+            "target": self.target,
+            "expected": self.expected.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+            "sent_ms": self.sent_ms,
+            "attempts": self.attempts,
+        })
+    }
 }
 
 /// The SQLite file holding the registry and the history. The engine writes it; `subnode nodes
