@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 use subnodesync_engine::{Database, Engine, EngineConfig, Error, Request, Selector, Status, Target};
 use subnodesync_tokio::config::parse_duration;
+use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
 /// Manage a SubNodeSync fleet: see the nodes, watch them live, send commands.
 ///
@@ -105,6 +106,16 @@ enum Command {
         /// Print JSON (an array of commands with their results).
         #[arg(long)]
         json: bool,
+    },
+    /// Run a sample node (built-in commands plus `echo`) to try the other commands on.
+    ///
+    /// Configured like any node by SUBNODE_* variables; --broker and --prefix apply too.
+    Node {
+        /// Application name.
+        name: String,
+        /// Host name in the instance id (default: this machine's).
+        #[arg(long)]
+        hostname: Option<String>,
     },
     /// Remove lost and offline instances older than an age and clear their retained messages.
     Prune {
@@ -226,6 +237,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             watch(config, json).await
         }
         Command::Send(args) => send(config, args).await,
+        Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
         Command::History { limit, json } => history(config, limit, json).await,
         Command::Prune { older_than, json } => {
             let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
@@ -404,6 +416,28 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
         );
     }
     Ok(if outcome.all_succeeded() { 0 } else { 1 })
+}
+
+async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Result<u8, Failure> {
+    let mut builder = NodeBuilder::new(name).handler(handler_fn("echo", |_ctx, cmd| async move {
+        Ok(CommandResult::ok("echoed").with_data(cmd.parameters))
+    }));
+    if let Some(url) = &conn.broker {
+        builder = builder.broker_url(url);
+    }
+    if let Some(prefix) = &conn.prefix {
+        builder = builder.topic_prefix(prefix);
+    }
+    if let Some(h) = hostname {
+        builder = builder.hostname(h);
+    }
+    let node = builder.start().await.map_err(|e| Failure(2, e.to_string()))?;
+    eprintln!("node {} running; Ctrl-C to stop", node.instance_id());
+    tokio::select! {
+        _ = node.stopped() => {}
+        () = subnodesync_tokio::shutdown_signal() => node.stop().await,
+    }
+    Ok(0)
 }
 
 async fn history(config: EngineConfig, limit: usize, json: bool) -> Result<u8, Failure> {
