@@ -6,21 +6,22 @@
 //! `cargo bench -p subnodesync-engine --bench fleet_e2e -- --nodes 10000 --seconds 30`
 //!
 //! The engine's lag is measured with a probe: ten times a second this process publishes a
-//! heartbeat of its own (a separate MQTT client, instance `probe-bench-1`) and times how long the
-//! engine takes to report it ingested, through the broker and behind the fleet's heartbeats.
+//! result message of its own (a separate MQTT client, instance `probe-bench-1`) and times how
+//! long the engine takes to report it ingested, through the broker and queued behind the fleet's
+//! heartbeats on the engine's one connection. Registrations after the restart are read from the
+//! registry (`registered_ms`), so no event can be missed.
 //!
 //! Needs mosquitto (`/usr/sbin/mosquitto` or `$MOSQUITTO`), and a hard limit on open files above
 //! N: the broker and the node process are started through `sh -c 'ulimit -n $(ulimit -Hn); exec ...'`.
 
-use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use subnodesync_core::codec::message::{to_json, Heartbeat};
-use subnodesync_core::{Metrics, Timestamp};
+use subnodesync_core::codec::message::{to_json, CommandResult};
+use subnodesync_core::Timestamp;
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Status};
 use subnodesync_tokio::{BufferSizes, LifecycleEvent, NodeBuilder, Sample};
 
@@ -156,8 +157,6 @@ async fn main() {
     let config = EngineConfig {
         db: dir.join("engine.db"),
         heartbeat_interval: Duration::from_secs(1),
-        // Heartbeat events carry the probe's arrival (the fleet's are ignored).
-        heartbeat_events: true,
         ..EngineConfig::from_lookup(&|_| None).expect("defaults")
     }
     .broker_url(&format!("mqtt://127.0.0.1:{port}"))
@@ -168,22 +167,18 @@ async fn main() {
     // Lag samples (receive time minus the heartbeat's own timestamp) and registrations per second.
     let lags = Arc::new(Mutex::new(Vec::<i64>::new()));
     let measuring = Arc::new(AtomicU64::new(0));
-    let registrations = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let mut events = engine.events();
     let probe_sent = Arc::new(Mutex::new(None::<Instant>));
-    let (l, m, r, p) = (lags.clone(), measuring.clone(), registrations.clone(), probe_sent.clone());
+    let (l, m, p) = (lags.clone(), measuring.clone(), probe_sent.clone());
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(FleetEvent::Heartbeat { instance_id, .. }) if instance_id == PROBE => {
+                Ok(FleetEvent::Result(result)) if result.instance_id == PROBE => {
                     let sent = p.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let (Some(sent), 1) = (sent, m.load(Ordering::Relaxed)) {
                         let lag = i64::try_from(sent.elapsed().as_micros()).unwrap_or(i64::MAX);
                         l.lock().unwrap_or_else(|e| e.into_inner()).push(lag);
                     }
-                }
-                Ok(FleetEvent::Registered { instance_id, .. }) => {
-                    r.lock().unwrap_or_else(|e| e.into_inner()).push((unix_ms(), instance_id));
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -257,25 +252,29 @@ async fn main() {
     );
 
     // Broker restart.
-    registrations.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let _ = broker.kill();
     let _ = broker.wait();
     let restart_ms = unix_ms();
     broker = mosquitto(port, &dir);
     let t = Instant::now();
-    let back = |regs: &[(u64, String)]| regs.iter().map(|(_, id)| id.as_str()).collect::<HashSet<_>>().len();
-    loop {
-        let count = back(&registrations.lock().unwrap_or_else(|e| e.into_inner()));
-        if count >= n || t.elapsed() > Duration::from_secs(300) {
-            break;
-        }
+    let registered_since = |engine: &Engine| -> Vec<u64> {
+        let since = i64::try_from(restart_ms).unwrap_or(i64::MAX);
+        engine
+            .instances()
+            .iter()
+            .filter(|i| i.node_name == "fleet")
+            .filter_map(|i| i.registered_ms.filter(|at| *at >= since))
+            .map(|at| u64::try_from(at).unwrap_or(0))
+            .collect()
+    };
+    while registered_since(&engine).len() < n && t.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let regs = registrations.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let all_back_ms = regs.iter().map(|(at, _)| *at).max().unwrap_or(restart_ms) - restart_ms;
+    let regs = registered_since(&engine);
+    let all_back_ms = regs.iter().max().copied().unwrap_or(restart_ms) - restart_ms;
     println!(
         "broker restart: {} of {n} registered again with the engine, the last {:.1} s after the restart",
-        back(&regs),
+        regs.len(),
         all_back_ms as f64 / 1000.0
     );
     // Give the node process a second to print its last counts.
@@ -284,7 +283,7 @@ async fn main() {
     let connects: Vec<(u64, u64)> =
         connects.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(s, _)| *s >= restart_s).copied().collect();
     let mut registered_per_s = std::collections::BTreeMap::<u64, u64>::new();
-    for (at, _) in &regs {
+    for at in &regs {
         *registered_per_s.entry(at / 1000).or_insert(0) += 1;
     }
     let peak = connects.iter().map(|(_, k)| *k).max().unwrap_or(0);
@@ -313,7 +312,7 @@ async fn main() {
 /// The probe's instance id.
 const PROBE: &str = "probe-bench-1";
 
-/// Publishes a probe heartbeat every 100 ms, noting when, unless the last one is still on its way.
+/// Publishes a probe result every 100 ms, noting when, unless the last one is still on its way.
 async fn probe(port: u16, sent: Arc<Mutex<Option<Instant>>>) {
     let mut options = rumqttc::MqttOptions::new("probe-bench", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
@@ -325,19 +324,19 @@ async fn probe(port: u16, sent: Arc<Mutex<Option<Instant>>>) {
             }
         }
     });
-    let hb = Heartbeat {
+    let probe = CommandResult {
         timestamp: Timestamp::from_unix_secs(unix_ms() / 1000),
         node_name: "probe",
         instance_id: PROBE,
-        status: "running",
-        pid: 1,
-        uptime: 0,
-        version: "1.0.0",
-        hostname: "bench",
-        metrics: Metrics::default(),
+        request_id: "probe",
+        command: "probe",
+        success: true,
+        message: "probe",
+        data: None,
+        state: "done",
     };
     let mut buf = [0u8; 512];
-    let Ok(n) = to_json(&hb, &mut buf) else { return };
+    let Ok(n) = to_json(&probe, &mut buf) else { return };
     let payload = buf.get(..n).unwrap_or_default().to_vec();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -350,7 +349,7 @@ async fn probe(port: u16, sent: Arc<Mutex<Option<Instant>>>) {
         *last = Some(Instant::now());
         drop(last);
         let _ = client.try_publish(
-            "subnodesync/probe/probe-bench-1/heartbeat",
+            "subnodesync/probe/probe-bench-1/result",
             rumqttc::QoS::AtLeastOnce,
             false,
             payload.clone(),

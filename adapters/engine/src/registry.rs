@@ -92,6 +92,8 @@ pub struct Instance {
     pub metrics_json: Option<String>,
     /// Heartbeats ingested from it by this registry's engines.
     pub heartbeats: u64,
+    /// When its last register message arrived, Unix milliseconds.
+    pub registered_ms: Option<i64>,
     /// Changed since the last flush to the database.
     pub(crate) dirty: bool,
 }
@@ -118,6 +120,7 @@ impl Instance {
             threads: None,
             metrics_json: None,
             heartbeats: 0,
+            registered_ms: None,
             dirty: true,
         }
     }
@@ -139,6 +142,7 @@ impl Instance {
             "threads": self.threads,
             "last_heartbeat_age_ms": self.last_heartbeat_ms.map(|t| now_ms.saturating_sub(t)),
             "heartbeats": self.heartbeats,
+            "registered_ms": self.registered_ms,
             "metrics": self.metrics_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok()),
         })
     }
@@ -394,6 +398,7 @@ impl Registry {
                 let inst = self.entry(node, instance, now_ms);
                 inst.last_seen_ms = now_ms;
                 inst.registered = true;
+                inst.registered_ms = Some(now_ms);
                 inst.register_json = Some(String::from_utf8_lossy(payload).into_owned());
                 reg.version.clone_into(&mut inst.version);
                 reg.start_time.clone_into(&mut inst.start_time);

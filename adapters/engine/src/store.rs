@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX results_final ON results (request_id, instance_id) WHERE state = 'done';
     CREATE INDEX results_by_request ON results (request_id);
     CREATE INDEX commands_by_time ON commands (sent_ms);",
+    // 2: when the last register message arrived (reconnect storms are measured with it).
+    "ALTER TABLE instances ADD COLUMN registered_ms INTEGER;",
 ];
 
 /// A command as the history records it.
@@ -212,12 +214,12 @@ impl Database {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO instances (instance_id, node_name, hostname, version, pid, start_time, status, registered,
                     register_json, first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime,
-                    cpu_centipercent, memory_mb, threads, metrics_json, heartbeats)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                    cpu_centipercent, memory_mb, threads, metrics_json, heartbeats, registered_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
                  ON CONFLICT (instance_id) DO UPDATE SET node_name = ?2, hostname = ?3, version = ?4, pid = ?5,
                     start_time = ?6, status = ?7, registered = ?8, register_json = ?9, last_seen_ms = ?11,
                     status_changed_ms = ?12, last_heartbeat_ms = ?13, uptime = ?14, cpu_centipercent = ?15,
-                    memory_mb = ?16, threads = ?17, metrics_json = ?18, heartbeats = ?19",
+                    memory_mb = ?16, threads = ?17, metrics_json = ?18, heartbeats = ?19, registered_ms = ?20",
             )?;
             for i in changed {
                 upsert.execute(params![
@@ -240,6 +242,7 @@ impl Database {
                     i.threads.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
                     i.metrics_json,
                     i64::try_from(i.heartbeats).unwrap_or(i64::MAX),
+                    i.registered_ms,
                 ])?;
             }
         }
@@ -252,7 +255,8 @@ impl Database {
         let mut stmt = self.conn.prepare(
             "SELECT instance_id, node_name, hostname, version, pid, start_time, status, registered, register_json,
                 first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime, cpu_centipercent,
-                memory_mb, threads, metrics_json, heartbeats FROM instances ORDER BY node_name, instance_id",
+                memory_mb, threads, metrics_json, heartbeats, registered_ms FROM instances
+             ORDER BY node_name, instance_id",
         )?;
         let rows = stmt.query_map([], |r| {
             let status: String = r.get(6)?;
@@ -277,6 +281,7 @@ impl Database {
                 threads: unsigned(r.get(16)?),
                 metrics_json: r.get(17)?,
                 heartbeats: unsigned(Some(r.get(18)?)).unwrap_or(0),
+                registered_ms: r.get(19)?,
                 dirty: false,
             })
         })?;
@@ -399,6 +404,27 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
         drop(store);
         assert_eq!(Database::open(&path).unwrap().schema_version().unwrap(), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_in_place_keeping_its_rows() {
+        let path = temp("upgrade");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO instances (instance_id, node_name, status, first_seen_ms, last_seen_ms, status_changed_ms)
+                 VALUES ('a-h-1', 'a', 'online', 1, 2, 3)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Database::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        let kept = store.load_instances().unwrap();
+        assert_eq!((kept[0].instance_id.as_str(), kept[0].registered_ms), ("a-h-1", None));
     }
 
     #[test]
