@@ -110,8 +110,11 @@ fn mosquitto(port: u16, dir: &std::path::Path) -> Child {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
+        // `max_queued_messages`: mosquitto's default (1000) cuts the flood of retained register
+        // and status messages a subscribing engine gets from a large fleet; see the engine README.
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest none\n"
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n\
+             max_queued_messages 100000\nlog_dest none\n"
         ),
     )
     .expect("write mosquitto.conf");
