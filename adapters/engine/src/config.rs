@@ -22,6 +22,12 @@ pub struct EngineConfig {
     pub username: Option<String>,
     /// MQTT password.
     pub password: Option<String>,
+    /// For `mqtts://`: PEM file of the CA(s) to trust instead of the system's store.
+    pub tls_ca: Option<PathBuf>,
+    /// For `mqtts://`: PEM file of a client certificate (chain); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// For `mqtts://`: PEM file of the client certificate's private key.
+    pub tls_key: Option<PathBuf>,
     /// First topic level(s), default `subnodesync`.
     pub topic_prefix: String,
     /// The registry and history database.
@@ -66,6 +72,9 @@ impl EngineConfig {
             broker,
             username: get(env::USERNAME),
             password: get(env::PASSWORD),
+            tls_ca: get(env::TLS_CA).map(PathBuf::from),
+            tls_cert: get(env::TLS_CERT).map(PathBuf::from),
+            tls_key: get(env::TLS_KEY).map(PathBuf::from),
             topic_prefix: get(env::TOPIC_PREFIX).unwrap_or_else(|| "subnodesync".into()),
             db: get(DB).map_or_else(default_db, PathBuf::from),
             client_id: default_client_id(),

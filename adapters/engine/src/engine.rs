@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, TlsConfiguration, Transport};
 use subnodesync_core::codec::message::{to_json, Control};
 use subnodesync_core::node::{COMMAND_MAX, REQUEST_ID_MAX};
 use subnodesync_core::{Object, Timestamp};
@@ -245,13 +245,19 @@ impl Engine {
     /// Opens the database, loads the registry and connects (in the background: the engine
     /// retries until the broker answers).
     pub async fn start(config: EngineConfig) -> Result<Self, Error> {
-        if config.broker.scheme == Scheme::Mqtts {
-            return Err(Error::Setting(subnodesync_tokio::InvalidValue {
-                name: "broker",
-                value: config.broker.to_string(),
-                expected: "mqtt://host:port (the engine has no TLS yet; see its README)",
-            }));
-        }
+        // TLS files are read now, so a bad one is an error from `start`, not a reconnect loop.
+        let tls = match config.broker.scheme {
+            Scheme::Mqtts => Some(
+                subnodesync_tokio::tls_client_config(
+                    config.tls_ca.clone(),
+                    config.tls_cert.clone(),
+                    config.tls_key.clone(),
+                    &config.broker.host,
+                )
+                .map_err(|e| Error::Tls(e.to_string()))?,
+            ),
+            Scheme::Mqtt => None,
+        };
         let db = config.db.clone();
         let (store, instances) = tokio::task::spawn_blocking(move || {
             let store = Database::open(&db)?;
@@ -269,6 +275,9 @@ impl Engine {
         options.set_clean_session(true);
         options.set_max_packet_size(256 * 1024, 256 * 1024);
         options.set_inflight(100);
+        if let Some(tls) = tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        }
         if let Some(user) = &config.username {
             options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
         }

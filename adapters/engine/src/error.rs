@@ -10,6 +10,8 @@ use subnodesync_core::PayloadError;
 pub enum Error {
     /// A setting (flag or `SUBNODE_*` variable) cannot be used.
     Setting(subnodesync_tokio::InvalidValue),
+    /// A TLS file cannot be used (unreadable, no certificate, a certificate without its key).
+    Tls(String),
     /// The database cannot be opened, read or written.
     Database(String),
     /// The database was written by a newer engine whose schema this one does not know.
@@ -37,6 +39,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Setting(v) => write!(f, "invalid setting {v}"),
+            Self::Tls(e) => f.write_str(e),
             Self::Database(e) => write!(f, "database: {e}"),
             Self::SchemaTooNew { found, known } => {
                 write!(f, "database schema version {found} is newer than this engine's ({known}); use a newer subnode")

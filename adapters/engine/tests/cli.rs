@@ -341,3 +341,67 @@ fn bad_settings_and_arguments_are_refused_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
 }
+
+/// A CA and a server certificate for `localhost`, as PEM files in `dir`: (ca, cert, key).
+fn make_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("write a PEM file");
+        path
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "subnode test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).expect("self-signed CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["localhost".into()]).expect("server params");
+    let cert = server.signed_by(&key, &issuer).expect("server certificate");
+    (write("ca.pem", ca_cert.pem()), write("server.pem", cert.pem()), write("server.key", key.serialize_pem()))
+}
+
+#[test]
+fn mqtts_with_the_nodes_tls_settings_carries_a_command() {
+    let mut ca = None;
+    let broker = Broker::start_with(|dir| {
+        let (ca_file, cert, key) = make_pki(dir);
+        ca = Some(ca_file.clone());
+        format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\n",
+            ca_file.display(),
+            cert.display(),
+            key.display()
+        )
+    });
+    let ca = ca.expect("the PKI was made").display().to_string();
+    let url = format!("mqtts://localhost:{}", broker.port());
+    let scratch = Scratch::new("tls");
+    let db = scratch.db("engine.db");
+    let mut node_cmd = subnode(&url, &db);
+    node_cmd.env("SUBNODE_TLS_CA", &ca).args(["node", "app", "--hostname", "h1"]);
+    let node = Running::start(node_cmd);
+    let id = format!("app-h1-{}", node.child.id());
+
+    let send = |ca_flag: &str| {
+        let mut cmd = subnode(&url, &db);
+        cmd.args(["--tls-ca", ca_flag, "send", &id, "ping", "--timeout", "5s", "--json"]).output().expect("run subnode")
+    };
+    let deadline = Instant::now() + WAIT;
+    let out = loop {
+        let out = send(&ca);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["results"][0]["message"], "pong");
+
+    // A CA file that is not there is a settings error, before any connection.
+    let out = send("/nonexistent/ca.pem");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SUBNODE_TLS_CA"));
+}

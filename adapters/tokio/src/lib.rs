@@ -25,10 +25,13 @@ pub use handler::{
 #[cfg(feature = "logging")]
 pub use logging::init_logging;
 pub use metrics::{MetricValue, Sampler};
+/// The TLS library behind `mqtts://`, for [`tls_client_config`]'s result.
+pub use rustls;
 /// JSON values for handler parameters and result data.
 pub use serde_json;
 pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
+pub use tls::client_config as tls_client_config;
 
 /// Starts a node named `node_name`, configured otherwise by `SUBNODE_*` environment variables
 /// and defaults. Shorthand for `NodeBuilder::new(node_name).start()`.

@@ -43,6 +43,15 @@ struct Connection {
     /// MQTT password [env: SUBNODE_PASSWORD]
     #[arg(long, global = true)]
     password: Option<String>,
+    /// For mqtts://: PEM file of the CA(s) to trust instead of the system's [env: SUBNODE_TLS_CA]
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// For mqtts://: PEM client certificate [env: SUBNODE_TLS_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// For mqtts://: PEM private key of the client certificate [env: SUBNODE_TLS_KEY]
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Topic prefix the nodes use [env: SUBNODE_TOPIC_PREFIX; default subnodesync]
     #[arg(long, global = true, value_name = "PREFIX")]
     prefix: Option<String>,
@@ -164,7 +173,7 @@ struct Failure(u8, String);
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match e {
-            Error::Setting(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
+            Error::Setting(_) | Error::Tls(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
             Error::UnknownInstance(_) | Error::NoTargets => 1,
             _ => 3,
         };
@@ -186,6 +195,15 @@ impl Connection {
         }
         if let Some(p) = &self.prefix {
             config.topic_prefix = p.clone();
+        }
+        for (flag, setting) in [
+            (&self.tls_ca, &mut config.tls_ca),
+            (&self.tls_cert, &mut config.tls_cert),
+            (&self.tls_key, &mut config.tls_key),
+        ] {
+            if let Some(path) = flag {
+                *setting = Some(path.clone());
+            }
         }
         if let Some(db) = &self.db {
             config.db = db.clone();
@@ -427,6 +445,15 @@ async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Resu
     }
     if let Some(prefix) = &conn.prefix {
         builder = builder.topic_prefix(prefix);
+    }
+    if let Some(ca) = &conn.tls_ca {
+        builder = builder.tls_ca(ca);
+    }
+    if let Some(cert) = &conn.tls_cert {
+        builder = builder.tls_cert(cert);
+    }
+    if let Some(key) = &conn.tls_key {
+        builder = builder.tls_key(key);
     }
     if let Some(h) = hostname {
         builder = builder.hostname(h);
