@@ -649,3 +649,36 @@ async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_read_as_the_cli_writes_them() {
+        let instance = |node: Option<&str>, id: &str| Target::Instance {
+            node_name: node.map(str::to_owned),
+            instance_id: id.to_owned(),
+        };
+        assert_eq!(Target::parse("shop/*"), Target::Node("shop".into()));
+        assert_eq!(Target::parse("shop/shop-h-1"), instance(Some("shop"), "shop-h-1"));
+        assert_eq!(Target::parse("shop-h-1"), instance(None, "shop-h-1"));
+        assert_eq!(Target::parse("*"), Target::Select(Selector::default()));
+    }
+
+    #[test]
+    fn a_selector_takes_reachable_instances_unless_told_a_status() {
+        let mut i = Registry::default();
+        let hb = br#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"a","instance_id":"a-h-1","status":"running","pid":1,"uptime":5,"version":"1.0","hostname":"h","metrics":{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":4}}"#;
+        i.ingest("p", "p/a/a-h-1/heartbeat", hb, 0).unwrap();
+        let inst = i.get("a-h-1").unwrap().clone();
+        assert!(Selector::default().matches(&inst));
+        assert!(
+            Selector { version: Some("1.0".into()), hostname: Some("h".into()), ..Selector::default() }.matches(&inst)
+        );
+        assert!(!Selector { version: Some("2.0".into()), ..Selector::default() }.matches(&inst));
+        assert!(!Selector { status: Some(Status::Lost), ..Selector::default() }.matches(&inst));
+        let lost = Instance { status: Status::Lost, ..inst };
+        assert!(!Selector::default().matches(&lost));
+    }
+}

@@ -231,9 +231,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
             }
             step += 1;
         }
-        draw(&engine, &log, &url, t, args.duration, terminal);
+        draw(&engine, &log, &url, t, args.duration, terminal, false);
     }
 
+    // The last frame, also off a terminal, so the last outcomes are on screen.
+    draw(&engine, &log, &url, start.elapsed(), args.duration, terminal, true);
     for node in &nodes {
         node.stop().await;
     }
@@ -246,9 +248,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn draw(engine: &Engine, log: &Log, url: &str, t: Duration, total: Duration, terminal: bool) {
+fn draw(engine: &Engine, log: &Log, url: &str, t: Duration, total: Duration, terminal: bool, last: bool) {
     // Off a terminal (piped, CI), a frame every 5 s instead of redrawing in place.
-    if !terminal && !t.as_secs().is_multiple_of(5) {
+    if !terminal && !last && !t.as_secs().is_multiple_of(5) {
         return;
     }
     let instances = engine.instances();

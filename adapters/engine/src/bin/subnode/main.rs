@@ -19,11 +19,21 @@ use subnodesync_engine::{Database, Engine, EngineConfig, Error, Request, Selecto
 use subnodesync_tokio::config::parse_duration;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
+const EXAMPLES: &str = "Examples:
+  subnode demo                                  # everything in one process, nothing to install
+  subnode broker &                              # a broker on localhost:1883
+  subnode nodes --json
+  subnode watch
+  subnode send 'my-app/*' ping                  # every instance of my-app
+  subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
+  subnode send '*' status --where version=1.0.0
+  subnode history --limit 5";
+
 /// Manage a SubNodeSync fleet: see the nodes, watch them live, send commands.
 ///
 /// Try `subnode demo`: an embedded broker, an engine and a few nodes in one process.
 #[derive(Debug, Parser)]
-#[command(name = "subnode", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "subnode", version, propagate_version = true, max_term_width = 100, after_help = EXAMPLES)]
 struct Cli {
     #[command(flatten)]
     conn: Connection,
@@ -33,6 +43,7 @@ struct Cli {
 
 /// How to reach the broker and where the registry lives (flags win over `SUBNODE_*`).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection (flags, then SUBNODE_* variables, then defaults)")]
 struct Connection {
     /// Broker URL, mqtt://host:port [env: SUBNODE_BROKER_URL; default mqtt://localhost:1883]
     #[arg(long, global = true, value_name = "URL")]
@@ -248,6 +259,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let config = cli.conn.config()?;
     match cli.command {
         Command::Demo(args) => demo::run(args).await.map(|()| 0),
+        // Served in `main`, before any runtime exists.
         Command::Broker { .. } => Ok(0),
         Command::Nodes { json, offline } => nodes(config, json, offline).await,
         Command::Watch { json, heartbeats, share, prune_after } => {
