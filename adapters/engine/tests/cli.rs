@@ -405,3 +405,36 @@ fn mqtts_with_the_nodes_tls_settings_carries_a_command() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SUBNODE_TLS_CA"));
 }
+
+#[test]
+fn prune_forgets_an_old_offline_instance_and_clears_its_retained_status() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("prune");
+    let db = scratch.db("engine.db");
+    let (node, id) = Running::node(&broker.url(), "app", "h1");
+    wait_online(&broker.url(), &db, &id);
+    node.stop();
+    // The engine sees the clean stop: status offline (retained), register cleared.
+    let deadline = Instant::now() + WAIT;
+    while !json(&run(&broker.url(), &db, &["nodes", "--json"]))
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| i["instance_id"] == id.as_str() && i["status"] == "offline")
+    {
+        assert!(Instant::now() < deadline, "{id} never went offline");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Too young to prune, then old enough.
+    assert_eq!(json(&run(&broker.url(), &db, &["prune", "--older-than", "1h", "--json"])), serde_json::json!([]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(json(&run(&broker.url(), &db, &["prune", "--older-than", "1s", "--json"])), serde_json::json!([id]));
+
+    // Gone from this registry, and from the broker: an engine with a fresh database learns of
+    // no such instance.
+    let listed = json(&run(&broker.url(), &db, &["nodes", "--json", "--offline"]));
+    assert!(!listed.as_array().unwrap().iter().any(|i| i["instance_id"] == id.as_str()), "{listed}");
+    let fresh = json(&run(&broker.url(), &scratch.db("fresh.db"), &["nodes", "--json"]));
+    assert_eq!(fresh, serde_json::json!([]));
+}
