@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+mod broker;
 mod config;
 mod engine;
 mod error;
 mod registry;
 mod store;
 
+pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, DB};
 pub use engine::{Engine, Outcome, Request, Selector, Stats, Target};
 pub use error::{Error, IngestError};
