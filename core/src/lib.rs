@@ -16,7 +16,10 @@
 //! let now = Instant::from_secs(0);
 //! let mut node: Node = Node::new(config, Buffers::new(&mut rx, &mut tx, &mut outbox), 7, now).unwrap();
 //! # let bytes_from_socket: &[u8] = &[];
-//! node.handle_input(now, bytes_from_socket);   // whatever the transport read
+//! node.handle_input(now, bytes_from_socket);   // whatever the transport read (copied in), or:
+//! let room = node.receive_buffer();             // read the socket straight into this,
+//! # let n = 0;
+//! node.handle_received(now, n);                 // then say how many bytes it wrote
 //! node.handle_timeout(now);                    // spurious calls are harmless
 //! while let Some(out) = node.poll_output() {   // drain after every handle_* call
 //!     match out {

@@ -262,3 +262,24 @@ fn many_commands_in_one_read_are_all_answered() {
     }
     assert_eq!(ids, (0..12).map(|i| format!("burst-{i}")).collect::<Vec<_>>());
 }
+
+#[test]
+fn commands_that_find_the_queues_full_are_answered_without_waiting_for_more_input() {
+    let mut t = Script::connected(config());
+    let burst: Vec<u8> = (0..12).flat_map(|i| broker::command("ping", &format!("b{i}"), "{}")).collect();
+    // One read holds twelve QoS 1 commands: more PUBACKs than the node queues at once.
+    let taken = t.node.handle_input(t.now, &burst);
+    assert_eq!(taken, burst.len(), "the bytes fit the receive buffer");
+    t.drain();
+    assert_eq!(t.node.poll_timeout(), Some(t.now), "packets are left in the buffer: the node asks to go on now");
+    // As an adapter's loop does: drain, and go on while the node says "now".
+    let mut turns = 0;
+    while t.node.poll_timeout() <= Some(t.now) {
+        t.tick();
+        turns += 1;
+        assert!(turns < 10, "the node keeps asking for now");
+    }
+    let answered =
+        t.out.iter().filter(|o| matches!(o, Out::Packet(Sent::Publish(p)) if p.topic.ends_with("/result"))).count();
+    assert_eq!(answered, 12, "every command answered, with no further input");
+}

@@ -56,7 +56,8 @@
 //! ```
 //!
 //! [`ProcessSampler::sample`] makes blocking system calls and takes tens to hundreds of
-//! microseconds; in tokio run it with `spawn_blocking`.
+//! microseconds; in tokio run it with `spawn_blocking`. A process that runs many nodes shares
+//! one sample among them with [`SharedSampler`] (the tokio adapter's default).
 //!
 //! ## Features
 //!
@@ -75,9 +76,13 @@
 pub mod build_info;
 #[cfg(feature = "sampler")]
 mod sampler;
+#[cfg(feature = "sampler")]
+mod shared;
 
 #[cfg(feature = "sampler")]
 pub use sampler::{ProcessSampler, Sample};
+#[cfg(feature = "sampler")]
+pub use shared::{Refresh, SharedSampler};
 #[cfg(any(feature = "sampler", feature = "node-version"))]
 pub use subnodesync_core::{Metric, Metrics, NodeVersion};
 

@@ -1,40 +1,75 @@
 #![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
-mod builder;
-pub mod config;
-mod driver;
-mod error;
-mod handle;
-mod handler;
-mod http;
-#[cfg(feature = "logging")]
-mod logging;
-mod metrics;
-mod time;
-mod tls;
-mod transport;
+use std::future::Future;
+use std::io;
+use std::time::Instant;
 
-pub use builder::{BufferSizes, BuildInfo, NodeBuilder};
-pub use config::LogFormat;
-pub use error::{Error, InvalidValue};
-pub use handle::{shutdown_signal, LifecycleEvent, NodeHandle, StopReason};
-pub use handler::{
-    handler_fn, BoxFuture, Command, CommandContext, CommandHandler, CommandResult, FnHandler, HandlerError,
-    HandlerResult,
-};
-#[cfg(feature = "logging")]
-pub use logging::init_logging;
-pub use metrics::{MetricValue, Sampler};
-/// The TLS library behind `mqtts://`, for [`tls_client_config`]'s result.
-pub use rustls;
-/// JSON values for handler parameters and result data.
-pub use serde_json;
-pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
-pub use subnodesync_sysinfo::Sample;
-pub use tls::client_config as tls_client_config;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
+
+// The whole surface but the runtime (the builder below is this runtime's).
+pub use subnodesync_host::*;
+
+/// The tokio runtime, as the node loop of `subnodesync-host` needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+/// Configures and starts a node on tokio; see [`subnodesync_host::NodeBuilder`].
+pub type NodeBuilder = subnodesync_host::NodeBuilder<Tokio>;
+
+impl subnodesync_host::Runtime for Tokio {
+    type Tcp = Compat<tokio::net::TcpStream>;
+
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(future);
+    }
+
+    async fn unblock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        tokio::task::spawn_blocking(f).await.ok()
+    }
+
+    async fn sleep_until(at: Instant) {
+        tokio::time::sleep_until(at.into()).await;
+    }
+
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    async fn connect(host: &str, port: u16) -> io::Result<Self::Tcp> {
+        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream.compat())
+    }
+}
 
 /// Starts a node named `node_name`, configured otherwise by `SUBNODE_*` environment variables
 /// and defaults. Shorthand for `NodeBuilder::new(node_name).start()`.
 pub async fn start(node_name: impl Into<String>) -> Result<NodeHandle, Error> {
     NodeBuilder::new(node_name).start().await
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT): the signals that should trigger
+/// [`NodeHandle::stop`] in a service.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

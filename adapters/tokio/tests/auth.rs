@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{next_event, password_file, Broker, Engine, WAIT};
+use common::scenarios::next_event;
+use common::{password_file, Broker, Engine, WAIT};
 use serde_json::json;
 use subnodesync_tokio::{ConnectRefused, DisconnectReason, LifecycleEvent, NodeBuilder};
 

@@ -8,23 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::scenarios;
-use common::{base, next_event, Broker, Engine, WAIT};
+use common::scenarios::next_event;
+use common::{base, Broker, Engine, WAIT};
 use serde_json::{json, Value};
-use subnodesync_tokio::{
-    handler_fn, CommandResult, DisconnectReason, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason,
-};
+use subnodesync_tokio::{handler_fn, CommandResult, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason};
+
+// The scenarios every runtime adapter passes (the test kit's), on tokio.
+subnodesync_testkit::mosquitto_scenarios!(subnodesync_tokio::Tokio);
 
 /// A node on `broker` with the suite's short intervals, ignoring the process environment.
 fn node(broker: &Broker, name: &str) -> NodeBuilder {
-    NodeBuilder::new(name)
-        .env(|_| None)
-        .broker_url(broker.url())
-        .hostname("test-host")
-        .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(2))
-        .reconnect_min(Duration::from_millis(100))
-        .reconnect_max(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(2))
+    scenarios::suite_node(&broker.url(), name)
 }
 
 /// What a `sleep` run saw of its end.
@@ -38,7 +32,7 @@ struct Ended {
     had_deadline: AtomicBool,
 }
 
-/// The shared `echo` and `count`, plus `progress`, `sleep` (until cancelled), `panic`, `fail` and
+/// The shared `echo` and `count`, plus `progress`, `sleep` (until cancelled), `fail` and
 /// `slow` (a 200 ms handler timeout), on top of `builder`.
 fn with_handlers(builder: NodeBuilder, ended: Arc<Ended>) -> NodeBuilder {
     scenarios::with_handlers(builder)
@@ -59,12 +53,6 @@ fn with_handlers(builder: NodeBuilder, ended: Arc<Ended>) -> NodeBuilder {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Ok(CommandResult::ok("woke up"))
             }
-        }))
-        .handler(handler_fn("panic", |_ctx, _cmd| async move {
-            if true {
-                panic!("boom");
-            }
-            Ok(CommandResult::ok("unreachable"))
         }))
         .handler(
             handler_fn("slow", |_ctx, _cmd| async move {
@@ -90,24 +78,6 @@ async fn online(broker: &Broker, engine: &mut Engine, name: &str) -> (NodeHandle
     let base = base(handle.node_name(), handle.instance_id());
     engine.expect_status(&base, "online").await;
     (handle, base)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_status_and_heartbeat_carry_every_field() {
-    let broker = Broker::start();
-    scenarios::register_status_and_heartbeat_carry_every_field(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ping_and_an_application_command_are_answered() {
-    let broker = Broker::start();
-    scenarios::ping_and_an_application_command_are_answered(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_command_fails() {
-    let broker = Broker::start();
-    scenarios::an_unknown_command_fails(broker.port(), |name| node(&broker, name)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,18 +139,6 @@ async fn malformed_commands_are_answered_or_ignored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_request_id_is_not_run_again() {
-    let broker = Broker::start();
-    scenarios::a_duplicate_request_id_is_not_run_again(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_command_reaches_every_instance() {
-    let broker = Broker::start();
-    scenarios::a_broadcast_command_reaches_every_instance(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
     let broker = Broker::start();
     let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
@@ -214,61 +172,6 @@ async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
     engine.command(&base, "r-ping", "ping", json!({})).await;
     assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
     handle.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_handler_fails_its_command_and_the_node_carries_on() {
-    let broker = Broker::start();
-    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
-    let (handle, base) = online(&broker, &mut engine, "panicky").await;
-
-    engine.command(&base, "r-panic", "panic", json!({})).await;
-    let panicked = engine.result(&base, "r-panic").await;
-    assert_eq!(
-        (panicked["success"].as_bool(), panicked["message"].as_str()),
-        (Some(false), Some("handler panicked: boom"))
-    );
-    engine.command(&base, "r-echo", "echo", json!({ "still": "here" })).await;
-    assert_eq!(engine.result(&base, "r-echo").await["data"], json!({ "still": "here" }));
-    assert!(handle.is_connected());
-    handle.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
-    let mut broker = Broker::start();
-    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
-    let handle = node(&broker, "phoenix").start().await.expect("node starts");
-    let mut events = handle.events();
-    let base = base("phoenix", handle.instance_id());
-    next_event(&mut events, "Connected", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
-    engine.expect_on(&format!("{base}/heartbeat")).await;
-
-    broker.kill();
-    next_event(&mut events, "Disconnected", |e| {
-        matches!(e, LifecycleEvent::Disconnected { reason: DisconnectReason::Transport, error: Some(_), .. })
-    })
-    .await;
-    assert!(!handle.is_connected());
-
-    broker.restart();
-    next_event(&mut events, "Connected again", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
-    let register = format!("{base}/register");
-    engine.expect("the register message again", |m| m.topic == register && !m.payload.is_empty()).await;
-    engine.expect_status(&base, "online").await;
-    let heartbeat = format!("{base}/heartbeat");
-    let first = engine.expect_on(&heartbeat).await;
-    let second = engine.expect_on(&heartbeat).await;
-    assert!(second.json()["uptime"].as_u64() >= first.json()["uptime"].as_u64());
-    assert!(handle.is_connected());
-    handle.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_stop_leaves_status_offline_retained_and_no_register() {
-    let broker = Broker::start();
-    scenarios::a_clean_stop_leaves_status_offline_retained_and_no_register(broker.port(), |name| node(&broker, name))
-        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,15 +109,7 @@ fn config(port: u16) -> Config {
 
 /// A node on `broker` with the suite's short intervals, ignoring the process environment.
 fn node(broker: &Rumqttd, name: &str) -> NodeBuilder {
-    NodeBuilder::new(name)
-        .env(|_| None)
-        .broker_url(broker.url())
-        .hostname("test-host")
-        .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(2))
-        .reconnect_min(Duration::from_millis(100))
-        .reconnect_max(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(2))
+    scenarios::suite_node(&broker.url(), name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

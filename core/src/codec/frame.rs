@@ -166,6 +166,41 @@ impl Reassembly {
         n
     }
 
+    /// Where bytes may be written in place (then [`commit`](Self::commit)): the free end of `rx`.
+    pub(crate) fn spare<'r>(&self, rx: &'r mut [u8]) -> &'r mut [u8] {
+        rx.get_mut(self.len..).unwrap_or_default()
+    }
+
+    /// Takes `n` bytes written in place at the start of [`spare`](Self::spare): keeps them, or
+    /// feeds them to the packet being skipped and keeps what follows it.
+    pub(crate) fn commit(&mut self, rx: &mut [u8], n: usize) {
+        let end = self.len.saturating_add(n).min(rx.len());
+        let Some(skip) = &mut self.skip else {
+            self.len = end;
+            return;
+        };
+        let used = skip.feed(rx.get(self.len..end).unwrap_or_default());
+        let after = self.len + used;
+        if after < end {
+            rx.copy_within(after..end, self.len);
+        }
+        self.len += end - after;
+    }
+
+    /// Whether [`next`](Self::next) would hand out a packet (or a skip, or an error) rather
+    /// than ask for more bytes.
+    pub(crate) fn has_frame(&self, rx: &[u8]) -> bool {
+        if let Some(skip) = &self.skip {
+            return skip.finished().is_some();
+        }
+        let pending = rx.get(self.start..self.len).unwrap_or_default();
+        match FixedHeader::parse(pending) {
+            Ok(Some(header)) => header.packet_len() <= pending.len() || header.packet_len() > rx.len(),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// Whether the buffer is full of handed-out packets, so `fill` can take nothing until
     /// [`compact`](Self::compact).
     pub(crate) fn is_full(&self, rx: &[u8]) -> bool {

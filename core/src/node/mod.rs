@@ -401,23 +401,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         }
         let mut consumed = 0;
         loop {
-            while self.has_headroom() {
-                let frame = match self.reassembly.next(self.rx) {
-                    Ok(Frame::NeedMore) => break,
-                    Ok(frame) => frame,
-                    Err(e) => {
-                        self.connection_lost(DisconnectReason::Protocol(e), true);
-                        return bytes.len();
-                    }
-                };
-                match frame {
-                    Frame::Packet(range) => self.on_packet(range),
-                    Frame::Skipped(skipped) => self.on_skipped(skipped),
-                    Frame::NeedMore => {}
-                }
-                if !matches!(self.link, Link::Connecting(_) | Link::Up(_)) {
-                    return bytes.len();
-                }
+            if !self.frame_input() {
+                return bytes.len();
             }
             let rest = bytes.get(consumed..).unwrap_or_default();
             if rest.is_empty() || !self.has_headroom() {
@@ -431,6 +416,34 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             }
             consumed += self.reassembly.fill(self.rx, rest);
         }
+    }
+
+    /// The free end of the receive buffer: read from the transport straight into it, then call
+    /// [`handle_received`](Self::handle_received) with how many bytes were written. This saves
+    /// the adapter a read buffer of its own and a copy; [`handle_input`](Self::handle_input) is
+    /// the same with a copy.
+    ///
+    /// Empty while the buffer is full of packets whose events have not been polled: drain
+    /// [`poll_output`](Self::poll_output), then ask again. Events not yet polled become invalid.
+    pub fn receive_buffer(&mut self) -> &mut [u8] {
+        if !self.events_borrow_rx() {
+            self.reassembly.compact(self.rx);
+        }
+        self.reassembly.spare(self.rx)
+    }
+
+    /// Takes the `n` bytes just read into [`receive_buffer`](Self::receive_buffer). All are
+    /// taken; packets that find the output queues full wait in the buffer, and
+    /// [`poll_timeout`](Self::poll_timeout) says "now" until they are framed: by the next
+    /// `handle_*` call after the drain (`handle_timeout`, or `handle_received` with `n` = 0).
+    pub fn handle_received(&mut self, now: Instant, n: usize) {
+        self.advance(now);
+        if !matches!(self.link, Link::Connecting(_) | Link::Up(_)) {
+            // Bytes from a connection the node has already given up on.
+            return;
+        }
+        self.reassembly.commit(self.rx, n);
+        self.frame_input();
     }
 
     /// Call when [`poll_timeout`](Self::poll_timeout) passes. Spurious calls are harmless.
@@ -447,6 +460,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             Link::Up(_) => self.up_timers(now),
             _ => {}
         }
+        // Packets received while the output queues were full.
+        self.frame_input();
         while let Some(id) = self.commands.expired(now) {
             self.time_out(id);
         }
@@ -507,7 +522,9 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             }
             Link::Stopped => return None,
         };
-        [link, self.commands.next_deadline(), self.stop_deadline].into_iter().flatten().min()
+        let unframed = (matches!(self.link, Link::Connecting(_) | Link::Up(_)) && self.reassembly.has_frame(self.rx))
+            .then_some(self.now);
+        [link, self.commands.next_deadline(), self.stop_deadline, unframed].into_iter().flatten().min()
     }
 
     /// Publishes a heartbeat with `metrics` sampled now. Returns `Ok(false)` when offline:
@@ -606,6 +623,26 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     fn push_event(&mut self, event: Pending) {
         // Same headroom argument as `push_ctrl`.
         let _ = self.events.push_back(event);
+    }
+
+    /// Frames and acts on the packets the receive buffer holds, while the output queues have
+    /// room. Returns false if the connection is no longer usable.
+    fn frame_input(&mut self) -> bool {
+        if !matches!(self.link, Link::Connecting(_) | Link::Up(_)) {
+            return false;
+        }
+        while self.has_headroom() {
+            match self.reassembly.next(self.rx) {
+                Ok(Frame::NeedMore) => break,
+                Ok(Frame::Packet(range)) => self.on_packet(range),
+                Ok(Frame::Skipped(skipped)) => self.on_skipped(skipped),
+                Err(e) => self.connection_lost(DisconnectReason::Protocol(e), true),
+            }
+            if !matches!(self.link, Link::Connecting(_) | Link::Up(_)) {
+                return false;
+            }
+        }
+        true
     }
 
     fn has_headroom(&self) -> bool {

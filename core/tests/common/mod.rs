@@ -298,6 +298,38 @@ impl Script {
             assert!(n > 0 || self.out.len() > queued, "node took no bytes and produced nothing");
             rest = &rest[n..];
         }
+        self.frame_leftovers();
+    }
+
+    /// Packets that found the output queues full when they arrived wait in the receive buffer
+    /// (the node's `poll_timeout` says "now" meanwhile); `handle_received(now, 0)` frames them
+    /// without firing any timer.
+    fn frame_leftovers(&mut self) {
+        loop {
+            let before = self.out.len();
+            self.node.handle_received(self.now, 0);
+            self.drain();
+            if self.out.len() == before {
+                break;
+            }
+        }
+    }
+
+    /// The broker sends `bytes`, read straight into the node's receive buffer (the zero-copy
+    /// path, `receive_buffer` + `handle_received`).
+    pub fn broker_sends_in_place(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let buf = self.node.receive_buffer();
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.node.handle_received(self.now, n);
+            let queued = self.out.len();
+            self.drain();
+            assert!(n > 0 || self.out.len() > queued, "node offered no room and produced nothing");
+            rest = &rest[n..];
+        }
+        self.frame_leftovers();
     }
 
     /// The transport dropped.

@@ -44,6 +44,8 @@ struct Args {
     port: u16,
     broker_pid: u32,
     only: Option<String>,
+    /// Each node samples with its own closure instead of the process-wide shared sample.
+    own_sampler: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         port: 0,
         broker_pid: 0,
         only: None,
+        own_sampler: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,11 +73,12 @@ fn parse_args() -> Result<Args, String> {
             "--outbox" => a.outbox = num(value()?)? as usize,
             "--phase" => a.phase = Some(value()?),
             "--only" => a.only = Some(value()?),
+            "--own-sampler" => a.own_sampler = true,
             "--port" => a.port = num(value()?)? as u16,
             "--broker-pid" => a.broker_pid = num(value()?)? as u32,
             "-h" | "--help" => {
                 return Err("usage: fleet_bench [--nodes N] [--seconds S] [--rx B --tx B --outbox B] \
-                            [--only adapter|rumqttc]"
+                            [--only adapter|rumqttc] [--own-sampler]"
                     .into())
             }
             other => return Err(format!("unknown argument {other}")),
@@ -177,6 +181,7 @@ fn run_phase(phase: &str, args: &Args, port: u16, broker_pid: u32) -> Result<Rep
         .args(["--phase", phase, "--port", &port.to_string(), "--broker-pid", &broker_pid.to_string()])
         .args(["--nodes", &args.nodes.to_string(), "--seconds", &args.seconds.to_string()])
         .args(["--rx", &args.rx.to_string(), "--tx", &args.tx.to_string(), "--outbox", &args.outbox.to_string()])
+        .args(args.own_sampler.then_some("--own-sampler"))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the {phase} phase: {e}"))?;
@@ -491,7 +496,7 @@ async fn start_adapters(args: &Args, ramp: Duration) -> Result<Adapters, String>
     let started = tokio::time::Instant::now();
     for i in 0..args.nodes {
         pace(i, args.nodes, ramp, started).await;
-        let handle = NodeBuilder::new(NODE_NAME)
+        let builder = NodeBuilder::new(NODE_NAME)
             .env(|_| None)
             .broker_url(url.as_str())
             .hostname(format!("h{i}"))
@@ -499,11 +504,15 @@ async fn start_adapters(args: &Args, ramp: Duration) -> Result<Adapters, String>
             .heartbeat_interval(Duration::from_secs(1))
             .keepalive(Duration::from_secs(60))
             .buffer_sizes(sizes)
-            .seed(i as u64 + 1)
-            .sampler(|| Sample { cpu_centipercent: 250, memory_mb: 128, threads: 42 })
-            .start()
-            .await
-            .map_err(|e| format!("node {i}: {e}"))?;
+            .seed(i as u64 + 1);
+        // The default samples the process once a second for every node; `--own-sampler` gives
+        // each node a closure, run on the blocking pool per heartbeat.
+        let builder = if args.own_sampler {
+            builder.sampler(|| Sample { cpu_centipercent: 250, memory_mb: 128, threads: 42 })
+        } else {
+            builder
+        };
+        let handle = builder.start().await.map_err(|e| format!("node {i}: {e}"))?;
         handles.push(handle);
     }
     Ok(Adapters(handles))

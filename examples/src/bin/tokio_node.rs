@@ -11,38 +11,15 @@
 //! `SUBNODE_BROKER_URL=mqtt://localhost:1883 cargo run --release --bin tokio_node`
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use subnodesync_tokio::serde_json::json;
-use subnodesync_tokio::{handler_fn, init_logging, shutdown_signal, CommandResult, NodeBuilder, StopReason};
+use subnodesync_examples::{exit, start_from_env};
+use subnodesync_tokio::{shutdown_signal, StopReason, Tokio};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(e) = init_logging() {
-        eprintln!("tokio_node: {e}");
-        return ExitCode::from(2);
-    }
-    let runs = Arc::new(AtomicU64::new(0));
-    let started = NodeBuilder::from_env()
-        .version(env!("CARGO_PKG_VERSION"))
-        .node_version(subnodesync_sysinfo::node_version!())
-        .handler(handler_fn(
-            "echo",
-            |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
-        ))
-        .handler(handler_fn("count", move |_ctx, _cmd| {
-            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { Ok(CommandResult::ok("counted").with_data(json!({ "count": n }))) }
-        }))
-        .start()
-        .await;
-    let node = match started {
+    let node = match start_from_env::<Tokio>("tokio_node").await {
         Ok(node) => node,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let reason = tokio::select! {
         reason = node.stopped() => reason,
@@ -51,33 +28,5 @@ async fn main() -> ExitCode {
             StopReason::Application
         }
     };
-    match reason {
-        StopReason::RestartRequested => restart(),
-        StopReason::Failed => ExitCode::FAILURE,
-        _ => ExitCode::SUCCESS,
-    }
-}
-
-/// Replaces this process with a fresh run of the same executable, arguments and environment.
-#[cfg(unix)]
-fn restart() -> ExitCode {
-    use std::os::unix::process::CommandExt as _;
-
-    let mut args = std::env::args_os();
-    let program = std::env::current_exe().ok().or_else(|| args.next().map(Into::into));
-    let Some(program) = program else {
-        tracing::error!("restart: cannot tell which executable this is");
-        return ExitCode::FAILURE;
-    };
-    tracing::info!(program = %program.display(), "restarting");
-    // `exec` only returns on failure.
-    let error = std::process::Command::new(&program).args(std::env::args_os().skip(1)).exec();
-    tracing::error!(%error, "restart failed");
-    ExitCode::FAILURE
-}
-
-#[cfg(not(unix))]
-fn restart() -> ExitCode {
-    tracing::warn!("restart requested: re-executing is only supported on unix; exiting");
-    ExitCode::SUCCESS
+    exit(reason)
 }

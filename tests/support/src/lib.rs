@@ -1,6 +1,9 @@
 //! Test fixtures shared by every crate's integration tests: a real mosquitto on a free loopback
 //! port, started and killed by the test, and an engine made of a plain MQTT client (rumqttc) that
-//! reads only what goes over MQTT.
+//! reads only what goes over MQTT; and the broker scenarios every adapter must pass.
+
+pub mod scenarios;
+pub mod tls;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,16 +1,20 @@
 //! What the application holds on to: [`NodeHandle`], lifecycle events and stop reasons.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use subnodesync_core::DisconnectReason;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, Notify};
+
+use futures_util::future::AbortHandle;
 
 use crate::driver::Msg;
+use crate::inbox::Inbox;
 use crate::metrics::MetricValue;
+use crate::runtime::Timer;
 
 /// Something the application may want to know about the node's life.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,21 +89,71 @@ pub enum StopReason {
 pub(crate) struct Shared {
     pub(crate) node_name: String,
     pub(crate) instance_id: String,
-    pub(crate) events: broadcast::Sender<LifecycleEvent>,
-    /// The receiver created before the task started, so the first `events()` call misses nothing.
-    pub(crate) first_events: Mutex<Option<broadcast::Receiver<LifecycleEvent>>>,
+    pub(crate) events: Mutex<Events>,
     pub(crate) connected: AtomicBool,
     pub(crate) stop_timeout: Duration,
-    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) task: Mutex<Option<AbortHandle>>,
+    /// The runtime's clock and timer, for [`NodeHandle::stop`]'s bound.
+    pub(crate) timer: Timer,
+    /// Why the node stopped, once it has.
+    pub(crate) stopped: Mutex<Option<StopReason>>,
+    /// Wakes everyone in [`NodeHandle::stopped`] when `stopped` is set.
+    pub(crate) stopped_notify: Notify,
 }
+
+/// Lifecycle events before and after the application first asks for them.
+#[derive(Debug)]
+pub(crate) enum Events {
+    /// Nobody has asked yet: the latest events, kept for the first receiver. Most nodes of a
+    /// large fleet process never ask, and a channel preallocates all its slots.
+    Early(VecDeque<LifecycleEvent>),
+    /// The channel, created on the first [`NodeHandle::events`] call.
+    Live(broadcast::Sender<LifecycleEvent>),
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::Early(VecDeque::new())
+    }
+}
+
+impl Shared {
+    /// Tells every receiver about `event`, or keeps it for the first one.
+    pub(crate) fn emit(&self, event: LifecycleEvent) {
+        match &mut *self.events.lock().unwrap_or_else(PoisonError::into_inner) {
+            Events::Early(kept) => {
+                if kept.len() == LIFECYCLE_BACKLOG {
+                    kept.pop_front();
+                }
+                kept.push_back(event);
+            }
+            Events::Live(sender) => {
+                let _ = sender.send(event);
+            }
+        }
+    }
+
+    /// Records why the node stopped (the first reason wins) and wakes whoever waits for it.
+    pub(crate) fn set_stopped(&self, reason: StopReason) {
+        self.stopped.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+        self.stopped_notify.notify_waiters();
+    }
+
+    fn stop_reason(&self) -> Option<StopReason> {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many lifecycle events a receiver may fall behind. Events are rare (a connect, a
+/// disconnect, a stop), and every node preallocates this many slots, so it is kept small.
+pub const LIFECYCLE_BACKLOG: usize = 8;
 
 /// The application's handle on a running node. Cheap to clone; dropping every clone leaves the
 /// node running (call [`stop`](Self::stop) for a clean exit).
 #[derive(Clone)]
 pub struct NodeHandle {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) tx: mpsc::UnboundedSender<Msg>,
-    pub(crate) stopped: watch::Receiver<Option<StopReason>>,
+    pub(crate) tx: Arc<Inbox>,
 }
 
 impl fmt::Debug for NodeHandle {
@@ -107,7 +161,7 @@ impl fmt::Debug for NodeHandle {
         f.debug_struct("NodeHandle")
             .field("instance_id", &self.shared.instance_id)
             .field("connected", &self.is_connected())
-            .field("stopped", &*self.stopped.borrow())
+            .field("stopped", &self.shared.stop_reason())
             .finish()
     }
 }
@@ -129,30 +183,41 @@ impl NodeHandle {
     }
 
     /// Lifecycle events. The first call receives every event since start; later calls receive
-    /// events from then on. A receiver that falls more than 64 events behind skips the oldest.
+    /// events from then on. A receiver that falls more than [`LIFECYCLE_BACKLOG`] events behind
+    /// skips the oldest (and is told so with `RecvError::Lagged`).
     pub fn events(&self) -> broadcast::Receiver<LifecycleEvent> {
-        let first = self.shared.first_events.lock().unwrap_or_else(|e| e.into_inner()).take();
-        first.unwrap_or_else(|| self.shared.events.subscribe())
+        let mut events = self.shared.events.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *events {
+            Events::Live(sender) => sender.subscribe(),
+            Events::Early(kept) => {
+                let (sender, receiver) = broadcast::channel(LIFECYCLE_BACKLOG);
+                for event in kept.drain(..) {
+                    let _ = sender.send(event);
+                }
+                *events = Events::Live(sender);
+                receiver
+            }
+        }
     }
 
     /// Sets a custom heartbeat metric; it is sent with every heartbeat from now on, after the
     /// fixed three, in the order metrics were first set.
     pub fn set_metric(&self, name: impl Into<String>, value: impl Into<MetricValue>) {
-        let _ = self.tx.send(Msg::SetMetric(name.into(), value.into()));
+        self.tx.send(Msg::SetMetric(Box::new((name.into(), value.into()))));
     }
 
     /// Stops sending a custom metric.
     pub fn remove_metric(&self, name: impl Into<String>) {
-        let _ = self.tx.send(Msg::RemoveMetric(name.into()));
+        self.tx.send(Msg::RemoveMetric(name.into().into_boxed_str()));
     }
 
     /// Stops the node cleanly: status `offline`, the retained register cleared, DISCONNECT.
     /// Returns once the node has stopped, or after the stop timeout plus a second. Stopping a
     /// stopped node returns at once.
     pub async fn stop(&self) {
-        let _ = self.tx.send(Msg::Stop);
+        self.tx.send(Msg::Stop);
         let bound = self.shared.stop_timeout + Duration::from_secs(1);
-        if tokio::time::timeout(bound, self.stopped()).await.is_err() {
+        if self.shared.timer.timeout(bound, self.stopped()).await.is_none() {
             tracing::error!(instance_id = %self.shared.instance_id, "node did not stop in {bound:?}; aborting its task");
             if let Some(task) = self.shared.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 task.abort();
@@ -162,40 +227,19 @@ impl NodeHandle {
 
     /// Resolves when the node has stopped, with the reason.
     pub async fn stopped(&self) -> StopReason {
-        let mut stopped = self.stopped.clone();
-        let reason = match stopped.wait_for(Option::is_some).await {
-            Ok(reason) => reason.unwrap_or(StopReason::Failed),
-            Err(_) => StopReason::Failed,
-        };
-        reason
+        loop {
+            // Registered before the check, so a stop between the two still wakes this wait.
+            let mut notified = std::pin::pin!(self.shared.stopped_notify.notified());
+            notified.as_mut().enable();
+            if let Some(reason) = self.shared.stop_reason() {
+                return reason;
+            }
+            notified.await;
+        }
     }
 
     /// The stop reason, if the node has stopped.
     pub fn stop_reason(&self) -> Option<StopReason> {
-        *self.stopped.borrow()
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT): the signals that should trigger
-/// [`NodeHandle::stop`] in a service.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        self.shared.stop_reason()
     }
 }

@@ -1,18 +1,18 @@
-//! `mqtts://` against a real mosquitto with a TLS listener, using a CA, server and client
-//! certificates made by the test (rcgen). The engine connects over a second, plain listener.
-
-mod common;
+//! `mqtts://` scenarios against a real mosquitto with a TLS listener, using a CA, server and
+//! client certificates made by the test (rcgen). The engine connects over a second, plain
+//! listener. Each is generic over the runtime adapter, like [`crate::scenarios`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{base, free_port, Broker, Engine, WAIT};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use serde_json::json;
-use subnodesync_tokio::{DisconnectReason, LifecycleEvent, NodeBuilder, NodeHandle};
+use subnodesync_host::{DisconnectReason, LifecycleEvent, NodeBuilder, NodeHandle, Runtime};
 use tokio::sync::broadcast;
+
+use crate::{base, free_port, Broker, Engine, WAIT};
 
 /// PEM files in a broker's directory.
 struct Pki {
@@ -83,7 +83,7 @@ fn tls_broker(require_certificate: bool) -> (Broker, Pki, u16) {
 }
 
 /// A node on the TLS listener at `host`, trusting the test CA.
-fn node(broker: &Broker, pki: &Pki, host: &str, name: &str) -> NodeBuilder {
+fn node<R: Runtime>(broker: &Broker, pki: &Pki, host: &str, name: &str) -> NodeBuilder<R> {
     NodeBuilder::new(name)
         .env(|_| None)
         .broker_url(format!("mqtts://{host}:{}", broker.port()))
@@ -123,11 +123,11 @@ async fn expect_refused(handle: NodeHandle, needle: &str) {
     tokio::time::timeout(WAIT, handle.stop()).await.expect("stop returns");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands() {
+/// Over TLS with a CA made in the test, the node registers, heartbeats, answers and stops cleanly.
+pub async fn over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands<R: Runtime>() {
     let (broker, pki, plain) = tls_broker(false);
     let mut engine = Engine::connect(plain, &["subnodesync/#"]).await;
-    let handle = node(&broker, &pki, "localhost", "secure").start().await.expect("node starts");
+    let handle = node::<R>(&broker, &pki, "localhost", "secure").start().await.expect("node starts");
     let base = base("secure", handle.instance_id());
 
     let register = engine.expect_on(&format!("{base}/register")).await;
@@ -143,27 +143,28 @@ async fn over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_comm
     assert!(engine.expect_on(&format!("{base}/register")).await.payload.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error() {
+/// A server certificate for another name, or from a CA the node does not trust, is refused
+/// with an error that says so.
+pub async fn a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error<R: Runtime>() {
     let (broker, pki, _) = tls_broker(false);
     // The certificate is for `localhost`; the URL says 127.0.0.1.
-    let handle = node(&broker, &pki, "127.0.0.1", "wrong-name").start().await.expect("node starts");
+    let handle = node::<R>(&broker, &pki, "127.0.0.1", "wrong-name").start().await.expect("node starts");
     expect_refused(handle, "certificate not valid for name").await;
 
     // A CA the node does not trust (another one, made the same way).
     let other = std::env::temp_dir().join(format!("subnodesync-other-ca-{}", std::process::id()));
     std::fs::create_dir_all(&other).expect("temp dir");
     let stranger = make_pki(&other);
-    let handle = node(&broker, &pki, "localhost", "stranger").tls_ca(&stranger.ca).start().await.expect("starts");
+    let handle = node::<R>(&broker, &pki, "localhost", "stranger").tls_ca(&stranger.ca).start().await.expect("starts");
     expect_refused(handle, "invalid peer certificate").await;
     let _ = std::fs::remove_dir_all(&other);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one() {
+/// A broker that requires a client certificate accepts the node that presents one, and only it.
+pub async fn a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one<R: Runtime>() {
     let (broker, pki, plain) = tls_broker(true);
     let mut engine = Engine::connect(plain, &["subnodesync/#"]).await;
-    let handle = node(&broker, &pki, "localhost", "client-cert")
+    let handle = node::<R>(&broker, &pki, "localhost", "client-cert")
         .tls_cert(&pki.client_cert)
         .tls_key(&pki.client_key)
         .start()
@@ -176,7 +177,7 @@ async fn a_broker_that_requires_a_client_certificate_accepts_the_node_that_prese
     handle.stop().await;
 
     // Without one, the broker ends the handshake.
-    let handle = node(&broker, &pki, "localhost", "no-client-cert").start().await.expect("node starts");
+    let handle = node::<R>(&broker, &pki, "localhost", "no-client-cert").start().await.expect("node starts");
     let mut events = handle.events();
     let outcome = first_outcome(&handle, &mut events).await;
     assert!(matches!(outcome, LifecycleEvent::Disconnected { .. }), "connected without a client certificate");

@@ -9,15 +9,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::future::{AbortHandle, Abortable, Aborted};
+use futures_util::FutureExt as _;
 use serde_json::{Map, Value};
 use subnodesync_core::{Buffers, CommandId, Config, Event, Instant, Node, NodeError, NodeVersion, Outcome, Output};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::builder::{variable_for, BufferSizes, BuildInfo};
@@ -26,33 +29,58 @@ use crate::error::Error;
 use crate::handle::{describe, LifecycleEvent, Shared, StopReason};
 use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
 use crate::http::Registration;
+use crate::inbox::Inbox;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+use crate::runtime::{self, Runtime};
 use crate::time::{to_core, to_std, unix_micros, Clock};
 use crate::tls::Tls;
 use crate::transport::Transport;
-use subnodesync_sysinfo::Sample;
+use subnodesync_sysinfo::{Refresh, Sample, SharedSampler};
 
 /// How long closing the transport may take before it is simply dropped.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
-/// The read buffer; the core reassembles packets across reads, so any size works.
-const READ_BUFFER: usize = 8 * 1024;
+/// The write buffer capacity kept between writes: a heartbeat's worth. A larger burst (the
+/// register message at connect, a large result) frees its buffer once written.
+const WRITE_BUFFER_KEEP: usize = 512;
+/// How old the process-wide sample may be when a heartbeat goes out.
+const SHARED_SAMPLE_MAX_AGE: Duration = Duration::from_secs(1);
 /// Messages handled per wake-up before the node is drained again.
 const MESSAGE_BATCH: usize = 64;
 
 /// What the handle, handlers and the sampler tell the node task.
+///
+/// Kept to a few words (the rare large payloads are boxed): every node's channel preallocates a
+/// block of these.
 pub(crate) enum Msg {
     /// Stop cleanly.
     Stop,
     /// Set a custom metric.
-    SetMetric(String, MetricValue),
+    SetMetric(Box<(String, MetricValue)>),
     /// Drop a custom metric.
-    RemoveMetric(String),
+    RemoveMetric(Box<str>),
     /// A handler's progress update.
-    Progress { id: CommandId, message: String, data: Option<Value> },
+    Progress { id: CommandId, update: Box<(String, Option<Value>)> },
     /// A handler's final result (or its failure, panic or timeout, as a result).
-    Finished { id: CommandId, result: CommandResult },
-    /// A metrics sample for the pending heartbeat; the sampler comes back with it.
-    Sampled { sampler: Option<Box<dyn Sampler>>, metrics: Sample },
+    Finished { id: CommandId, result: Box<CommandResult> },
+    /// A metrics sample for the pending heartbeat, taken off the runtime.
+    Sampled(Sample),
+    /// The application's sampler, back from a blocking thread (`None`: it panicked).
+    SamplerBack(Option<Box<dyn Sampler>>),
+}
+
+impl Msg {
+    /// A handler's final result.
+    pub(crate) fn finished(id: CommandId, result: CommandResult) -> Self {
+        Self::Finished { id, result: Box::new(result) }
+    }
+}
+
+/// Where heartbeat metrics come from.
+pub(crate) enum SampleSource {
+    /// The process-wide sample every node of the process shares (the default).
+    Shared,
+    /// The application's own sampler; `None` while it is out taking a sample.
+    Own(Option<Box<dyn Sampler>>),
 }
 
 /// Everything the builder resolved: owned, so the node task can lend it to the core.
@@ -79,7 +107,7 @@ pub(crate) struct Settings {
     pub(crate) http_register_url: Option<HttpUrl>,
     pub(crate) handlers: HashMap<String, Arc<dyn CommandHandler>>,
     pub(crate) handler_timeout: Option<Duration>,
-    pub(crate) sampler: Box<dyn Sampler>,
+    pub(crate) sampler: SampleSource,
     pub(crate) metrics: CustomMetrics,
     pub(crate) stop_on_request: bool,
     pub(crate) buffers: BufferSizes,
@@ -101,15 +129,13 @@ impl std::fmt::Debug for Settings {
 
 /// The node task's connections to the outside.
 pub(crate) struct Io {
-    pub(crate) rx: mpsc::UnboundedReceiver<Msg>,
-    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    pub(crate) inbox: Arc<Inbox>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) stopped: watch::Sender<Option<StopReason>>,
     pub(crate) ready: oneshot::Sender<Result<(), Error>>,
 }
 
 /// Runs one node until it stops.
-pub(crate) async fn run(settings: Settings, io: Io) {
+pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
     let Settings {
         node_name,
         hostname,
@@ -139,7 +165,9 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         seed,
         sources,
     } = settings;
-    let Io { rx, tx, shared, stopped, ready } = io;
+    let Io { inbox, shared, ready } = io;
+    // However the task ends (a panic included), whoever waits in `stopped()` hears of it.
+    let _failed = StopGuard(shared.clone());
 
     // Everything the node borrows lives in this future, declared before the node.
     let commands: Vec<&str> = handlers.keys().map(String::as_str).collect();
@@ -170,7 +198,7 @@ pub(crate) async fn run(settings: Settings, io: Io) {
     };
     let buffers_outbox = buffers.outbox;
     let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; buffers.rx], vec![0; buffers.tx], vec![0; buffers.outbox]);
-    let clock = Clock::start();
+    let clock = Clock::<R>::start();
     let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox);
     let mut node: Node<'_> = match Node::new(config, buffers, seed, clock.now()) {
         Ok(node) => node,
@@ -196,7 +224,10 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         }
         let registration =
             Registration { url, body, attempt_timeout: connect_timeout, reconnect_min, reconnect_max, seed };
-        Some(tokio::spawn(registration.run().instrument(tracing::Span::current())))
+        let (abort, registration_handle) = AbortHandle::new_pair();
+        let task = Abortable::new(registration.run::<R>(), registration_handle);
+        R::spawn(task.map(drop).instrument(tracing::Span::current()));
+        Some(abort)
     });
 
     let mut driver = Driver {
@@ -207,17 +238,18 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         write_timeout: keepalive + keepalive / 2,
         transport: None,
         connecting: None,
+        turn: 0,
         open: false,
         close: false,
-        wbuf: Vec::with_capacity(4096),
+        // Grows to the largest burst once; a node that only heartbeats stays at a few hundred bytes.
+        wbuf: Vec::new(),
         last_error: None,
-        msgs: rx,
-        tx,
+        inbox,
         shared,
         handlers: &handlers,
         handler_timeout,
         running: HashMap::new(),
-        sampler: Some(sampler),
+        sampler,
         metrics,
         stop_on_request,
         stop_reason: None,
@@ -225,15 +257,25 @@ pub(crate) async fn run(settings: Settings, io: Io) {
         stopped: false,
     };
     driver.run(&mut node).await;
-    if let Some(task) = http_registration {
-        task.abort();
+    if let Some(registration) = http_registration {
+        registration.abort();
     }
     let reason = driver.finish();
-    let _ = stopped.send(Some(reason));
+    _failed.0.set_stopped(reason);
+}
+
+/// Marks the node [`StopReason::Failed`] if its task ends without a reason (it panicked or was
+/// aborted); a reason already set wins.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.set_stopped(StopReason::Failed);
+    }
 }
 
 /// A connect in progress.
-type Connecting = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;
+type Connecting<R> = Pin<Box<dyn Future<Output = io::Result<Transport<R>>> + Send>>;
 
 /// A running handler, as the node task tracks it.
 struct Running {
@@ -256,23 +298,26 @@ enum Then {
     Nothing,
     Command(Incoming),
     Stop(StopReason),
+    Heartbeat(Sample),
 }
 
 /// What woke the loop.
-enum Wake {
-    Msg(Option<Msg>),
+enum Wake<R: Runtime> {
+    Msg(Msg),
     Read(io::Result<usize>),
-    Opened(io::Result<Transport>),
+    Opened(io::Result<Transport<R>>),
     Timeout,
 }
 
-struct Driver<'h> {
-    clock: Clock,
+struct Driver<'h, R: Runtime> {
+    clock: Clock<R>,
     broker: BrokerUrl,
     tls: Option<Tls>,
     write_timeout: Duration,
-    transport: Option<Transport>,
-    connecting: Option<Connecting>,
+    transport: Option<Transport<R>>,
+    connecting: Option<Connecting<R>>,
+    /// Which wake-up source is polled first next time.
+    turn: usize,
     /// The core asked for a transport (`Output::Open`).
     open: bool,
     /// The core asked to close the transport (`Output::Close`), after writing what is queued.
@@ -281,14 +326,12 @@ struct Driver<'h> {
     wbuf: Vec<u8>,
     /// The transport error behind the next `Disconnected` event.
     last_error: Option<String>,
-    msgs: mpsc::UnboundedReceiver<Msg>,
-    tx: mpsc::UnboundedSender<Msg>,
+    inbox: Arc<Inbox>,
     shared: Arc<Shared>,
     handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
     handler_timeout: Option<Duration>,
     running: HashMap<CommandId, Running>,
-    /// `None` while a sample is being taken.
-    sampler: Option<Box<dyn Sampler>>,
+    sampler: SampleSource,
     metrics: CustomMetrics,
     stop_on_request: bool,
     stop_reason: Option<StopReason>,
@@ -297,11 +340,8 @@ struct Driver<'h> {
     stopped: bool,
 }
 
-impl Driver<'_> {
+impl<R: Runtime> Driver<'_, R> {
     async fn run(&mut self, node: &mut Node<'_>) {
-        let mut rbuf = vec![0u8; READ_BUFFER];
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
         loop {
             // Drain, then do the I/O the drain asked for; a failed write is news for the core.
             loop {
@@ -315,19 +355,52 @@ impl Driver<'_> {
             }
             let deadline = node.poll_timeout();
             if let Some(at) = deadline {
-                sleep.as_mut().reset(self.clock.to_tokio(at));
+                // Due already (say, packets waiting for queue room): no timer, no grid.
+                let now = self.clock.now();
+                if at <= now {
+                    node.handle_timeout(now);
+                    continue;
+                }
             }
-            let wake = tokio::select! {
-                msg = self.msgs.recv() => Wake::Msg(msg),
-                read = read_some(&mut self.transport, &mut rbuf) => Wake::Read(read),
-                opened = connect_some(&mut self.connecting) => Wake::Opened(opened),
-                () = sleep.as_mut(), if deadline.is_some() => Wake::Timeout,
+            let wake_at = deadline.map(|at| self.clock.wake_at(at));
+            // Bytes are read straight into the core's receive buffer. Drained, it always has room
+            // (packets it cannot hold are streamed past); if not, reconnecting beats spinning.
+            let room = node.receive_buffer();
+            if room.is_empty() && self.transport.is_some() {
+                tracing::error!("the core's receive buffer is full after a drain; reconnecting");
+                self.lost(node, "input stalled".into());
+                continue;
+            }
+            // Wait for the first of four; whoever was polled first last time goes last this time,
+            // so a busy source cannot starve the others.
+            self.turn = self.turn.wrapping_add(1);
+            let first = self.turn;
+            let wake = {
+                let mut msg = std::pin::pin!(self.inbox.recv());
+                let mut read = std::pin::pin!(read_some(&mut self.transport, room));
+                let mut opened = std::pin::pin!(connect_some(&mut self.connecting));
+                let mut sleep = std::pin::pin!(sleep_until::<R>(wake_at));
+                std::future::poll_fn(|cx| {
+                    for source in (0..4).map(|i| (first + i) % 4) {
+                        let polled = match source {
+                            0 => msg.as_mut().poll(cx).map(Wake::Msg),
+                            1 => read.as_mut().poll(cx).map(Wake::Read),
+                            2 => opened.as_mut().poll(cx).map(Wake::Opened),
+                            _ => sleep.as_mut().poll(cx).map(|()| Wake::Timeout),
+                        };
+                        if polled.is_ready() {
+                            return polled;
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
             };
             let now = self.clock.now();
             match wake {
                 Wake::Timeout => node.handle_timeout(now),
                 Wake::Read(Ok(0)) => self.lost(node, "broker closed the connection".into()),
-                Wake::Read(Ok(n)) => self.feed(node, rbuf.get(..n).unwrap_or_default()),
+                Wake::Read(Ok(n)) => node.handle_received(now, n),
                 Wake::Read(Err(e)) => self.lost(node, e.to_string()),
                 Wake::Opened(Ok(transport)) => {
                     self.connecting = None;
@@ -339,42 +412,15 @@ impl Driver<'_> {
                     self.last_error = Some(format!("connecting to {}: {e}", self.broker));
                     node.handle_disconnected(now);
                 }
-                Wake::Msg(Some(msg)) => {
+                Wake::Msg(msg) => {
                     self.on_msg(node, msg);
                     for _ in 1..MESSAGE_BATCH {
-                        match self.msgs.try_recv() {
-                            Ok(msg) => self.on_msg(node, msg),
-                            Err(_) => break,
+                        match self.inbox.try_recv() {
+                            Some(msg) => self.on_msg(node, msg),
+                            None => break,
                         }
                     }
                 }
-                // The driver holds a sender itself, so the channel never closes.
-                Wake::Msg(None) => {}
-            }
-        }
-    }
-
-    /// Feeds bytes read from the transport; the core may take them in several bites.
-    fn feed(&mut self, node: &mut Node<'_>, mut bytes: &[u8]) {
-        let mut stalled = false;
-        loop {
-            let taken = node.handle_input(self.clock.now(), bytes);
-            bytes = bytes.get(taken..).unwrap_or_default();
-            if bytes.is_empty() {
-                return;
-            }
-            // The receive buffer holds packets whose events are still unread: read them.
-            self.drain(node);
-            if taken == 0 {
-                if stalled {
-                    // The core takes more once drained; if it does not, drop the connection
-                    // rather than spin.
-                    tracing::error!("the core stopped taking input after a full drain; reconnecting");
-                    return self.lost(node, "input stalled".into());
-                }
-                stalled = true;
-            } else {
-                stalled = false;
             }
         }
     }
@@ -420,6 +466,7 @@ impl Driver<'_> {
                 Then::Nothing => {}
                 Then::Command(incoming) => self.start_command(node, incoming),
                 Then::Stop(reason) => self.pending_stop = Some(reason),
+                Then::Heartbeat(sample) => self.heartbeat(node, sample),
             }
         }
     }
@@ -443,10 +490,7 @@ impl Driver<'_> {
                 }
                 LifecycleEvent::Disconnected { reason, error, retry_in }
             }
-            Event::HeartbeatDue => {
-                self.start_sample();
-                return Then::Nothing;
-            }
+            Event::HeartbeatDue => return self.start_sample(),
             Event::Command(cmd) => {
                 return Then::Command(Incoming {
                     id: cmd.id,
@@ -488,14 +532,14 @@ impl Driver<'_> {
                 return Then::Nothing;
             }
         };
-        let _ = self.shared.events.send(lifecycle);
+        self.shared.emit(lifecycle);
         Then::Nothing
     }
 
     /// The engine asked the node to stop or restart: tell the application, and stop if told to.
     fn requested(&mut self, event: LifecycleEvent, reason: StopReason) -> Then {
         tracing::info!(request = %event, stopping = self.stop_on_request, "engine request");
-        let _ = self.shared.events.send(event);
+        self.shared.emit(event);
         if self.stop_on_request {
             Then::Stop(reason)
         } else {
@@ -509,11 +553,11 @@ impl Driver<'_> {
         let mut told = false;
         if !self.wbuf.is_empty() {
             if let Some(transport) = self.transport.as_mut() {
-                let written = tokio::time::timeout(self.write_timeout, transport.write_all(&self.wbuf)).await;
+                let written = runtime::timeout::<R, _>(self.write_timeout, transport.write_all(&self.wbuf)).await;
                 let error = match written {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("write blocked for {:?}", self.write_timeout)),
+                    Some(Ok(())) => None,
+                    Some(Err(e)) => Some(e.to_string()),
+                    None => Some(format!("write blocked for {:?}", self.write_timeout)),
                 };
                 if let Some(e) = error {
                     self.lost(node, e);
@@ -522,11 +566,14 @@ impl Driver<'_> {
             }
             // Bytes for a transport that is gone are meaningless to the next one.
             self.wbuf.clear();
+            if self.wbuf.capacity() > WRITE_BUFFER_KEEP {
+                self.wbuf = Vec::new();
+            }
         }
         if std::mem::take(&mut self.close) {
             self.connecting = None;
             if let Some(mut transport) = self.transport.take() {
-                let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, transport.shutdown()).await;
+                let _ = runtime::timeout::<R, _>(SHUTDOWN_TIMEOUT, transport.shutdown()).await;
             }
         }
         if std::mem::take(&mut self.open) {
@@ -545,14 +592,18 @@ impl Driver<'_> {
                 self.stop_reason.get_or_insert(StopReason::Application);
                 node.stop(now);
             }
-            Msg::SetMetric(name, value) => self.metrics.set(name, value),
+            Msg::SetMetric(metric) => {
+                let (name, value) = *metric;
+                self.metrics.set(name, value);
+            }
             Msg::RemoveMetric(name) => self.metrics.remove(&name),
-            Msg::Progress { id, message, data } => {
+            Msg::Progress { id, update } => {
                 if !self.running.contains_key(&id) {
                     return;
                 }
-                let data = data.map(|d| d.to_string());
-                if let Err(e) = node.progress(now, id, &message, data.as_deref().map(str::as_bytes)) {
+                let (message, data) = &*update;
+                let data = data.as_ref().map(Value::to_string);
+                if let Err(e) = node.progress(now, id, message, data.as_deref().map(str::as_bytes)) {
                     tracing::warn!(error = %e, "progress update not sent");
                 }
             }
@@ -562,43 +613,77 @@ impl Driver<'_> {
                     complete(node, now, id, &result);
                 }
             }
-            Msg::Sampled { sampler, metrics } => {
-                self.sampler = Some(sampler.unwrap_or_else(|| {
+            Msg::Sampled(sample) => self.heartbeat(node, sample),
+            Msg::SamplerBack(sampler) => {
+                self.sampler = SampleSource::Own(Some(sampler.unwrap_or_else(|| {
                     tracing::error!("the metrics sampler panicked; heartbeats carry zeros from now on");
                     Box::new(Sample::default)
-                }));
-                // Re-anchor to UTC at every heartbeat, so a long-running node follows clock
-                // corrections (NTP) instead of drifting with the monotonic clock.
-                node.set_wall_clock(now, unix_micros());
-                match self.metrics.with_metrics(&metrics, |m| node.send_heartbeat(now, m)) {
-                    Ok(true) => tracing::trace!(?metrics, "heartbeat queued"),
-                    Ok(false) => tracing::debug!("offline: heartbeat skipped"),
-                    Err(NodeError::Stopped) => {}
-                    Err(e) => tracing::warn!(error = %e, "heartbeat not sent"),
-                }
+                })));
             }
         }
     }
 
-    /// Samples metrics on the blocking pool; the heartbeat goes out when the sample is back.
-    fn start_sample(&mut self) {
-        let Some(mut sampler) = self.sampler.take() else {
-            // The previous sample is still being taken; it will serve this heartbeat.
-            return;
-        };
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let sampled = tokio::task::spawn_blocking(move || {
-                let metrics = sampler.sample();
-                (sampler, metrics)
-            })
-            .await;
-            let msg = match sampled {
-                Ok((sampler, metrics)) => Msg::Sampled { sampler: Some(sampler), metrics },
-                Err(_) => Msg::Sampled { sampler: None, metrics: Sample::default() },
-            };
-            let _ = tx.send(msg);
-        });
+    /// Queues a heartbeat with `sample` and the custom metrics.
+    fn heartbeat(&mut self, node: &mut Node<'_>, sample: Sample) {
+        let now = self.clock.now();
+        // Re-anchor to UTC at every heartbeat, so a long-running node follows clock corrections
+        // (NTP) instead of drifting with the monotonic clock.
+        node.set_wall_clock(now, unix_micros());
+        match self.metrics.with_metrics(&sample, |m| node.send_heartbeat(now, m)) {
+            Ok(true) => tracing::trace!(?sample, "heartbeat queued"),
+            Ok(false) => tracing::debug!("offline: heartbeat skipped"),
+            Err(NodeError::Stopped) => {}
+            Err(e) => tracing::warn!(error = %e, "heartbeat not sent"),
+        }
+    }
+
+    /// Gets the metrics for a due heartbeat without blocking the runtime: the shared sample at
+    /// once when there is one, otherwise a sample from a blocking thread, sent back as a
+    /// message.
+    fn start_sample(&mut self) -> Then {
+        let tx = self.inbox.clone();
+        match &mut self.sampler {
+            SampleSource::Shared => {
+                let shared = SharedSampler::global();
+                let (latest, refresh) = shared.latest(SHARED_SAMPLE_MAX_AGE);
+                match (latest, refresh) {
+                    (Some(sample), refresh) => {
+                        // Stale by at most a second: this heartbeat uses it, the next a new one.
+                        if let Some(refresh) = refresh {
+                            R::spawn(R::unblock(move || refresh.run()).map(drop));
+                        }
+                        Then::Heartbeat(sample)
+                    }
+                    // The process's first sample: this heartbeat waits for it.
+                    (None, refresh) => {
+                        let take = move || refresh.map_or_else(|| shared.sample(SHARED_SAMPLE_MAX_AGE), Refresh::run);
+                        R::spawn(async move {
+                            let sample = R::unblock(take).await.unwrap_or_default();
+                            tx.send(Msg::Sampled(sample));
+                        });
+                        Then::Nothing
+                    }
+                }
+            }
+            SampleSource::Own(slot) => {
+                // Out taking the previous sample, which will serve this heartbeat.
+                let Some(mut sampler) = slot.take() else { return Then::Nothing };
+                R::spawn(async move {
+                    let sampled = R::unblock(move || {
+                        let sample = sampler.sample();
+                        (sampler, sample)
+                    })
+                    .await;
+                    let (sampler, sample) = match sampled {
+                        Some((sampler, sample)) => (Some(sampler), sample),
+                        None => (None, Sample::default()),
+                    };
+                    tx.send(Msg::SamplerBack(sampler));
+                    tx.send(Msg::Sampled(sample));
+                });
+                Then::Nothing
+            }
+        }
     }
 
     /// Starts a handler task for a command, or answers it at once if it cannot run.
@@ -615,9 +700,11 @@ impl Driver<'_> {
         };
         let (name, request_id) = (unescape(&name), unescape(&request_id));
         let limit = handler.timeout().or(self.handler_timeout);
-        let started = tokio::time::Instant::now();
-        let deadline =
-            [deadline.map(|d| self.clock.to_tokio(d)), limit.map(|l| started + l)].into_iter().flatten().min();
+        let started = R::now();
+        let deadline = [deadline.map(|d| self.clock.to_runtime(d)), limit.and_then(|l| started.checked_add(l))]
+            .into_iter()
+            .flatten()
+            .min();
         let (cancel, cancelled) = watch::channel(false);
         let span = tracing::info_span!("command", request_id = %request_id, command = %name);
         tracing::debug!(parent: &span, ?deadline, "command started");
@@ -626,12 +713,14 @@ impl Driver<'_> {
             request_id: Arc::from(request_id.as_str()),
             deadline,
             cancel: cancelled,
-            node: self.tx.clone(),
+            node: self.inbox.clone(),
         };
         let command = Command { name, request_id, parameters, deadline };
-        let task = tokio::spawn(handler.handle(ctx, command).instrument(span.clone()));
-        self.running.insert(id, Running { abort: task.abort_handle(), _cancel: cancel });
-        tokio::spawn(supervise(task, id, limit, self.tx.clone()).instrument(span));
+        // Its own task, caught if it panics, and abortable when the core times the command out.
+        let (abort, registration) = AbortHandle::new_pair();
+        let run = Abortable::new(AssertUnwindSafe(handler.handle(ctx, command)).catch_unwind(), registration);
+        self.running.insert(id, Running { abort, _cancel: cancel });
+        R::spawn(supervise::<R>(run, id, limit, self.inbox.clone()).instrument(span));
     }
 
     /// Cancels what still runs and says goodbye; returns why the node stopped.
@@ -643,8 +732,16 @@ impl Driver<'_> {
         self.shared.connected.store(false, Ordering::Relaxed);
         let reason = self.stop_reason.unwrap_or(StopReason::Application);
         tracing::info!(?reason, "node stopped");
-        let _ = self.shared.events.send(LifecycleEvent::Stopped);
+        self.shared.emit(LifecycleEvent::Stopped);
         reason
+    }
+}
+
+/// Takes the process's first shared sample if nobody has yet, so that the nodes' heartbeats
+/// find one ready instead of each waiting on a blocking thread.
+pub(crate) async fn prime_shared_sample<R: Runtime>() {
+    if let (None, Some(refresh)) = SharedSampler::global().latest(SHARED_SAMPLE_MAX_AGE) {
+        let _ = R::unblock(move || refresh.run()).await;
     }
 }
 
@@ -670,31 +767,28 @@ fn complete(node: &mut Node<'_>, now: Instant, id: CommandId, result: &CommandRe
     }
 }
 
+/// A handler's run: its result, unless it panicked, unless it was aborted.
+type Run = Result<std::thread::Result<HandlerResult>, Aborted>;
+
 /// Waits for a handler and turns however it ended into a result.
-async fn supervise(
-    mut task: JoinHandle<HandlerResult>,
-    id: CommandId,
-    limit: Option<Duration>,
-    tx: mpsc::UnboundedSender<Msg>,
-) {
+async fn supervise<R: Runtime>(run: impl Future<Output = Run>, id: CommandId, limit: Option<Duration>, tx: Arc<Inbox>) {
     let joined = match limit {
-        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                task.abort();
+        Some(limit) => match runtime::timeout::<R, _>(limit, run).await {
+            Some(joined) => joined,
+            // The run was dropped with the timeout: it is cancelled.
+            None => {
                 tracing::warn!(?limit, "handler timed out; aborted");
                 let message = format!("timed out after {} ms (handler timeout)", limit.as_millis());
-                let _ = tx.send(Msg::Finished { id, result: CommandResult::fail(message) });
+                tx.send(Msg::finished(id, CommandResult::fail(message)));
                 return;
             }
         },
-        None => (&mut task).await,
+        None => run.await,
     };
     let result = match joined {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => CommandResult::fail(e.to_string()),
-        Err(e) if e.is_panic() => {
-            let payload = e.into_panic();
+        Ok(Ok(Ok(result))) => result,
+        Ok(Ok(Err(e))) => CommandResult::fail(e.to_string()),
+        Ok(Err(payload)) => {
             let what = payload
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -704,9 +798,9 @@ async fn supervise(
             CommandResult::fail(format!("handler panicked: {what}"))
         }
         // Aborted: the core's deadline passed (it has answered) or the node stopped.
-        Err(_) => return,
+        Err(Aborted) => return,
     };
-    let _ = tx.send(Msg::Finished { id, result });
+    tx.send(Msg::finished(id, result));
 }
 
 /// A JSON string's content as received (escaped) → the string it means.
@@ -718,15 +812,23 @@ fn unescape(escaped: &str) -> String {
 }
 
 /// Reads from the transport, or waits forever without one.
-async fn read_some(transport: &mut Option<Transport>, buf: &mut [u8]) -> io::Result<usize> {
+async fn read_some<R: Runtime>(transport: &mut Option<Transport<R>>, buf: &mut [u8]) -> io::Result<usize> {
     match transport {
         Some(t) => t.read(buf).await,
         None => std::future::pending().await,
     }
 }
 
+/// Sleeps until `at` (rounded to the wake-up grid already), or forever without a deadline.
+async fn sleep_until<R: Runtime>(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => R::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Finishes the connect in progress, or waits forever without one.
-async fn connect_some(connecting: &mut Option<Connecting>) -> io::Result<Transport> {
+async fn connect_some<R: Runtime>(connecting: &mut Option<Connecting<R>>) -> io::Result<Transport<R>> {
     match connecting {
         Some(c) => c.await,
         None => std::future::pending().await,
@@ -736,6 +838,11 @@ async fn connect_some(connecting: &mut Option<Connecting>) -> io::Result<Transpo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_stay_small_because_every_node_preallocates_a_block_of_them() {
+        assert!(std::mem::size_of::<Msg>() <= 32, "Msg is {} bytes", std::mem::size_of::<Msg>());
+    }
 
     #[test]
     fn escaped_names_come_back_as_what_they_mean() {

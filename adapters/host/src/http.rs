@@ -7,12 +7,12 @@
 use std::io;
 use std::time::Duration;
 
+use futures_util::{AsyncReadExt, AsyncWriteExt};
 use subnodesync_core::rng::Rng;
 use subnodesync_core::session::Backoff;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::config::HttpUrl;
+use crate::runtime::{self, Runtime};
 use crate::time::{to_core, to_std};
 
 /// The longest status line read from the server.
@@ -43,15 +43,15 @@ enum Outcome {
 impl Registration {
     /// Posts until the server takes it (2xx) or refuses it for good (4xx); runs until then or
     /// until the node stops and aborts it.
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run<R: Runtime>(self) {
         let mut backoff = Backoff::new(to_core(self.reconnect_min), to_core(self.reconnect_max));
         // Its own stream of jitter, apart from the core's.
         let mut rng = Rng::new(self.seed ^ 0x6874_7470_7265_6769);
         for attempt in 1u32.. {
-            let outcome = match tokio::time::timeout(self.attempt_timeout, post(&self.url, &self.body)).await {
-                Ok(Ok(status)) => classify(status),
-                Ok(Err(e)) => Outcome::Retry(e.to_string()),
-                Err(_) => Outcome::Retry(format!("no answer within {:?}", self.attempt_timeout)),
+            let outcome = match runtime::timeout::<R, _>(self.attempt_timeout, post::<R>(&self.url, &self.body)).await {
+                Some(Ok(status)) => classify(status),
+                Some(Err(e)) => Outcome::Retry(e.to_string()),
+                None => Outcome::Retry(format!("no answer within {:?}", self.attempt_timeout)),
             };
             match outcome {
                 Outcome::Registered(status) => {
@@ -65,7 +65,9 @@ impl Registration {
                 Outcome::Retry(why) => {
                     let delay = to_std(backoff.delay_from(rng.next_u64()));
                     tracing::warn!(url = %self.url, error = %why, attempt, retry_in = ?delay, "HTTP registration failed");
-                    tokio::time::sleep(delay).await;
+                    if let Some(at) = R::now().checked_add(delay) {
+                        R::sleep_until(at).await;
+                    }
                 }
             }
         }
@@ -82,11 +84,11 @@ fn classify(status: u16) -> Outcome {
 }
 
 /// One `POST` of `body` as JSON; returns the response's status code.
-async fn post(url: &HttpUrl, body: &[u8]) -> io::Result<u16> {
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+async fn post<R: Runtime>(url: &HttpUrl, body: &[u8]) -> io::Result<u16> {
+    let mut stream = R::connect(&url.host, url.port).await?;
     let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
     let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: subnodesync-tokio/{}\r\nContent-Type: application/json\r\n\
+        "POST {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: subnodesync/{}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         url.path,
         url.port,

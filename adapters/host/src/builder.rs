@@ -3,22 +3,27 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::FutureExt as _;
 use subnodesync_core::node::{BUILT_INS, COMMAND_MAX};
 use subnodesync_core::{ConfigError, NodeVersion};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{oneshot, Notify};
 use tracing::Instrument as _;
 
 use crate::config::{self, BrokerUrl, Scheme};
-use crate::driver::{self, Settings};
+use crate::driver::{self, SampleSource, Settings};
 use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
 use crate::handler::CommandHandler;
+use crate::inbox::Inbox;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+use crate::runtime::{Runtime, Timer};
 use crate::tls::{self, FileSetting, TlsFiles};
 
 /// Where environment variables come from: the process environment unless a test says otherwise.
@@ -112,7 +117,7 @@ impl Default for BufferSizes {
 /// # Ok(()) }
 /// ```
 #[must_use]
-pub struct NodeBuilder {
+pub struct NodeBuilder<R> {
     node_name: Option<String>,
     broker_url: Option<String>,
     username: Option<String>,
@@ -141,9 +146,10 @@ pub struct NodeBuilder {
     buffers: BufferSizes,
     seed: Option<u64>,
     env: Lookup,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl std::fmt::Debug for NodeBuilder {
+impl<R> std::fmt::Debug for NodeBuilder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeBuilder")
             .field("node_name", &self.node_name)
@@ -153,7 +159,7 @@ impl std::fmt::Debug for NodeBuilder {
     }
 }
 
-impl NodeBuilder {
+impl<R> NodeBuilder<R> {
     /// A node named `node_name` (set in code, so `SUBNODE_NODE_NAME` is not consulted).
     pub fn new(node_name: impl Into<String>) -> Self {
         Self { node_name: Some(node_name.into()), ..Self::from_env() }
@@ -191,6 +197,7 @@ impl NodeBuilder {
             buffers: BufferSizes::default(),
             seed: None,
             env: Arc::new(|key| std::env::var_os(key).map(|v| v.to_string_lossy().into_owned())),
+            runtime: PhantomData,
         }
     }
 
@@ -327,8 +334,9 @@ impl NodeBuilder {
         self
     }
 
-    /// The process metrics sampler, default `subnodesync_sysinfo::ProcessSampler`. It runs on
-    /// the blocking pool.
+    /// The process metrics sampler. It runs on the blocking pool, once per heartbeat of this
+    /// node. The default is one `subnodesync_sysinfo::SharedSampler` for the whole process:
+    /// every node of the process reports the same process, sampled at most once a second.
     pub fn sampler(mut self, sampler: impl Sampler) -> Self {
         self.sampler = Some(Box::new(sampler));
         self
@@ -367,33 +375,6 @@ impl NodeBuilder {
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
         self.env = Arc::new(lookup);
         self
-    }
-
-    /// Checks every setting, then starts the node task: it connects, registers, heartbeats,
-    /// runs commands and reconnects until stopped. Returns as soon as the configuration is
-    /// accepted, without waiting for the broker. Must be called within a tokio runtime.
-    pub async fn start(self) -> Result<NodeHandle, Error> {
-        let settings = self.resolve()?;
-        let instance_id = format!("{}-{}-{}", settings.node_name, settings.hostname, settings.pid);
-        let (events, first_events) = broadcast::channel(64);
-        let (stopped_tx, stopped) = watch::channel(None);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            node_name: settings.node_name.clone(),
-            instance_id: instance_id.clone(),
-            events,
-            first_events: Mutex::new(Some(first_events)),
-            connected: AtomicBool::new(false),
-            stop_timeout: settings.stop_timeout,
-            task: Mutex::new(None),
-        });
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let span = tracing::info_span!("node", node_name = %settings.node_name, instance_id = %instance_id);
-        let io = driver::Io { rx, tx: tx.clone(), shared: shared.clone(), stopped: stopped_tx, ready: ready_tx };
-        let task = tokio::spawn(driver::run(settings, io).instrument(span));
-        *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        ready_rx.await.map_err(|_| Error::TaskEnded)??;
-        Ok(NodeHandle { shared, tx, stopped })
     }
 
     /// Merges code, environment and defaults, and checks what the core does not.
@@ -494,13 +475,46 @@ impl NodeBuilder {
             http_register_url,
             handlers,
             handler_timeout: self.handler_timeout,
-            sampler: self.sampler.unwrap_or_else(|| Box::new(subnodesync_sysinfo::ProcessSampler::new())),
+            sampler: self.sampler.map_or(SampleSource::Shared, |own| SampleSource::Own(Some(own))),
             metrics: self.metrics,
             stop_on_request: self.stop_on_request,
             buffers: self.buffers,
             seed: self.seed.unwrap_or_else(os_seed),
             sources: src.0,
         })
+    }
+}
+
+impl<R: Runtime> NodeBuilder<R> {
+    /// Checks every setting, then starts the node task: it connects, registers, heartbeats,
+    /// runs commands and reconnects until stopped. Returns as soon as the configuration is
+    /// accepted, without waiting for the broker. Must be called within the runtime `R`.
+    pub async fn start(self) -> Result<NodeHandle, Error> {
+        let settings = self.resolve()?;
+        if matches!(settings.sampler, SampleSource::Shared) {
+            driver::prime_shared_sample::<R>().await;
+        }
+        let instance_id = format!("{}-{}-{}", settings.node_name, settings.hostname, settings.pid);
+        let tx = Arc::new(Inbox::default());
+        let shared = Arc::new(Shared {
+            node_name: settings.node_name.clone(),
+            instance_id: instance_id.clone(),
+            events: Mutex::default(),
+            connected: AtomicBool::new(false),
+            stop_timeout: settings.stop_timeout,
+            task: Mutex::new(None),
+            timer: Timer::of::<R>(),
+            stopped: Mutex::new(None),
+            stopped_notify: Notify::new(),
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let span = tracing::info_span!("node", node_name = %settings.node_name, instance_id = %instance_id);
+        let io = driver::Io { inbox: tx.clone(), shared: shared.clone(), ready: ready_tx };
+        let (abort, registration) = AbortHandle::new_pair();
+        *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(abort);
+        R::spawn(Abortable::new(driver::run::<R>(settings, io), registration).map(drop).instrument(span));
+        ready_rx.await.map_err(|_| Error::TaskEnded)??;
+        Ok(NodeHandle { shared, tx })
     }
 }
 
@@ -563,7 +577,7 @@ mod tests {
     use super::*;
     use crate::handler::{handler_fn, CommandResult};
 
-    fn builder(env: &'static [(&'static str, &'static str)]) -> NodeBuilder {
+    fn builder(env: &'static [(&'static str, &'static str)]) -> NodeBuilder<()> {
         NodeBuilder::new("app")
             .env(move |key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned()))
             .hostname("host")
@@ -586,7 +600,7 @@ mod tests {
         assert_eq!(s.reconnect_max, Duration::from_secs(900));
         assert_eq!(s.broker.to_string(), "mqtt://localhost:1883");
         assert_eq!(s.sources, [("keep_alive", "SUBNODE_KEEPALIVE")]);
-        let from_env = NodeBuilder::from_env().env(|k| (k == "SUBNODE_NODE_NAME").then(|| "env".into()));
+        let from_env = NodeBuilder::<()>::from_env().env(|k| (k == "SUBNODE_NODE_NAME").then(|| "env".into()));
         assert_eq!(from_env.resolve().unwrap().node_name, "env");
     }
 

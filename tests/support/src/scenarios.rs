@@ -1,39 +1,50 @@
-//! Scenarios every broker must pass, written once and run against each broker implementation
-//! (`mosquitto.rs`, `rumqttd.rs`). Each takes the broker's port and a function that makes a bare
-//! node builder for it.
+//! Scenarios every broker and every runtime adapter must pass, written once and run against
+//! each broker implementation (mosquitto, rumqttd) and each adapter (tokio, smol). Each takes the
+//! broker's port and a function that makes a bare node builder for it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use subnodesync_tokio::{handler_fn, BuildInfo, CommandResult, LifecycleEvent, NodeBuilder, NodeHandle, StopReason};
+use subnodesync_host::{
+    handler_fn, BuildInfo, CommandResult, DisconnectReason, LifecycleEvent, NodeBuilder, NodeHandle, Runtime,
+    StopReason,
+};
 
-use super::{assert_key_order, assert_no_retained, base, is_timestamp, Engine, WAIT};
+use crate::{assert_key_order, assert_no_retained, base, is_timestamp, Broker, Engine, WAIT};
 
-/// `echo` (its parameters back as data) and `count` (how often it ran) on top of `builder`.
-pub(crate) fn with_handlers(builder: NodeBuilder) -> NodeBuilder {
-    let count = Arc::new(AtomicU64::new(0));
-    builder
-        .handler(handler_fn(
-            "echo",
-            |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
-        ))
-        .handler(handler_fn("count", move |_ctx, _cmd| {
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { Ok(CommandResult::ok("counted").with_data(json!({ "count": n }))) }
-        }))
+/// A node on the broker at `url` with the suites' short intervals, ignoring the process
+/// environment.
+pub fn suite_node<R: Runtime>(url: &str, name: &str) -> NodeBuilder<R> {
+    NodeBuilder::new(name)
+        .env(|_| None)
+        .broker_url(url)
+        .hostname("test-host")
+        .heartbeat_interval(Duration::from_secs(1))
+        .keepalive(Duration::from_secs(2))
+        .reconnect_min(Duration::from_millis(100))
+        .reconnect_max(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(2))
+}
+
+/// `echo` (its parameters back as data) and `count` (how often it ran) on top of `builder`:
+/// the example nodes' own commands.
+pub fn with_handlers<R: Runtime>(builder: NodeBuilder<R>) -> NodeBuilder<R> {
+    subnodesync_examples::echo_and_count(builder)
 }
 
 /// Starts `builder`'s node and waits until the engine sees it online.
-pub(crate) async fn online(builder: NodeBuilder, engine: &mut Engine) -> (NodeHandle, String) {
+pub async fn online<R: Runtime>(builder: NodeBuilder<R>, engine: &mut Engine) -> (NodeHandle, String) {
     let handle = builder.start().await.expect("node starts");
     let base = base(handle.node_name(), handle.instance_id());
     engine.expect_status(&base, "online").await;
     (handle, base)
 }
 
-pub(crate) async fn register_status_and_heartbeat_carry_every_field(port: u16, node: impl Fn(&str) -> NodeBuilder) {
+/// The register, status and heartbeat payloads carry every field of the contract, in order.
+pub async fn register_status_and_heartbeat_carry_every_field<R: Runtime>(
+    port: u16,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let handle = node("fields")
         .version("1.2.3")
@@ -138,7 +149,8 @@ pub(crate) async fn register_status_and_heartbeat_carry_every_field(port: u16, n
     handle.stop().await;
 }
 
-pub(crate) async fn a_duplicate_request_id_is_not_run_again(port: u16, node: impl Fn(&str) -> NodeBuilder) {
+/// A command redelivered with the same request_id is answered without running again.
+pub async fn a_duplicate_request_id_is_not_run_again<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(with_handlers(node("dup")), &mut engine).await;
 
@@ -163,7 +175,8 @@ pub(crate) async fn a_duplicate_request_id_is_not_run_again(port: u16, node: imp
     handle.stop().await;
 }
 
-pub(crate) async fn a_broadcast_command_reaches_every_instance(port: u16, node: impl Fn(&str) -> NodeBuilder) {
+/// A command on the broadcast topic reaches every instance of the node name.
+pub async fn a_broadcast_command_reaches_every_instance<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let mut handles = Vec::new();
     for host in ["host-a", "host-b"] {
@@ -191,9 +204,10 @@ pub(crate) async fn a_broadcast_command_reaches_every_instance(port: u16, node: 
     }
 }
 
-pub(crate) async fn a_clean_stop_leaves_status_offline_retained_and_no_register(
+/// A clean stop leaves `offline` retained and no retained register.
+pub async fn a_clean_stop_leaves_status_offline_retained_and_no_register<R: Runtime>(
     port: u16,
-    node: impl Fn(&str) -> NodeBuilder,
+    node: impl Fn(&str) -> NodeBuilder<R>,
 ) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(with_handlers(node("leaver")), &mut engine).await;
@@ -238,7 +252,11 @@ pub(crate) async fn a_clean_stop_leaves_status_offline_retained_and_no_register(
     tokio::time::timeout(Duration::from_secs(1), handle.stop()).await.expect("second stop returns at once");
 }
 
-pub(crate) async fn ping_and_an_application_command_are_answered(port: u16, node: impl Fn(&str) -> NodeBuilder) {
+/// `ping` and an application command get their final results.
+pub async fn ping_and_an_application_command_are_answered<R: Runtime>(
+    port: u16,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(with_handlers(node("cmds")), &mut engine).await;
 
@@ -258,7 +276,8 @@ pub(crate) async fn ping_and_an_application_command_are_answered(port: u16, node
     handle.stop().await;
 }
 
-pub(crate) async fn an_unknown_command_fails(port: u16, node: impl Fn(&str) -> NodeBuilder) {
+/// An unknown command gets a failed result naming it.
+pub async fn an_unknown_command_fails<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(with_handlers(node("bad")), &mut engine).await;
 
@@ -272,4 +291,153 @@ pub(crate) async fn an_unknown_command_fails(port: u16, node: impl Fn(&str) -> N
     assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
     assert!(handle.is_connected());
     handle.stop().await;
+}
+
+/// A handler that panics fails its command with the panic's message; the node carries on.
+pub async fn a_panicking_handler_fails_its_command_and_the_node_carries_on<R: Runtime>(
+    port: u16,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
+    let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
+    let panicky = handler_fn("panic", |_ctx, _cmd| async move {
+        if true {
+            panic!("boom");
+        }
+        Ok(CommandResult::ok("unreachable"))
+    });
+    let (handle, base) = online(with_handlers(node("panicky")).handler(panicky), &mut engine).await;
+
+    engine.command(&base, "r-panic", "panic", json!({})).await;
+    let panicked = engine.result(&base, "r-panic").await;
+    assert_eq!(
+        (panicked["success"].as_bool(), panicked["message"].as_str()),
+        (Some(false), Some("handler panicked: boom"))
+    );
+    engine.command(&base, "r-echo", "echo", json!({ "still": "here" })).await;
+    assert_eq!(engine.result(&base, "r-echo").await["data"], json!({ "still": "here" }));
+    assert!(handle.is_connected());
+    handle.stop().await;
+}
+
+/// After the broker is killed and restarted (losing every session and retained message), the
+/// node reconnects, registers again, and its heartbeats resume.
+pub async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume<R: Runtime>(
+    broker: &mut Broker,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
+    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
+    let handle = node("phoenix").start().await.expect("node starts");
+    let mut events = handle.events();
+    let base = base("phoenix", handle.instance_id());
+    next_event(&mut events, "Connected", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
+    engine.expect_on(&format!("{base}/heartbeat")).await;
+
+    broker.kill();
+    next_event(&mut events, "Disconnected", |e| {
+        matches!(e, LifecycleEvent::Disconnected { reason: DisconnectReason::Transport, error: Some(_), .. })
+    })
+    .await;
+    assert!(!handle.is_connected());
+
+    broker.restart();
+    next_event(&mut events, "Connected again", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
+    let register = format!("{base}/register");
+    engine.expect("the register message again", |m| m.topic == register && !m.payload.is_empty()).await;
+    engine.expect_status(&base, "online").await;
+    let heartbeat = format!("{base}/heartbeat");
+    let first = engine.expect_on(&heartbeat).await;
+    let second = engine.expect_on(&heartbeat).await;
+    assert!(second.json()["uptime"].as_u64() >= first.json()["uptime"].as_u64());
+    assert!(handle.is_connected());
+    handle.stop().await;
+}
+
+/// The next lifecycle event matching `pred`, within [`WAIT`].
+pub async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<LifecycleEvent>,
+    what: &str,
+    pred: impl Fn(&LifecycleEvent) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(event)) if pred(&event) => return,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
+            Err(_) => panic!("no {what} event within {WAIT:?}"),
+        }
+    }
+}
+
+/// The engine's `timeout_ms` cuts a handler off, on the adapter's own timers, with a failed
+/// result; the node answers the next command.
+pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime>(
+    port: u16,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
+    let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
+    let forever = handler_fn("forever", |_ctx, _cmd| async move {
+        std::future::pending::<()>().await;
+        Ok(CommandResult::ok("unreachable"))
+    });
+    let (handle, base) = online(node("patient").handler(forever), &mut engine).await;
+    engine.command(&base, "r-forever", "forever", json!({ "timeout_ms": 200 })).await;
+    let result = engine.result(&base, "r-forever").await;
+    assert_eq!(
+        (result["success"].as_bool(), result["message"].as_str()),
+        (Some(false), Some("timed out after 200 ms"))
+    );
+    engine.command(&base, "r-ping", "ping", json!({})).await;
+    assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
+    handle.stop().await;
+}
+
+/// Defines one `#[tokio::test]` per scenario above and per [`crate::tls`] scenario, each against a
+/// fresh mosquitto, with the nodes of the runtime adapter `$runtime` built by [`suite_node`]: a
+/// runtime adapter's whole shared suite in one line.
+#[macro_export]
+macro_rules! mosquitto_scenarios {
+    ($runtime:ty) => {
+        $crate::mosquitto_scenarios!(@each $runtime;
+            register_status_and_heartbeat_carry_every_field,
+            ping_and_an_application_command_are_answered,
+            an_unknown_command_fails,
+            a_duplicate_request_id_is_not_run_again,
+            a_broadcast_command_reaches_every_instance,
+            a_panicking_handler_fails_its_command_and_the_node_carries_on,
+            a_handler_past_the_engines_deadline_gets_a_failed_result,
+            a_clean_stop_leaves_status_offline_retained_and_no_register,
+        );
+        $crate::mosquitto_scenarios!(@tls $runtime;
+            over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands,
+            a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error,
+            a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one,
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
+            let mut broker = $crate::Broker::start();
+            let url = broker.url();
+            $crate::scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(
+                &mut broker,
+                |name| $crate::scenarios::suite_node::<$runtime>(&url, name),
+            )
+            .await;
+        }
+    };
+    (@tls $runtime:ty; $($scenario:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            $crate::tls::$scenario::<$runtime>().await;
+        }
+    )*};
+    (@each $runtime:ty; $($scenario:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            let broker = $crate::Broker::start();
+            let url = broker.url();
+            $crate::scenarios::$scenario(broker.port(), |name| $crate::scenarios::suite_node::<$runtime>(&url, name))
+                .await;
+        }
+    )*};
 }

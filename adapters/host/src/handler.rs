@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use subnodesync_core::CommandId;
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
+
+use crate::inbox::Inbox;
+use std::time::Instant;
 
 use crate::driver::Msg;
 
@@ -24,7 +26,7 @@ pub type HandlerResult = Result<CommandResult, HandlerError>;
 
 /// An application command: the Rust rendering of the original design's handler interface.
 ///
-/// Each command runs as its own tokio task, concurrently with other commands and with the
+/// Each command runs as its own task, concurrently with other commands and with the
 /// node. A handler that returns `Err(e)` produces a failed result whose message is `e`; one that
 /// panics produces a failed result `handler panicked: ...` and the node carries on; one that
 /// runs past its deadline is aborted and the result says it timed out.
@@ -170,7 +172,7 @@ pub struct CommandContext {
     pub(crate) request_id: Arc<str>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) cancel: watch::Receiver<bool>,
-    pub(crate) node: mpsc::UnboundedSender<Msg>,
+    pub(crate) node: Arc<Inbox>,
 }
 
 impl CommandContext {
@@ -187,13 +189,13 @@ impl CommandContext {
     /// Publishes a progress update (`"state":"in_progress"`) with `message` and optional `data`.
     /// Updates sent after the command finished or timed out are dropped.
     pub fn progress(&self, message: impl Into<String>, data: Option<Value>) {
-        let _ = self.node.send(Msg::Progress { id: self.id, message: message.into(), data });
+        self.node.send(Msg::Progress { id: self.id, update: Box::new((message.into(), data)) });
     }
 
     /// Sets a custom heartbeat metric, as [`NodeHandle::set_metric`](crate::NodeHandle::set_metric)
     /// does: a handler can keep its own counters in the heartbeat.
     pub fn set_metric(&self, name: impl Into<String>, value: impl Into<crate::MetricValue>) {
-        let _ = self.node.send(Msg::SetMetric(name.into(), value.into()));
+        self.node.send(Msg::SetMetric(Box::new((name.into(), value.into()))));
     }
 
     /// Whether the run was cancelled: it timed out, or the node is stopping.

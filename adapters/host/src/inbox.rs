@@ -1,0 +1,69 @@
+//! The node task's inbox: what the handle, handlers and samplers tell it.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::driver::Msg;
+
+/// An unbounded queue with one reader, the node task.
+///
+/// Unlike a channel it allocates nothing until a message arrives: messages are rare (a stop, a
+/// metric update, a handler's result), and a process may run thousands of nodes.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    queue: Mutex<VecDeque<Msg>>,
+    /// Stores a permit when nobody waits, so a message sent between `try_recv` and `recv`'s
+    /// wait is never missed.
+    notify: Notify,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queued = self.queue.lock().map_or(0, |q| q.len());
+        f.debug_struct("Inbox").field("queued", &queued).finish_non_exhaustive()
+    }
+}
+
+impl Inbox {
+    /// Queues `msg` and wakes the node task.
+    pub(crate) fn send(&self, msg: Msg) {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push_back(msg);
+        self.notify.notify_one();
+    }
+
+    /// The oldest message, if any.
+    pub(crate) fn try_recv(&self) -> Option<Msg> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+    }
+
+    /// The oldest message, waiting for one.
+    pub(crate) async fn recv(&self) -> Msg {
+        loop {
+            if let Some(msg) = self.try_recv() {
+                return msg;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_arrive_in_order_and_a_send_before_the_wait_is_not_lost() {
+        let inbox = std::sync::Arc::new(Inbox::default());
+        assert!(inbox.try_recv().is_none());
+        inbox.send(Msg::Stop);
+        inbox.send(Msg::RemoveMetric("a".into()));
+        assert!(matches!(inbox.recv().await, Msg::Stop));
+        assert!(matches!(inbox.try_recv(), Some(Msg::RemoveMetric(name)) if &*name == "a"));
+        let sender = inbox.clone();
+        let waiter = tokio::spawn(async move { matches!(inbox.recv().await, Msg::Stop) });
+        sender.send(Msg::Stop);
+        assert!(waiter.await.expect("the waiter ends"));
+    }
+}

@@ -1,0 +1,50 @@
+//! # subnodesync-host
+//!
+//! Everything a SubNodeSync adapter on a std host needs that does not depend on the async
+//! runtime: configuration from code, then `SUBNODE_*` environment variables, then defaults
+//! ([`NodeBuilder`]); command handlers ([`CommandHandler`], [`handler_fn`]); heartbeat metrics
+//! ([`Sampler`], [`MetricValue`]); TLS on rustls; HTTP registration; and the loop that feeds
+//! the sans-IO core and carries out what it asks ([`NodeHandle`] is the application's end).
+//!
+//! A runtime adapter is a [`Runtime`] implementation (spawn, run blocking code, sleep, tell the
+//! time, open a TCP stream) plus re-exports: `subnodesync-tokio` and `subnodesync-smol`. Use one
+//! of those; this crate is what they share.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+pub mod config;
+mod driver;
+mod error;
+mod handle;
+mod handler;
+mod http;
+mod inbox;
+#[cfg(feature = "logging")]
+mod logging;
+mod metrics;
+mod runtime;
+mod time;
+mod tls;
+mod transport;
+
+pub use builder::{BufferSizes, BuildInfo, NodeBuilder};
+pub use config::LogFormat;
+pub use error::{Error, InvalidValue};
+pub use handle::{LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
+pub use handler::{
+    handler_fn, BoxFuture, Command, CommandContext, CommandHandler, CommandResult, FnHandler, HandlerError,
+    HandlerResult,
+};
+#[cfg(feature = "logging")]
+pub use logging::init_logging;
+pub use metrics::{MetricValue, Sampler};
+pub use runtime::Runtime;
+/// The TLS library behind `mqtts://`, for [`tls_client_config`]'s result.
+pub use rustls;
+/// JSON values for handler parameters and result data.
+pub use serde_json;
+pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
+pub use subnodesync_sysinfo::Sample;
+pub use tls::client_config as tls_client_config;

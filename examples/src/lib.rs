@@ -1,0 +1,76 @@
+//! What the example nodes share: their two application commands and how they exit.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use subnodesync_host::serde_json::json;
+use subnodesync_host::{handler_fn, init_logging, CommandResult, NodeBuilder, NodeHandle, Runtime, StopReason};
+
+/// Starts an example node on runtime `R`, configured only by the environment, with `echo` and
+/// `count` ([`echo_and_count`]); logging as `SUBNODE_LOG` and `SUBNODE_LOG_FORMAT` say. A bad
+/// setting is logged and becomes exit code 2.
+pub async fn start_from_env<R: Runtime>(example: &str) -> Result<NodeHandle, ExitCode> {
+    if let Err(e) = init_logging() {
+        eprintln!("{example}: {e}");
+        return Err(ExitCode::from(2));
+    }
+    let builder = NodeBuilder::<R>::from_env()
+        .version(env!("CARGO_PKG_VERSION"))
+        .node_version(subnodesync_sysinfo::node_version!());
+    echo_and_count(builder).start().await.map_err(|e| {
+        tracing::error!(error = %e, "cannot start");
+        ExitCode::from(2)
+    })
+}
+
+/// Adds the examples' two commands to `builder`:
+///
+/// * `echo` returns its parameters as `data`;
+/// * `count` returns `{"count": n}`, n being how many times it has run in this process.
+pub fn echo_and_count<R>(builder: NodeBuilder<R>) -> NodeBuilder<R> {
+    let runs = Arc::new(AtomicU64::new(0));
+    builder
+        .handler(handler_fn(
+            "echo",
+            |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
+        ))
+        .handler(handler_fn("count", move |_ctx, _cmd| {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok(CommandResult::ok("counted").with_data(json!({ "count": n }))) }
+        }))
+}
+
+/// How a node process ends: 0 after a stop, a fresh run of itself after the engine's `restart`,
+/// failure if the node task failed.
+pub fn exit(reason: StopReason) -> ExitCode {
+    match reason {
+        StopReason::RestartRequested => restart(),
+        StopReason::Failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Replaces this process with a fresh run of the same executable, arguments and environment.
+#[cfg(unix)]
+fn restart() -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+
+    let mut args = std::env::args_os();
+    let program = std::env::current_exe().ok().or_else(|| args.next().map(Into::into));
+    let Some(program) = program else {
+        tracing::error!("restart: cannot tell which executable this is");
+        return ExitCode::FAILURE;
+    };
+    tracing::info!(program = %program.display(), "restarting");
+    // `exec` only returns on failure.
+    let error = std::process::Command::new(&program).args(std::env::args_os().skip(1)).exec();
+    tracing::error!(%error, "restart failed");
+    ExitCode::FAILURE
+}
+
+#[cfg(not(unix))]
+fn restart() -> ExitCode {
+    tracing::warn!("restart requested: re-executing is only supported on unix; exiting");
+    ExitCode::SUCCESS
+}
