@@ -123,6 +123,28 @@ impl fmt::Display for JsonError {
     }
 }
 
+/// Why a node payload (register, heartbeat, status or result) could not be read by an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The payload is not one valid JSON object.
+    Malformed(JsonError),
+    /// A field the wire contract requires is absent.
+    MissingField(&'static str),
+    /// A field has a JSON type (or, for numbers, a range) the wire contract does not allow.
+    WrongType(&'static str),
+}
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(e) => write!(f, "malformed payload: {e}"),
+            Self::MissingField(field) => write!(f, "malformed payload: missing field `{field}`"),
+            Self::WrongType(field) => write!(f, "malformed payload: field `{field}` has the wrong type"),
+        }
+    }
+}
+
 /// Why a control message could not be run as a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

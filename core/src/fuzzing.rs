@@ -29,6 +29,27 @@ pub fn control_command(data: &[u8]) {
     let _ = RawJson::parse(data);
 }
 
+/// Reads arbitrary bytes as each node payload an engine decodes (register, heartbeat, status,
+/// result), walking whatever borrowed JSON a successful read hands out.
+pub fn node_payloads(data: &[u8]) {
+    use crate::codec::message::{HeartbeatView, RegisterView, ResultView, StatusView};
+    if let Ok(r) = RegisterView::parse(data) {
+        for (_, value) in r.metadata.members() {
+            let _ = value.as_escaped_str();
+        }
+        let _ = r.capabilities.as_str();
+    }
+    if let Ok(h) = HeartbeatView::parse(data) {
+        for (_, value) in h.metrics.members() {
+            let _ = value.deserialize::<f64>();
+        }
+    }
+    let _ = StatusView::parse(data);
+    if let Ok(r) = ResultView::parse(data) {
+        let _ = r.data.map(|d| d.as_object());
+    }
+}
+
 /// Feeds arbitrary bytes, in chunks sized by the input itself, to a connected node.
 pub fn node_input(data: &[u8]) {
     let (mut rx, mut tx, mut outbox) = ([0u8; 512], [0u8; 1024], [0u8; 2048]);
@@ -111,5 +132,6 @@ mod tests {
         assert!(replay("decode_packet", super::decode_packet) >= 10);
         assert!(replay("control_command", super::control_command) >= 10);
         assert!(replay("node_input", super::node_input) >= 5);
+        assert!(replay("node_payloads", super::node_payloads) >= 8);
     }
 }

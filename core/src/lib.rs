@@ -60,7 +60,9 @@ pub mod fuzzing;
 
 pub use codec::json::{Object, RawJson};
 pub use codec::message::{Metric, Metrics, NodeVersion};
-pub use error::{CommandError, ConfigError, ConnectRefused, DecodeError, EncodeError, JsonError, NodeError};
+pub use error::{
+    CommandError, ConfigError, ConnectRefused, DecodeError, EncodeError, JsonError, NodeError, PayloadError,
+};
 pub use node::{
     Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, Outcome, Output, Stats,
 };

@@ -41,7 +41,10 @@ pub use handler::{
 pub use logging::init_logging;
 pub use metrics::{MetricValue, Sampler};
 pub use runtime::Runtime;
+/// The TLS library behind `mqtts://`, for [`tls_client_config`]'s result.
+pub use rustls;
 /// JSON values for handler parameters and result data.
 pub use serde_json;
 pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
+pub use tls::client_config as tls_client_config;

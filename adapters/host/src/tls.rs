@@ -103,3 +103,22 @@ pub(crate) fn client(files: &TlsFiles, host: &str, host_name: &'static str) -> R
     };
     Ok(Tls { config: Arc::new(config), server_name })
 }
+
+/// The rustls client configuration a node builds for `mqtts://host`, for another client of the
+/// same broker (the management engine), so both ends trust and present certificates the same
+/// way: `ca` to trust instead of the system's store, `cert` and `key` for a client certificate.
+/// Errors name the `SUBNODE_TLS_*` variable of the file at fault.
+pub fn client_config(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    host: &str,
+) -> Result<Arc<ClientConfig>, Error> {
+    let setting = |path: Option<PathBuf>, name| path.map(|path| FileSetting { path, name });
+    let files = TlsFiles {
+        ca: setting(ca, config::TLS_CA),
+        cert: setting(cert, config::TLS_CERT),
+        key: setting(key, config::TLS_KEY),
+    };
+    Ok(client(&files, host, config::BROKER_URL)?.config)
+}

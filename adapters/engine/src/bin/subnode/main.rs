@@ -1,0 +1,514 @@
+//! `subnode`: manage a SubNodeSync fleet from the terminal.
+//!
+//! Connection settings come from flags, then the nodes' `SUBNODE_*` environment variables, then
+//! defaults. Exit codes: 0 success, 1 a command failed or timed out somewhere, 2 bad usage or
+//! settings, 3 the database or broker could not be used.
+
+mod broker;
+mod demo;
+mod table;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use subnodesync_engine::{Database, Engine, EngineConfig, Error, Request, Selector, Status, Target};
+use subnodesync_tokio::config::parse_duration;
+use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
+
+const EXAMPLES: &str = "Examples:
+  subnode demo                                  # everything in one process, nothing to install
+  subnode broker &                              # a broker on localhost:1883
+  subnode nodes --json
+  subnode watch
+  subnode send 'my-app/*' ping                  # every instance of my-app
+  subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
+  subnode send '*' status --where version=1.0.0
+  subnode history --limit 5";
+
+/// Manage a SubNodeSync fleet: see the nodes, watch them live, send commands.
+///
+/// Try `subnode demo`: an embedded broker, an engine and a few nodes in one process.
+#[derive(Debug, Parser)]
+#[command(name = "subnode", version, propagate_version = true, max_term_width = 100, after_help = EXAMPLES)]
+struct Cli {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How to reach the broker and where the registry lives (flags win over `SUBNODE_*`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connection (flags, then SUBNODE_* variables, then defaults)")]
+struct Connection {
+    /// Broker URL, mqtt://host:port [env: SUBNODE_BROKER_URL; default mqtt://localhost:1883]
+    #[arg(long, global = true, value_name = "URL")]
+    broker: Option<String>,
+    /// MQTT username [env: SUBNODE_USERNAME]
+    #[arg(long, global = true)]
+    username: Option<String>,
+    /// MQTT password [env: SUBNODE_PASSWORD]
+    #[arg(long, global = true)]
+    password: Option<String>,
+    /// For mqtts://: PEM file of the CA(s) to trust instead of the system's [env: SUBNODE_TLS_CA]
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// For mqtts://: PEM client certificate [env: SUBNODE_TLS_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// For mqtts://: PEM private key of the client certificate [env: SUBNODE_TLS_KEY]
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Topic prefix the nodes use [env: SUBNODE_TOPIC_PREFIX; default subnodesync]
+    #[arg(long, global = true, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// Registry and history database [env: SUBNODE_DB; default in your data directory]
+    #[arg(long, global = true, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// The fleet's heartbeat interval; silent for 3 of them means missing
+    /// [env: SUBNODE_HEARTBEAT_INTERVAL; default 30s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
+    heartbeat_interval: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an embedded broker, an engine and a few nodes, and show the fleet live.
+    Demo(demo::DemoArgs),
+    /// Run an embedded MQTT broker (rumqttd) for a fleet that has none.
+    Broker {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+        /// Address to listen on; 0.0.0.0 for every interface.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
+    /// List the instances in the registry.
+    Nodes {
+        /// Print JSON (an array of instances) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Read the database only; do not connect to the broker.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Stream registrations, status changes, missing heartbeats and results as they happen.
+    Watch {
+        /// Print one JSON object per event.
+        #[arg(long)]
+        json: bool,
+        /// Show every heartbeat too.
+        #[arg(long)]
+        heartbeats: bool,
+        /// Share heartbeat ingest with other engines in this group ($share/GROUP/...).
+        #[arg(long, value_name = "GROUP")]
+        share: Option<String>,
+        /// Prune lost and offline instances this long after they went.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        prune_after: Option<Duration>,
+    },
+    /// Send a command and wait for every targeted instance to answer.
+    ///
+    /// TARGET is an instance id, NODE/INSTANCE_ID, NODE/* (broadcast to every instance of NODE)
+    /// or * (every reachable instance). The exit code is 0 only if every targeted instance
+    /// answered with success.
+    Send(SendArgs),
+    /// Show the commands sent and the results received, newest first.
+    History {
+        /// How many commands to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON (an array of commands with their results).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a sample node (built-in commands plus `echo`) to try the other commands on.
+    ///
+    /// Configured like any node by SUBNODE_* variables; --broker and --prefix apply too.
+    Node {
+        /// Application name.
+        name: String,
+        /// Host name in the instance id (default: this machine's).
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// Remove lost and offline instances older than an age and clear their retained messages.
+    Prune {
+        /// Only instances whose status changed at least this long ago.
+        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1h")]
+        older_than: Duration,
+        /// Print JSON (the pruned instance ids).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// Who gets it: INSTANCE_ID, NODE/INSTANCE_ID, NODE/* or *.
+    target: String,
+    /// The command, e.g. ping, status, echo.
+    command: String,
+    /// A parameter, KEY=VALUE; VALUE is read as JSON if it is JSON (42, true), else as text.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// All parameters as one JSON object (merged under any --param).
+    #[arg(long, value_name = "JSON")]
+    params_json: Option<String>,
+    /// Only instances matching KEY=VALUE (node, version, host, status); sent one by one.
+    #[arg(long = "where", short = 'w', value_name = "KEY=VALUE")]
+    filters: Vec<String>,
+    /// How long to wait for every result.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    timeout: Duration,
+    /// Resends to silent instances within the timeout (same request id: nodes de-duplicate).
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| format!("expected {e}"))
+}
+
+/// A failure, with the exit code it deserves.
+struct Failure(u8, String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match e {
+            Error::Setting(_) | Error::Tls(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
+            Error::UnknownInstance(_) | Error::NoTargets => 1,
+            _ => 3,
+        };
+        Self(code, e.to_string())
+    }
+}
+
+impl Connection {
+    fn config(&self) -> Result<EngineConfig, Error> {
+        let mut config = EngineConfig::from_env()?;
+        if let Some(url) = &self.broker {
+            config = config.broker_url(url)?;
+        }
+        if let Some(u) = &self.username {
+            config.username = Some(u.clone());
+        }
+        if let Some(p) = &self.password {
+            config.password = Some(p.clone());
+        }
+        if let Some(p) = &self.prefix {
+            config.topic_prefix = p.clone();
+        }
+        for (flag, setting) in [
+            (&self.tls_ca, &mut config.tls_ca),
+            (&self.tls_cert, &mut config.tls_cert),
+            (&self.tls_key, &mut config.tls_key),
+        ] {
+            if let Some(path) = flag {
+                *setting = Some(path.clone());
+            }
+        }
+        if let Some(db) = &self.db {
+            config.db = db.clone();
+        }
+        if let Some(i) = self.heartbeat_interval {
+            config.heartbeat_interval = i;
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if std::env::var_os(subnodesync_tokio::config::LOG).is_some() {
+        if let Err(e) = subnodesync_tokio::init_logging() {
+            eprintln!("subnode: {e}");
+        }
+    }
+    if let Command::Broker { port, bind } = cli.command {
+        // rumqttd runs its own threads and blocks; no tokio needed.
+        return match broker::run(bind, port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(Failure(3, e)),
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(Failure(3, format!("cannot start the runtime: {e}"))),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => fail(f),
+    }
+}
+
+fn fail(Failure(code, message): Failure) -> ExitCode {
+    eprintln!("subnode: {message}");
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let config = cli.conn.config()?;
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await.map(|()| 0),
+        // Served in `main`, before any runtime exists.
+        Command::Broker { .. } => Ok(0),
+        Command::Nodes { json, offline } => nodes(config, json, offline).await,
+        Command::Watch { json, heartbeats, share, prune_after } => {
+            let config = EngineConfig { share_group: share, heartbeat_events: heartbeats, prune_after, ..config };
+            watch(config, json).await
+        }
+        Command::Send(args) => send(config, args).await,
+        Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
+        Command::History { limit, json } => history(config, limit, json).await,
+        Command::Prune { older_than, json } => {
+            let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
+            engine.wait_synced(Duration::from_secs(3)).await;
+            let pruned = engine.prune(older_than).await?;
+            engine.shutdown().await;
+            if json {
+                println!("{}", Value::from(pruned));
+            } else {
+                println!("pruned {} instance(s){}", pruned.len(), list_suffix(&pruned));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn list_suffix(ids: &[String]) -> String {
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", ids.join(", "))
+    }
+}
+
+async fn nodes(config: EngineConfig, json: bool, offline: bool) -> Result<u8, Failure> {
+    let instances = if offline {
+        let path = config.db.clone();
+        tokio::task::spawn_blocking(move || Database::open(&path)?.load_instances())
+            .await
+            .map_err(|e| Failure(3, e.to_string()))??
+    } else {
+        let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
+        if !engine.wait_synced(Duration::from_secs(5)).await {
+            eprintln!("subnode: the broker did not answer in 5 s; showing the database as it was");
+        }
+        let instances = engine.instances();
+        engine.shutdown().await;
+        instances
+    };
+    let now = table::now_ms();
+    if json {
+        println!("{}", Value::from(instances.iter().map(|i| i.to_json(now)).collect::<Vec<_>>()));
+    } else {
+        print!("{}", table::instances(&instances, now));
+    }
+    Ok(0)
+}
+
+async fn watch(config: EngineConfig, json: bool) -> Result<u8, Failure> {
+    let engine = Engine::start(config).await?;
+    let mut events = engine.events();
+    if !json {
+        eprintln!("watching; Ctrl-C to stop");
+    }
+    let mut out = std::io::stdout();
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(event) => {
+                    let line = if json { event.to_json().to_string() } else { format!("{} {event}", table::clock()) };
+                    // A closed stdout (`| head`) ends the watch.
+                    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("subnode: {n} events skipped (too slow)"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            () = subnodesync_tokio::shutdown_signal() => break,
+        }
+    }
+    engine.shutdown().await;
+    Ok(0)
+}
+
+fn parameters(args: &SendArgs) -> Result<String, Failure> {
+    let mut map = match &args.params_json {
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(Failure(2, "--params-json must be a JSON object".into())),
+            Err(e) => return Err(Failure(2, format!("--params-json: {e}"))),
+        },
+        None => Map::new(),
+    };
+    for p in &args.params {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(Failure(2, format!("--param {p:?}: expected KEY=VALUE")));
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        map.insert(k.to_owned(), value);
+    }
+    Ok(Value::Object(map).to_string())
+}
+
+fn target(args: &SendArgs) -> Result<Target, Failure> {
+    let target = Target::parse(&args.target);
+    if args.filters.is_empty() {
+        return Ok(target);
+    }
+    let mut selector = match target {
+        Target::Node(node) => Selector { node_name: Some(node), ..Selector::default() },
+        Target::Select(s) => s,
+        Target::Instance { .. } => {
+            return Err(Failure(2, "--where needs a set target: NODE/* or *".into()));
+        }
+    };
+    for f in &args.filters {
+        let (k, v) = f.split_once('=').ok_or_else(|| Failure(2, format!("--where {f:?}: expected KEY=VALUE")))?;
+        match k {
+            "node" => selector.node_name = Some(v.into()),
+            "version" => selector.version = Some(v.into()),
+            "host" | "hostname" => selector.hostname = Some(v.into()),
+            "status" => {
+                selector.status =
+                    Some(Status::parse(v).ok_or_else(|| Failure(2, format!("--where status={v}: unknown status")))?);
+            }
+            _ => return Err(Failure(2, format!("--where {k}: expected node, version, host or status"))),
+        }
+    }
+    Ok(Target::Select(selector))
+}
+
+async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
+    let request = Request {
+        target: target(&args)?,
+        command: args.command.clone(),
+        parameters: parameters(&args)?,
+        timeout: args.timeout,
+        retries: args.retries,
+    };
+    let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
+    if !engine.wait_synced(Duration::from_secs(5)).await {
+        engine.shutdown().await;
+        return Err(Failure(3, "the broker did not answer in 5 s".into()));
+    }
+    let interactive = std::io::stderr().is_terminal();
+    let sent = engine
+        .send_with_progress(&request, |r, answered| {
+            if !r.is_final() && !args.json {
+                eprintln!("  progress {r}");
+            } else if interactive {
+                eprint!("\r\x1b[K  {answered} answered, waiting...");
+            }
+        })
+        .await;
+    if interactive {
+        eprint!("\r\x1b[K");
+    }
+    engine.shutdown().await;
+    let outcome = sent?;
+    if args.json {
+        let value = serde_json::json!({
+            "request_id": outcome.request_id,
+            "expected": outcome.expected,
+            "results": outcome.results.values().map(|r| r.to_json()).collect::<Vec<_>>(),
+            "timed_out": outcome.timed_out,
+            "attempts": outcome.attempts,
+            "success": outcome.all_succeeded(),
+        });
+        println!("{value}");
+    } else {
+        for r in outcome.results.values() {
+            println!("{r}");
+        }
+        for id in &outcome.timed_out {
+            println!("{id} {} TIMEOUT: no result within {:?}", request.command, request.timeout);
+        }
+        println!(
+            "{} answered of {} expected, {} failed, {} timed out (request {}, {} attempt(s))",
+            outcome.results.len(),
+            outcome.expected.len(),
+            outcome.results.values().filter(|r| !r.success).count(),
+            outcome.timed_out.len(),
+            outcome.request_id,
+            outcome.attempts
+        );
+    }
+    Ok(if outcome.all_succeeded() { 0 } else { 1 })
+}
+
+async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Result<u8, Failure> {
+    let mut builder = NodeBuilder::new(name).handler(handler_fn("echo", |_ctx, cmd| async move {
+        Ok(CommandResult::ok("echoed").with_data(cmd.parameters))
+    }));
+    if let Some(url) = &conn.broker {
+        builder = builder.broker_url(url);
+    }
+    if let Some(prefix) = &conn.prefix {
+        builder = builder.topic_prefix(prefix);
+    }
+    if let Some(ca) = &conn.tls_ca {
+        builder = builder.tls_ca(ca);
+    }
+    if let Some(cert) = &conn.tls_cert {
+        builder = builder.tls_cert(cert);
+    }
+    if let Some(key) = &conn.tls_key {
+        builder = builder.tls_key(key);
+    }
+    if let Some(h) = hostname {
+        builder = builder.hostname(h);
+    }
+    let node = builder.start().await.map_err(|e| Failure(2, e.to_string()))?;
+    eprintln!("node {} running; Ctrl-C to stop", node.instance_id());
+    tokio::select! {
+        _ = node.stopped() => {}
+        () = subnodesync_tokio::shutdown_signal() => node.stop().await,
+    }
+    Ok(0)
+}
+
+async fn history(config: EngineConfig, limit: usize, json: bool) -> Result<u8, Failure> {
+    let path = config.db;
+    let history = tokio::task::spawn_blocking(move || Database::open(&path)?.history(limit))
+        .await
+        .map_err(|e| Failure(3, e.to_string()))??;
+    if json {
+        let list: Vec<Value> = history
+            .iter()
+            .map(|(c, rs)| {
+                let mut v = c.to_json();
+                v["results"] = rs.iter().map(|r| r.to_json()).collect();
+                v
+            })
+            .collect();
+        println!("{}", Value::from(list));
+    } else {
+        for (c, results) in &history {
+            println!(
+                "{} {} {} -> {} ({} attempt(s), {} result(s))",
+                table::time_of(c.sent_ms),
+                c.request_id,
+                c.command,
+                c.target,
+                c.attempts,
+                results.len()
+            );
+            for r in results {
+                println!("    {r}");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,105 @@
+//! Terminal output: the instance table and time formatting.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use subnodesync_engine::{Instance, Status};
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `HH:MM:SS` UTC of a Unix-milliseconds time.
+pub(crate) fn time_of(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `HH:MM:SS` UTC now.
+pub(crate) fn clock() -> String {
+    time_of(now_ms())
+}
+
+/// `3d4h`, `2h5m`, `4m10s`, `12s`.
+pub(crate) fn span(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn colour(status: Status) -> &'static str {
+    match status {
+        Status::Online => "\x1b[32m",
+        Status::Missing => "\x1b[33m",
+        Status::Lost => "\x1b[31m",
+        Status::Offline => "\x1b[90m",
+    }
+}
+
+/// The registry as an aligned table; `now` dates the heartbeat ages.
+pub(crate) fn instances(list: &[Instance], now: i64) -> String {
+    render(list, now, false)
+}
+
+/// The same table with statuses in colour, for a terminal.
+pub(crate) fn instances_coloured(list: &[Instance], now: i64) -> String {
+    render(list, now, true)
+}
+
+fn render(list: &[Instance], now: i64, coloured: bool) -> String {
+    let header = ["INSTANCE", "NODE", "STATUS", "VERSION", "UPTIME", "CPU", "MEM", "LAST HB"];
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|i| {
+            [
+                i.instance_id.clone(),
+                i.node_name.clone(),
+                i.status.to_string(),
+                i.version.clone(),
+                i.uptime.map_or_else(|| "-".into(), span),
+                i.cpu_centipercent.map_or_else(|| "-".into(), |c| format!("{}.{:02}%", c / 100, c % 100)),
+                i.memory_mb.map_or_else(|| "-".into(), |m| format!("{m} MiB")),
+                i.last_heartbeat_ms.map_or_else(
+                    || "never".into(),
+                    |t| format!("{} ago", span(u64::try_from(now.saturating_sub(t) / 1000).unwrap_or(0))),
+                ),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str], status: Option<Status>| {
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            match status.filter(|_| coloured && i == 2) {
+                Some(s) => {
+                    let _ = write!(out, "{}{cell}\x1b[0m{:pad$}  ", colour(s), "");
+                }
+                None => {
+                    let _ = write!(out, "{cell}{:pad$}  ", "");
+                }
+            }
+        }
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
+        out.push('\n');
+    };
+    line(&mut out, &header, None);
+    for (row, i) in rows.iter().zip(list) {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &cells, Some(i.status));
+    }
+    if list.is_empty() {
+        out.push_str("(no instances)\n");
+    }
+    out
+}

@@ -1,0 +1,142 @@
+//! Engine settings: set in code (or by a flag), else the node's `SUBNODE_*` variable, else the
+//! default. Variable names and value parsers are the node adapter's, so both ends read the
+//! same environment the same way.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use subnodesync_tokio::config::{self as env, BrokerUrl, Scheme};
+use subnodesync_tokio::InvalidValue;
+
+use crate::error::Error;
+
+/// `SUBNODE_DB`: the engine's SQLite file (engine only; nodes do not read it).
+pub const DB: &str = "SUBNODE_DB";
+
+/// How to reach the broker and what to do there.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The broker, parsed.
+    pub broker: BrokerUrl,
+    /// MQTT username.
+    pub username: Option<String>,
+    /// MQTT password.
+    pub password: Option<String>,
+    /// For `mqtts://`: PEM file of the CA(s) to trust instead of the system's store.
+    pub tls_ca: Option<PathBuf>,
+    /// For `mqtts://`: PEM file of a client certificate (chain); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// For `mqtts://`: PEM file of the client certificate's private key.
+    pub tls_key: Option<PathBuf>,
+    /// First topic level(s), default `subnodesync`.
+    pub topic_prefix: String,
+    /// The registry and history database.
+    pub db: PathBuf,
+    /// MQTT client id; default `subnode-<host>-<pid>-<n>`.
+    pub client_id: String,
+    /// Share heartbeat ingest with other engines in this `$share/<group>/` group.
+    pub share_group: Option<String>,
+    /// The fleet's heartbeat interval: an online instance silent for three of them is `missing`.
+    pub heartbeat_interval: Duration,
+    /// Prune `lost` and `offline` instances this long after their last status change.
+    pub prune_after: Option<Duration>,
+    /// How often the registry is written to the database.
+    pub flush_interval: Duration,
+    /// Subscribe to heartbeats (a one-shot `send` needs only register, status and result).
+    pub heartbeats: bool,
+    /// Emit an event for every heartbeat (for exactly-once checks; costly on big fleets).
+    pub heartbeat_events: bool,
+}
+
+impl EngineConfig {
+    /// Defaults completed by the process environment.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(&|key| std::env::var(key).ok())
+    }
+
+    /// Defaults completed by `lookup` (the environment, in tests a map).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let invalid = |name: &'static str, value: String, expected: &'static str| {
+            Error::Setting(InvalidValue { name, value, expected })
+        };
+        let broker = match get(env::BROKER_URL) {
+            Some(url) => env::parse_broker_url(&url).map_err(|e| invalid(env::BROKER_URL, url, e))?,
+            None => BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 },
+        };
+        let heartbeat_interval = match get(env::HEARTBEAT_INTERVAL) {
+            Some(v) => env::parse_duration(&v).map_err(|e| invalid(env::HEARTBEAT_INTERVAL, v, e))?,
+            None => Duration::from_secs(30),
+        };
+        Ok(Self {
+            broker,
+            username: get(env::USERNAME),
+            password: get(env::PASSWORD),
+            tls_ca: get(env::TLS_CA).map(PathBuf::from),
+            tls_cert: get(env::TLS_CERT).map(PathBuf::from),
+            tls_key: get(env::TLS_KEY).map(PathBuf::from),
+            topic_prefix: get(env::TOPIC_PREFIX).unwrap_or_else(|| "subnodesync".into()),
+            db: get(DB).map_or_else(default_db, PathBuf::from),
+            client_id: default_client_id(),
+            share_group: None,
+            heartbeat_interval,
+            prune_after: None,
+            flush_interval: Duration::from_millis(500),
+            heartbeats: true,
+            heartbeat_events: false,
+        })
+    }
+
+    /// Sets the broker from a URL as `SUBNODE_BROKER_URL` takes it.
+    pub fn broker_url(mut self, url: &str) -> Result<Self, Error> {
+        self.broker = env::parse_broker_url(url)
+            .map_err(|expected| Error::Setting(InvalidValue { name: "--broker", value: url.into(), expected }))?;
+        Ok(self)
+    }
+}
+
+/// `<data dir>/subnodesync/engine.db`: `$XDG_DATA_HOME` or `~/.local/share` on Linux,
+/// `~/Library/Application Support` on macOS, `%APPDATA%` on Windows; else the working directory.
+pub fn default_db() -> PathBuf {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = var("HOME");
+    let data = if cfg!(target_os = "macos") {
+        home.map(|h| h.join("Library/Application Support"))
+    } else if cfg!(windows) {
+        var("APPDATA")
+    } else {
+        var("XDG_DATA_HOME").or_else(|| home.map(|h| h.join(".local/share")))
+    };
+    data.unwrap_or_default().join("subnodesync").join("engine.db")
+}
+
+fn default_client_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    format!("subnode-{host}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nodes_variables_configure_the_engine() {
+        let vars = [
+            (env::BROKER_URL, "mqtt://b:1884"),
+            (env::TOPIC_PREFIX, "corp/fleet"),
+            (env::USERNAME, "u"),
+            (env::HEARTBEAT_INTERVAL, "5s"),
+            (DB, "/tmp/x.db"),
+        ];
+        let c =
+            EngineConfig::from_lookup(&|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())).unwrap();
+        assert_eq!((c.broker.host.as_str(), c.broker.port), ("b", 1884));
+        assert_eq!((c.topic_prefix.as_str(), c.username.as_deref()), ("corp/fleet", Some("u")));
+        assert_eq!((c.heartbeat_interval, c.db), (Duration::from_secs(5), PathBuf::from("/tmp/x.db")));
+        let bad = EngineConfig::from_lookup(&|k| (k == env::BROKER_URL).then(|| "nope".to_owned()));
+        assert!(matches!(bad, Err(Error::Setting(v)) if v.name == env::BROKER_URL));
+    }
+}

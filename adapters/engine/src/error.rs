@@ -1,0 +1,98 @@
+//! What can go wrong, one enum per kind of caller.
+
+use std::fmt;
+
+use subnodesync_core::PayloadError;
+
+/// Why the engine could not start or do what it was asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting (flag or `SUBNODE_*` variable) cannot be used.
+    Setting(subnodesync_tokio::InvalidValue),
+    /// A TLS file cannot be used (unreadable, no certificate, a certificate without its key).
+    Tls(String),
+    /// The database cannot be opened, read or written.
+    Database(String),
+    /// The database was written by a newer engine whose schema this one does not know.
+    SchemaTooNew {
+        /// The file's schema version.
+        found: usize,
+        /// The newest version this engine knows.
+        known: usize,
+    },
+    /// The engine's connection task has ended (the engine was shut down).
+    Stopped,
+    /// No instance in the registry has this id, so its control topic is unknown.
+    UnknownInstance(String),
+    /// The target selects no instance.
+    NoTargets,
+    /// The parameters are not a JSON object.
+    InvalidParameters(String),
+    /// The command name or a request id is empty, too long or not representable.
+    InvalidCommand(&'static str),
+    /// The MQTT client refused the request (its queue is closed).
+    Mqtt(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Setting(v) => write!(f, "invalid setting {v}"),
+            Self::Tls(e) => f.write_str(e),
+            Self::Database(e) => write!(f, "database: {e}"),
+            Self::SchemaTooNew { found, known } => {
+                write!(f, "database schema version {found} is newer than this engine's ({known}); use a newer subnode")
+            }
+            Self::Stopped => f.write_str("the engine has stopped"),
+            Self::UnknownInstance(id) => {
+                write!(f, "no instance {id:?} in the registry (give it as node_name/instance_id to send anyway)")
+            }
+            Self::NoTargets => f.write_str("the target selects no instance"),
+            Self::InvalidParameters(e) => write!(f, "parameters must be a JSON object: {e}"),
+            Self::InvalidCommand(why) => write!(f, "invalid command: {why}"),
+            Self::Mqtt(e) => write!(f, "mqtt: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+/// Why a message from the broker was not ingested. Each is counted and logged, never fatal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The topic is not `{prefix}/{node_name}/{instance_id}/{register|heartbeat|status|result}`.
+    Topic,
+    /// The payload breaks the wire contract.
+    Payload(PayloadError),
+    /// The payload's `node_name` or `instance_id` differs from the topic's.
+    TopicMismatch,
+    /// A status other than `online`, `offline` or `lost`.
+    UnknownStatus,
+}
+
+impl fmt::Display for IngestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Topic => f.write_str("not a node topic"),
+            Self::Payload(e) => write!(f, "{e}"),
+            Self::TopicMismatch => f.write_str("node_name or instance_id differs from the topic's"),
+            Self::UnknownStatus => f.write_str("status is not online, offline or lost"),
+        }
+    }
+}
+
+impl std::error::Error for IngestError {}
+
+impl From<PayloadError> for IngestError {
+    fn from(e: PayloadError) -> Self {
+        Self::Payload(e)
+    }
+}

@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+
+mod broker;
+mod config;
+mod engine;
+mod error;
+mod registry;
+mod store;
+
+pub use broker::broker_config;
+pub use config::{default_db, EngineConfig, DB};
+pub use engine::{Engine, Outcome, Request, Selector, Stats, Target};
+pub use error::{Error, IngestError};
+pub use registry::{FleetEvent, Instance, Registry, Status};
+pub use store::{CommandRecord, Database, ResultRecord};
+
+/// Ingest without a broker, for the benchmark: feeds messages straight into a registry and
+/// writes it to a database the way the engine does. Not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::registry::Registry;
+
+    /// Applies one message; false if it was refused.
+    pub fn ingest(registry: &mut Registry, prefix: &str, topic: &str, payload: &[u8], now_ms: i64) -> bool {
+        registry.ingest(prefix, topic, payload, now_ms).is_ok()
+    }
+
+    /// Writes the instances changed since the last flush, in one transaction.
+    pub fn flush(registry: &mut Registry, db: &mut crate::Database) -> Result<usize, crate::Error> {
+        let changed: Vec<crate::Instance> = registry.take_dirty().into_iter().cloned().collect();
+        db.save_instances(changed.iter())?;
+        Ok(changed.len())
+    }
+}

@@ -1,0 +1,578 @@
+//! The fleet as the engine knows it: what every instance last said, updated message by message
+//! without I/O, so ingest is a parse and a few field copies (see `benches/ingest.rs`).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use subnodesync_core::codec::message::{HeartbeatView, RegisterView, ResultView, StatusView};
+
+use crate::error::IngestError;
+use crate::store::ResultRecord;
+
+/// What the engine believes about an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Its last status said `online` and heartbeats arrive.
+    Online,
+    /// It stopped cleanly.
+    Offline,
+    /// The broker published its last will: the connection died without a goodbye.
+    Lost,
+    /// Online by its last status, but silent for three heartbeat intervals.
+    Missing,
+}
+
+impl Status {
+    /// The lowercase name used on the wire, in the database and in the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Lost => "lost",
+            Self::Missing => "missing",
+        }
+    }
+
+    /// The status named `text`, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "online" => Self::Online,
+            "offline" => Self::Offline,
+            "lost" => Self::Lost,
+            "missing" => Self::Missing,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One instance in the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// `{node_name}-{hostname}-{pid}`.
+    pub instance_id: String,
+    /// Application name.
+    pub node_name: String,
+    /// Host name.
+    pub hostname: String,
+    /// Application version.
+    pub version: String,
+    /// Process id.
+    pub pid: u32,
+    /// When the node started, RFC 3339 (empty until its register message is seen).
+    pub start_time: String,
+    /// Current status.
+    pub status: Status,
+    /// Whether its retained register message is in place (false after a clean stop).
+    pub registered: bool,
+    /// The last register payload, as received.
+    pub register_json: Option<String>,
+    /// When the engine first heard of it, Unix milliseconds.
+    pub first_seen_ms: i64,
+    /// When the engine last heard anything from it, Unix milliseconds.
+    pub last_seen_ms: i64,
+    /// When its status last changed, Unix milliseconds.
+    pub status_changed_ms: i64,
+    /// When its last heartbeat arrived, Unix milliseconds.
+    pub last_heartbeat_ms: Option<i64>,
+    /// Uptime in seconds from the last heartbeat.
+    pub uptime: Option<u64>,
+    /// CPU in hundredths of a percent from the last heartbeat.
+    pub cpu_centipercent: Option<u32>,
+    /// Resident memory in MiB from the last heartbeat.
+    pub memory_mb: Option<u64>,
+    /// Threads or tasks from the last heartbeat.
+    pub threads: Option<u64>,
+    /// The last heartbeat's whole `metrics` object, as JSON text.
+    pub metrics_json: Option<String>,
+    /// Heartbeats ingested from it by this registry's engines.
+    pub heartbeats: u64,
+    /// When its last register message arrived, Unix milliseconds.
+    pub registered_ms: Option<i64>,
+    /// Changed since the last flush to the database.
+    pub(crate) dirty: bool,
+}
+
+impl Instance {
+    fn new(node_name: &str, instance_id: &str, now_ms: i64) -> Self {
+        Self {
+            instance_id: instance_id.to_owned(),
+            node_name: node_name.to_owned(),
+            hostname: String::new(),
+            version: String::new(),
+            pid: 0,
+            start_time: String::new(),
+            status: Status::Online,
+            registered: false,
+            register_json: None,
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+            status_changed_ms: now_ms,
+            last_heartbeat_ms: None,
+            uptime: None,
+            cpu_centipercent: None,
+            memory_mb: None,
+            threads: None,
+            metrics_json: None,
+            heartbeats: 0,
+            registered_ms: None,
+            dirty: true,
+        }
+    }
+
+    /// The instance as JSON, for `--json` output.
+    pub fn to_json(&self, now_ms: i64) -> serde_json::Value {
+        serde_json::json!({
+            "instance_id": self.instance_id,
+            "node_name": self.node_name,
+            "hostname": self.hostname,
+            "version": self.version,
+            "pid": self.pid,
+            "start_time": self.start_time,
+            "status": self.status.as_str(),
+            "registered": self.registered,
+            "uptime": self.uptime,
+            "cpu_percent": self.cpu_centipercent.map(|c| f64::from(c) / 100.0),
+            "memory_mb": self.memory_mb,
+            "threads": self.threads,
+            "last_heartbeat_age_ms": self.last_heartbeat_ms.map(|t| now_ms.saturating_sub(t)),
+            "heartbeats": self.heartbeats,
+            "registered_ms": self.registered_ms,
+            "metrics": self.metrics_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok()),
+        })
+    }
+}
+
+/// What changed in the fleet, for `subnode watch` and the demo.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetEvent {
+    /// A register message arrived (the first for this instance, or after a restart).
+    Registered {
+        /// Who.
+        instance_id: String,
+        /// Its application name.
+        node_name: String,
+        /// Its version.
+        version: String,
+    },
+    /// An empty register message: the instance cleared its registration on a clean stop.
+    Deregistered {
+        /// Who.
+        instance_id: String,
+    },
+    /// The instance's status changed.
+    StatusChanged {
+        /// Who.
+        instance_id: String,
+        /// The previous status.
+        from: Status,
+        /// The new status.
+        to: Status,
+    },
+    /// A heartbeat was ingested (only sent when the engine is asked for them).
+    Heartbeat {
+        /// Who.
+        instance_id: String,
+        /// The node's timestamp, which with the instance id names one heartbeat.
+        timestamp: String,
+    },
+    /// A result or progress update arrived.
+    Result(ResultRecord),
+    /// Instances were pruned from the registry and their retained messages cleared.
+    Pruned {
+        /// Who.
+        instance_ids: Vec<String>,
+    },
+}
+
+impl FleetEvent {
+    /// The event as one JSON object with an `event` field naming its kind.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::Registered { instance_id, node_name, version } => {
+                json!({"event": "registered", "instance_id": instance_id, "node_name": node_name, "version": version})
+            }
+            Self::Deregistered { instance_id } => json!({"event": "deregistered", "instance_id": instance_id}),
+            Self::StatusChanged { instance_id, from, to } => {
+                json!({"event": "status", "instance_id": instance_id, "from": from.as_str(), "to": to.as_str()})
+            }
+            Self::Heartbeat { instance_id, timestamp } => {
+                json!({"event": "heartbeat", "instance_id": instance_id, "timestamp": timestamp})
+            }
+            Self::Result(r) => json!({"event": "result", "result": r.to_json()}),
+            Self::Pruned { instance_ids } => json!({"event": "pruned", "instance_ids": instance_ids}),
+        }
+    }
+}
+
+impl fmt::Display for FleetEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Registered { instance_id, node_name, version } => {
+                write!(f, "registered    {instance_id} ({node_name} {version})")
+            }
+            Self::Deregistered { instance_id } => write!(f, "deregistered  {instance_id}"),
+            Self::StatusChanged { instance_id, from, to: Status::Missing } => {
+                write!(f, "missing       {instance_id} (was {from}; no heartbeat for 3 intervals)")
+            }
+            Self::StatusChanged { instance_id, from, to } => write!(f, "status        {instance_id} {from} -> {to}"),
+            Self::Heartbeat { instance_id, timestamp } => write!(f, "heartbeat     {instance_id} {timestamp}"),
+            Self::Result(r) => write!(f, "result        {r}"),
+            Self::Pruned { instance_ids } => write!(f, "pruned        {}", instance_ids.join(", ")),
+        }
+    }
+}
+
+/// What one message did to the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ingested {
+    /// Nothing anyone needs to hear about.
+    Quiet,
+    /// Events to publish.
+    Events(Vec<FleetEvent>),
+    /// A result, to route to whoever waits for it and to record.
+    Result(ResultRecord),
+}
+
+/// The message kinds a node publishes, from the last topic level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Register,
+    Heartbeat,
+    Status,
+    Result,
+}
+
+/// Splits `{prefix}/{node_name}/{instance_id}/{kind}`.
+pub(crate) fn split_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, &'t str, Kind)> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
+    let mut levels = rest.split('/');
+    let (node, instance, kind) = (levels.next()?, levels.next()?, levels.next()?);
+    if levels.next().is_some() {
+        return None;
+    }
+    let kind = match kind {
+        "register" => Kind::Register,
+        "heartbeat" => Kind::Heartbeat,
+        "status" => Kind::Status,
+        "result" => Kind::Result,
+        _ => return None,
+    };
+    Some((node, instance, kind))
+}
+
+/// Unescapes a JSON string body as received (`a\"b` → `a"b`); most need nothing.
+fn unescape(escaped: &str) -> String {
+    if !escaped.contains('\\') {
+        return escaped.to_owned();
+    }
+    serde_json::from_str(&format!("\"{escaped}\"")).unwrap_or_else(|_| escaped.to_owned())
+}
+
+/// The registry: instances in arrival order plus an index by id, and which ones changed.
+#[derive(Debug, Default)]
+pub struct Registry {
+    instances: Vec<Instance>,
+    index: HashMap<String, usize>,
+    dirty: Vec<usize>,
+    /// Send a [`FleetEvent::Heartbeat`] for every heartbeat.
+    pub(crate) heartbeat_events: bool,
+}
+
+impl Registry {
+    /// A registry holding `instances` (as loaded from the database), none of them changed.
+    pub(crate) fn from_instances(instances: Vec<Instance>) -> Self {
+        let index = instances.iter().enumerate().map(|(i, inst)| (inst.instance_id.clone(), i)).collect();
+        Self { instances, index, dirty: Vec::new(), heartbeat_events: false }
+    }
+
+    /// Every instance, in the order first seen.
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    /// The instance with this id.
+    pub fn get(&self, instance_id: &str) -> Option<&Instance> {
+        self.index.get(instance_id).and_then(|&i| self.instances.get(i))
+    }
+
+    /// The instance `instance_id`, created if new, and marked changed.
+    fn entry(&mut self, node_name: &str, instance_id: &str, now_ms: i64) -> &mut Instance {
+        let i = match self.index.get(instance_id) {
+            Some(&i) => i,
+            None => {
+                let i = self.instances.len();
+                self.instances.push(Instance::new(node_name, instance_id, now_ms));
+                self.index.insert(instance_id.to_owned(), i);
+                self.dirty.push(i);
+                i
+            }
+        };
+        // `index` only ever holds positions of `instances` (both are rebuilt together).
+        let inst = &mut self.instances[i];
+        if !inst.dirty {
+            inst.dirty = true;
+            self.dirty.push(i);
+        }
+        inst
+    }
+
+    /// Applies one message received on `topic` at `now_ms` (Unix milliseconds).
+    pub(crate) fn ingest(
+        &mut self,
+        prefix: &str,
+        topic: &str,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Ingested, IngestError> {
+        let (node, instance, kind) = split_topic(prefix, topic).ok_or(IngestError::Topic)?;
+        let check = |node_name: &str, instance_id: &str| {
+            if node_name == node && instance_id == instance {
+                Ok(())
+            } else {
+                Err(IngestError::TopicMismatch)
+            }
+        };
+        match kind {
+            Kind::Heartbeat => {
+                let hb = HeartbeatView::parse(payload)?;
+                check(hb.node_name, hb.instance_id)?;
+                let heartbeat_events = self.heartbeat_events;
+                let inst = self.entry(node, instance, now_ms);
+                inst.last_seen_ms = now_ms;
+                inst.last_heartbeat_ms = Some(now_ms);
+                inst.uptime = Some(hb.uptime);
+                inst.cpu_centipercent = Some(hb.cpu_centipercent);
+                inst.memory_mb = Some(hb.memory_mb);
+                inst.threads = Some(hb.threads);
+                inst.pid = hb.pid;
+                inst.heartbeats += 1;
+                // Reuse the strings' buffers: a heartbeat changes their contents, rarely their size.
+                let metrics = inst.metrics_json.get_or_insert_with(String::new);
+                metrics.clear();
+                metrics.push_str(hb.metrics.as_raw().as_str());
+                if inst.version != hb.version {
+                    hb.version.clone_into(&mut inst.version);
+                }
+                if inst.hostname != hb.hostname {
+                    hb.hostname.clone_into(&mut inst.hostname);
+                }
+                let mut events = Vec::new();
+                // A heartbeat proves the instance alive, whatever was said before.
+                if inst.status != Status::Online {
+                    events.push(FleetEvent::StatusChanged {
+                        instance_id: instance.to_owned(),
+                        from: inst.status,
+                        to: Status::Online,
+                    });
+                    inst.status = Status::Online;
+                    inst.status_changed_ms = now_ms;
+                }
+                if heartbeat_events {
+                    events.push(FleetEvent::Heartbeat {
+                        instance_id: instance.to_owned(),
+                        timestamp: hb.timestamp.to_owned(),
+                    });
+                }
+                Ok(if events.is_empty() { Ingested::Quiet } else { Ingested::Events(events) })
+            }
+            Kind::Register if payload.is_empty() => match self.index.get(instance) {
+                Some(_) => {
+                    let inst = self.entry(node, instance, now_ms);
+                    inst.registered = false;
+                    Ok(Ingested::Events(vec![FleetEvent::Deregistered { instance_id: instance.to_owned() }]))
+                }
+                // Deregistering something never registered here (a prune clearing it): nothing to do.
+                None => Ok(Ingested::Quiet),
+            },
+            Kind::Register => {
+                let reg = RegisterView::parse(payload)?;
+                check(reg.node_name, reg.instance_id)?;
+                let hostname = reg.metadata.get("hostname").and_then(|h| h.as_escaped_str()).unwrap_or_default();
+                let inst = self.entry(node, instance, now_ms);
+                inst.last_seen_ms = now_ms;
+                inst.registered = true;
+                inst.registered_ms = Some(now_ms);
+                inst.register_json = Some(String::from_utf8_lossy(payload).into_owned());
+                reg.version.clone_into(&mut inst.version);
+                reg.start_time.clone_into(&mut inst.start_time);
+                hostname.clone_into(&mut inst.hostname);
+                inst.pid = reg.pid;
+                Ok(Ingested::Events(vec![FleetEvent::Registered {
+                    instance_id: instance.to_owned(),
+                    node_name: node.to_owned(),
+                    version: reg.version.to_owned(),
+                }]))
+            }
+            // An empty status is a pruning engine clearing the retained message.
+            Kind::Status if payload.is_empty() => Ok(Ingested::Quiet),
+            Kind::Status => {
+                let st = StatusView::parse(payload)?;
+                check(st.node_name, st.instance_id)?;
+                let to = match Status::parse(st.status) {
+                    Some(s @ (Status::Online | Status::Offline | Status::Lost)) => s,
+                    _ => return Err(IngestError::UnknownStatus),
+                };
+                let inst = self.entry(node, instance, now_ms);
+                inst.last_seen_ms = now_ms;
+                let from = inst.status;
+                if from == to {
+                    return Ok(Ingested::Quiet);
+                }
+                inst.status = to;
+                inst.status_changed_ms = now_ms;
+                Ok(Ingested::Events(vec![FleetEvent::StatusChanged { instance_id: instance.to_owned(), from, to }]))
+            }
+            Kind::Result => {
+                let r = ResultView::parse(payload)?;
+                check(r.node_name, r.instance_id)?;
+                Ok(Ingested::Result(ResultRecord {
+                    request_id: unescape(r.request_id),
+                    instance_id: instance.to_owned(),
+                    node_name: node.to_owned(),
+                    command: unescape(r.command),
+                    success: r.success,
+                    message: unescape(r.message),
+                    data: r.data.map(|d| d.as_str().to_owned()),
+                    state: unescape(r.state),
+                    timestamp: r.timestamp.to_owned(),
+                    received_ms: now_ms,
+                }))
+            }
+        }
+    }
+
+    /// Marks online instances silent since before `silent_since_ms` as missing.
+    pub(crate) fn mark_missing(&mut self, silent_since_ms: i64, now_ms: i64) -> Vec<FleetEvent> {
+        let mut events = Vec::new();
+        for (i, inst) in self.instances.iter_mut().enumerate() {
+            if inst.status == Status::Online && inst.last_seen_ms < silent_since_ms {
+                events.push(FleetEvent::StatusChanged {
+                    instance_id: inst.instance_id.clone(),
+                    from: Status::Online,
+                    to: Status::Missing,
+                });
+                inst.status = Status::Missing;
+                inst.status_changed_ms = now_ms;
+                if !inst.dirty {
+                    inst.dirty = true;
+                    self.dirty.push(i);
+                }
+            }
+        }
+        events
+    }
+
+    /// Gives every instance a fresh start for missing detection: an engine that just started
+    /// has not been listening, so silence is counted from now.
+    pub(crate) fn listening_from(&mut self, now_ms: i64) {
+        for inst in &mut self.instances {
+            inst.last_seen_ms = inst.last_seen_ms.max(now_ms);
+        }
+    }
+
+    /// Removes `lost` and `offline` instances whose status is older than `before_ms`; returns
+    /// them.
+    pub(crate) fn prune(&mut self, before_ms: i64) -> Vec<Instance> {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.instances)
+            .into_iter()
+            .partition(|i| matches!(i.status, Status::Lost | Status::Offline) && i.status_changed_ms < before_ms);
+        *self = Self { heartbeat_events: self.heartbeat_events, ..Self::from_instances(kept) };
+        // Whatever was waiting to be flushed is flushed with the next change; re-mark it all.
+        for (i, inst) in self.instances.iter_mut().enumerate() {
+            inst.dirty = true;
+            self.dirty.push(i);
+        }
+        gone
+    }
+
+    /// The instances changed since the last call, now considered saved.
+    pub(crate) fn take_dirty(&mut self) -> Vec<&Instance> {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
+            if let Some(inst) = self.instances.get_mut(i) {
+                inst.dirty = false;
+            }
+        }
+        dirty.into_iter().filter_map(|i| self.instances.get(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HB: &str = r#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-h-1","status":"running","pid":1,"uptime":5,"version":"1.0","hostname":"h","metrics":{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":4}}"#;
+
+    fn status(s: &str) -> String {
+        format!(r#"{{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-h-1","status":"{s}"}}"#)
+    }
+
+    #[test]
+    fn topics_split_under_a_multi_level_prefix_and_nothing_else() {
+        assert_eq!(
+            split_topic("corp/fleet", "corp/fleet/app/app-h-1/heartbeat"),
+            Some(("app", "app-h-1", Kind::Heartbeat))
+        );
+        assert_eq!(split_topic("p", "p/app/control"), None);
+        assert_eq!(split_topic("p", "p/app/i/result/x"), None);
+        assert_eq!(split_topic("p", "px/app/i/result"), None);
+    }
+
+    #[test]
+    fn a_heartbeat_registers_metrics_and_brings_a_missing_instance_back() {
+        let mut r = Registry::default();
+        let topic = "subnodesync/app/app-h-1/heartbeat";
+        assert_eq!(r.ingest("subnodesync", topic, HB.as_bytes(), 1000), Ok(Ingested::Quiet));
+        let inst = r.get("app-h-1").unwrap();
+        assert_eq!(
+            (inst.cpu_centipercent, inst.memory_mb, inst.uptime, inst.heartbeats),
+            (Some(250), Some(128), Some(5), 1)
+        );
+        assert_eq!(r.mark_missing(2000, 2000).len(), 1);
+        assert_eq!(r.get("app-h-1").unwrap().status, Status::Missing);
+        let back = r.ingest("subnodesync", topic, HB.as_bytes(), 3000).unwrap();
+        assert!(
+            matches!(back, Ingested::Events(e) if e == [FleetEvent::StatusChanged { instance_id: "app-h-1".into(), from: Status::Missing, to: Status::Online }])
+        );
+        assert_eq!(r.take_dirty().len(), 1);
+        assert!(r.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn status_messages_change_status_and_prune_takes_only_old_dead_instances() {
+        let mut r = Registry::default();
+        let topic = "subnodesync/app/app-h-1/status";
+        r.ingest("subnodesync", topic, status("online").as_bytes(), 0).unwrap();
+        r.ingest("subnodesync", topic, status("lost").as_bytes(), 10).unwrap();
+        assert_eq!(r.get("app-h-1").unwrap().status, Status::Lost);
+        assert!(r.prune(5).is_empty());
+        assert_eq!(r.prune(20).len(), 1);
+        assert!(r.get("app-h-1").is_none());
+    }
+
+    #[test]
+    fn bad_input_gets_a_typed_error() {
+        let mut r = Registry::default();
+        assert_eq!(r.ingest("subnodesync", "other/x", b"{}", 0), Err(IngestError::Topic));
+        assert!(matches!(
+            r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", b"{", 0),
+            Err(IngestError::Payload(_))
+        ));
+        assert_eq!(
+            r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", HB.as_bytes(), 0),
+            Err(IngestError::TopicMismatch)
+        );
+        assert_eq!(
+            r.ingest("subnodesync", "subnodesync/app/app-h-1/status", status("dancing").as_bytes(), 0),
+            Err(IngestError::UnknownStatus)
+        );
+        assert!(r.instances().is_empty());
+    }
+}

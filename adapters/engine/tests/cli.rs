@@ -1,0 +1,440 @@
+//! `subnode` as a user runs it: a subprocess against real brokers the tests start (mosquitto
+//! from the testkit, rumqttd through `subnode broker`) and real nodes (`subnode node`
+//! processes, so they can be frozen and killed like any process).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use subnodesync_testkit::{free_port, Broker, WAIT};
+
+const SUBNODE: &str = env!("CARGO_BIN_EXE_subnode");
+
+/// A scratch directory for one test's databases, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("subnode-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the scratch dir");
+        Self(dir)
+    }
+
+    fn db(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `subnode` with a clean environment pointed at `url`, heartbeats every second.
+fn subnode(url: &str, db: &str) -> Command {
+    let mut cmd = Command::new(SUBNODE);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SUBNODE_BROKER_URL", url)
+        .env("SUBNODE_DB", db)
+        .env("SUBNODE_HEARTBEAT_INTERVAL", "1s")
+        .env("SUBNODE_RECONNECT_MIN", "100ms")
+        .env("SUBNODE_RECONNECT_MAX", "1s")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `subnode args...` to completion.
+fn run(url: &str, db: &str, args: &[&str]) -> Output {
+    subnode(url, db).args(args).output().expect("run subnode")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A long-running `subnode` (a node or a watch), killed on drop, its stdout collected.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn subnode");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// A node process named `name` on host `host`; its instance id is returned too.
+    fn node(url: &str, name: &str, host: &str) -> (Self, String) {
+        let mut cmd = subnode(url, "/nonexistent/unused.db");
+        cmd.args(["node", name, "--hostname", host]);
+        let node = Self::start(cmd);
+        let id = format!("{name}-{host}-{}", node.child.id());
+        (node, id)
+    }
+
+    /// The JSON lines printed so far.
+    fn events(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Waits for a JSON line for which `pred` holds.
+    fn expect(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = self.events().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "no {what} within {WAIT:?}; saw:\n{:#?}", self.lines.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// SIGTERM, then waits: the clean way out for a node or a watch.
+    fn stop(mut self) {
+        self.signal("-TERM");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_event<'a>(instance: &'a str, to: &str) -> impl Fn(&Value) -> bool + 'a {
+    let to = to.to_owned();
+    move |v| v["event"] == "status" && v["instance_id"] == instance && v["to"] == to.as_str()
+}
+
+/// Waits until `subnode nodes` lists `instance` as online.
+fn wait_online(url: &str, db: &str, instance: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = run(url, db, &["nodes", "--json"]);
+        let list = json(&out);
+        if let Some(i) = list.as_array().into_iter().flatten().find(|i| i["instance_id"] == instance) {
+            if i["status"] == "online" {
+                return i.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{instance} not online within {WAIT:?}: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_registered_node_is_listed_and_a_command_round_trips() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("round-trip");
+    let db = scratch.db("engine.db");
+    let (_node, id) = Running::node(&broker.url(), "app", "h1");
+    let listed = wait_online(&broker.url(), &db, &id);
+    assert_eq!((listed["node_name"].as_str(), listed["registered"].as_bool()), (Some("app"), Some(true)));
+
+    let out = run(&broker.url(), &db, &["send", &id, "echo", "--param", "text=hi", "--param", "n=3", "--json"]);
+    assert!(out.status.success(), "send failed: {}", String::from_utf8_lossy(&out.stderr));
+    let outcome = json(&out);
+    let result = &outcome["results"][0];
+    assert_eq!((result["instance_id"].as_str(), result["success"].as_bool()), (Some(id.as_str()), Some(true)));
+    assert_eq!(result["data"], serde_json::json!({"text": "hi", "n": 3}));
+
+    // The history has the command and its result.
+    let history = json(&run(&broker.url(), &db, &["history", "--json"]));
+    assert_eq!(history[0]["request_id"], outcome["request_id"]);
+    assert_eq!(history[0]["results"][0]["message"], "echoed");
+}
+
+#[test]
+fn a_broadcast_reaches_all_three_instances_and_a_failure_sets_the_exit_code() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("broadcast");
+    let db = scratch.db("engine.db");
+    let nodes: Vec<(Running, String)> =
+        ["h1", "h2", "h3"].iter().map(|h| Running::node(&broker.url(), "shop", h)).collect();
+    for (_, id) in &nodes {
+        wait_online(&broker.url(), &db, id);
+    }
+    let out = run(&broker.url(), &db, &["send", "shop/*", "ping", "--json"]);
+    assert!(out.status.success(), "broadcast failed: {}", String::from_utf8_lossy(&out.stdout));
+    let outcome = json(&out);
+    let answered: Vec<&str> =
+        outcome["results"].as_array().unwrap().iter().filter_map(|r| r["instance_id"].as_str()).collect();
+    let mut ids: Vec<&str> = nodes.iter().map(|(_, id)| id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(answered, ids);
+    assert_eq!(outcome["results"][0]["message"], "pong");
+
+    // An unknown command fails on every instance, and the exit code says so.
+    let out = run(&broker.url(), &db, &["send", "shop/*", "reboot", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let outcome = json(&out);
+    assert_eq!(outcome["results"].as_array().map(Vec::len), Some(3));
+    assert!(outcome["results"].as_array().unwrap().iter().all(|r| r["success"] == false));
+}
+
+#[test]
+fn an_instance_that_is_down_is_reported_as_timed_out() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("timeout");
+    let db = scratch.db("engine.db");
+    let (node, id) = Running::node(&broker.url(), "app", "h1");
+    wait_online(&broker.url(), &db, &id);
+    node.stop();
+    let started = Instant::now();
+    let out = run(&broker.url(), &db, &["send", &id, "ping", "--timeout", "2s", "--retries", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let outcome = json(&out);
+    assert_eq!(outcome["timed_out"], serde_json::json!([id]));
+    assert_eq!((outcome["attempts"].as_u64(), outcome["success"].as_bool()), (Some(2), Some(false)));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn silence_makes_an_instance_missing_and_kill_9_makes_it_lost() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("missing-lost");
+    let mut watch_cmd = subnode(&broker.url(), &scratch.db("engine.db"));
+    watch_cmd.args(["watch", "--json"]);
+    let watch = Running::start(watch_cmd);
+    let (node, id) = Running::node(&broker.url(), "app", "h1");
+    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+
+    // Frozen, the node keeps its connection but sends nothing: three 1 s intervals later it
+    // is missing (the broker's keep-alive would take 90 s to notice).
+    node.signal("-STOP");
+    watch.expect("missing", status_event(&id, "missing"));
+    // Killed, its connection drops without DISCONNECT and the broker publishes the will.
+    node.signal("-KILL");
+    watch.expect("lost", status_event(&id, "lost"));
+}
+
+#[test]
+fn the_registry_survives_an_engine_restart() {
+    let mut broker = Broker::start();
+    let scratch = Scratch::new("restart");
+    let db = scratch.db("engine.db");
+    let mut watch_cmd = subnode(&broker.url(), &db);
+    watch_cmd.args(["watch", "--json"]);
+    let watch = Running::start(watch_cmd);
+    let (_node, id) = Running::node(&broker.url(), "app", "h1");
+    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+    // Let a heartbeat land and be written.
+    std::thread::sleep(Duration::from_millis(2500));
+    watch.stop();
+    broker.kill();
+
+    // No broker at all: the database alone still knows the instance and its metrics.
+    let out = run(&broker.url(), &db, &["nodes", "--offline", "--json"]);
+    let list = json(&out);
+    let instance = list.as_array().unwrap().iter().find(|i| i["instance_id"] == id.as_str()).expect("instance kept");
+    assert_eq!(instance["node_name"], "app");
+    assert!(instance["heartbeats"].as_u64() >= Some(1), "{instance}");
+    assert!(instance["memory_mb"].is_u64(), "{instance}");
+}
+
+#[test]
+fn two_engines_on_a_shared_subscription_ingest_every_heartbeat_exactly_once() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("share");
+    let watch = |db: &str, share: bool| {
+        let mut cmd = subnode(&broker.url(), &scratch.db(db));
+        cmd.args(["watch", "--json", "--heartbeats"]);
+        if share {
+            cmd.args(["--share", "ingest"]);
+        }
+        Running::start(cmd)
+    };
+    let (a, b, observer) = (watch("a.db", true), watch("b.db", true), watch("observer.db", false));
+    // All three subscribed before the first heartbeat: their connections take a moment.
+    std::thread::sleep(Duration::from_secs(2));
+    let nodes: Vec<(Running, String)> =
+        ["h1", "h2", "h3", "h4"].iter().map(|h| Running::node(&broker.url(), "app", h)).collect();
+    std::thread::sleep(Duration::from_secs(5));
+    for (node, _) in nodes {
+        node.stop();
+    }
+    // Whatever was in flight arrives.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let heartbeats = |r: &Running| -> BTreeMap<(String, String), usize> {
+        let mut seen = BTreeMap::new();
+        for v in r.events().into_iter().filter(|v| v["event"] == "heartbeat") {
+            let key = (v["instance_id"].as_str().unwrap().to_owned(), v["timestamp"].as_str().unwrap().to_owned());
+            *seen.entry(key).or_insert(0) += 1;
+        }
+        seen
+    };
+    let (seen_a, seen_b, all) = (heartbeats(&a), heartbeats(&b), heartbeats(&observer));
+    assert!(all.values().sum::<usize>() >= 12, "too few heartbeats to tell: {all:?}");
+    assert!(
+        !seen_a.is_empty() && !seen_b.is_empty(),
+        "the broker gave one engine everything: a {seen_a:?} b {seen_b:?}"
+    );
+    // Exactly once between them: every heartbeat the observer saw went to one engine, once.
+    let mut merged = seen_a.clone();
+    for (k, n) in &seen_b {
+        assert!(!seen_a.contains_key(k), "{k:?} ingested by both engines");
+        *merged.entry(k.clone()).or_insert(0) += n;
+    }
+    assert_eq!(merged, all);
+}
+
+#[test]
+fn the_embedded_rumqttd_broker_carries_a_command_round_trip() {
+    let port = free_port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let scratch = Scratch::new("rumqttd");
+    let db = scratch.db("engine.db");
+    let mut broker_cmd = subnode(&url, &db);
+    broker_cmd.args(["broker", "--port", &port.to_string()]);
+    let _broker = Running::start(broker_cmd);
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "subnode broker did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_node, id) = Running::node(&url, "app", "h1");
+    wait_online(&url, &db, &id);
+    let out = run(&url, &db, &["send", "app/*", "status", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let outcome = json(&out);
+    assert_eq!(outcome["results"][0]["data"]["status"], "running");
+}
+
+#[test]
+fn bad_settings_and_arguments_are_refused_with_exit_code_2() {
+    let scratch = Scratch::new("usage");
+    let db = scratch.db("engine.db");
+    let out = run("nope", &db, &["nodes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SUBNODE_BROKER_URL"));
+    let out = run("mqtt://127.0.0.1:1", &db, &["send", "a/*", "ping", "--params-json", "[1]"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
+}
+
+/// A CA and a server certificate for `localhost`, as PEM files in `dir`: (ca, cert, key).
+fn make_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("write a PEM file");
+        path
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "subnode test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).expect("self-signed CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["localhost".into()]).expect("server params");
+    let cert = server.signed_by(&key, &issuer).expect("server certificate");
+    (write("ca.pem", ca_cert.pem()), write("server.pem", cert.pem()), write("server.key", key.serialize_pem()))
+}
+
+#[test]
+fn mqtts_with_the_nodes_tls_settings_carries_a_command() {
+    let mut ca = None;
+    let broker = Broker::start_with(|dir| {
+        let (ca_file, cert, key) = make_pki(dir);
+        ca = Some(ca_file.clone());
+        format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\n",
+            ca_file.display(),
+            cert.display(),
+            key.display()
+        )
+    });
+    let ca = ca.expect("the PKI was made").display().to_string();
+    let url = format!("mqtts://localhost:{}", broker.port());
+    let scratch = Scratch::new("tls");
+    let db = scratch.db("engine.db");
+    let mut node_cmd = subnode(&url, &db);
+    node_cmd.env("SUBNODE_TLS_CA", &ca).args(["node", "app", "--hostname", "h1"]);
+    let node = Running::start(node_cmd);
+    let id = format!("app-h1-{}", node.child.id());
+
+    let send = |ca_flag: &str| {
+        let mut cmd = subnode(&url, &db);
+        cmd.args(["--tls-ca", ca_flag, "send", &id, "ping", "--timeout", "5s", "--json"]).output().expect("run subnode")
+    };
+    let deadline = Instant::now() + WAIT;
+    let out = loop {
+        let out = send(&ca);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["results"][0]["message"], "pong");
+
+    // A CA file that is not there is a settings error, before any connection.
+    let out = send("/nonexistent/ca.pem");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SUBNODE_TLS_CA"));
+}
+
+#[test]
+fn prune_forgets_an_old_offline_instance_and_clears_its_retained_status() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("prune");
+    let db = scratch.db("engine.db");
+    let (node, id) = Running::node(&broker.url(), "app", "h1");
+    wait_online(&broker.url(), &db, &id);
+    node.stop();
+    // The engine sees the clean stop: status offline (retained), register cleared.
+    let deadline = Instant::now() + WAIT;
+    while !json(&run(&broker.url(), &db, &["nodes", "--json"]))
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| i["instance_id"] == id.as_str() && i["status"] == "offline")
+    {
+        assert!(Instant::now() < deadline, "{id} never went offline");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Too young to prune, then old enough.
+    assert_eq!(json(&run(&broker.url(), &db, &["prune", "--older-than", "1h", "--json"])), serde_json::json!([]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(json(&run(&broker.url(), &db, &["prune", "--older-than", "1s", "--json"])), serde_json::json!([id]));
+
+    // Gone from this registry, and from the broker: an engine with a fresh database learns of
+    // no such instance.
+    let listed = json(&run(&broker.url(), &db, &["nodes", "--json", "--offline"]));
+    assert!(!listed.as_array().unwrap().iter().any(|i| i["instance_id"] == id.as_str()), "{listed}");
+    let fresh = json(&run(&broker.url(), &scratch.db("fresh.db"), &["nodes", "--json"]));
+    assert_eq!(fresh, serde_json::json!([]));
+}
