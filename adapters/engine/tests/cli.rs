@@ -342,41 +342,11 @@ fn bad_settings_and_arguments_are_refused_with_exit_code_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
 }
 
-/// A CA and a server certificate for `localhost`, as PEM files in `dir`: (ca, cert, key).
-fn make_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-    let write = |name: &str, pem: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).expect("write a PEM file");
-        path
-    };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "subnode test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let ca_cert = ca.self_signed(&ca_key).expect("self-signed CA");
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["localhost".into()]).expect("server params");
-    let cert = server.signed_by(&key, &issuer).expect("server certificate");
-    (write("ca.pem", ca_cert.pem()), write("server.pem", cert.pem()), write("server.key", key.serialize_pem()))
-}
-
 #[test]
 fn mqtts_with_the_nodes_tls_settings_carries_a_command() {
-    let mut ca = None;
-    let broker = Broker::start_with(|dir| {
-        let (ca_file, cert, key) = make_pki(dir);
-        ca = Some(ca_file.clone());
-        format!(
-            "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\n",
-            ca_file.display(),
-            cert.display(),
-            key.display()
-        )
-    });
-    let ca = ca.expect("the PKI was made").display().to_string();
+    // The test kit's TLS broker: its own port speaks TLS with a certificate for `localhost`.
+    let (broker, pki, _plain) = subnodesync_testkit::tls::tls_broker(false);
+    let ca = pki.ca.display().to_string();
     let url = format!("mqtts://localhost:{}", broker.port());
     let scratch = Scratch::new("tls");
     let db = scratch.db("engine.db");

@@ -19,13 +19,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::scenarios;
 use common::{assert_no_retained, free_port, Engine, WAIT};
-use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
 use subnodesync_tokio::NodeBuilder;
 
 /// An in-process rumqttd serving MQTT 3.1.1 on 127.0.0.1:`port`, without TLS, authentication,
@@ -39,7 +37,8 @@ impl Rumqttd {
     fn start() -> Self {
         for _ in 0..5 {
             let port = free_port();
-            let config = config(port);
+            // The same rumqttd settings as `subnode broker`.
+            let config = subnodesync_engine::broker_config([127, 0, 0, 1].into(), port);
             // `Broker::start` blocks for as long as the broker runs. It returns early when the
             // listener could not be set up (the port was taken meanwhile, say): the server thread
             // logs the error and ends, and `start` returns `Ok` all the same, so only the thread
@@ -71,39 +70,6 @@ impl Rumqttd {
 
     fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-/// One v4 (MQTT 3.1.1) server on 127.0.0.1:`port`.
-fn config(port: u16) -> Config {
-    let server = ServerSettings {
-        name: format!("v4-{port}"),
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            // Time allowed between the TCP accept and the CONNECT packet.
-            connection_timeout_ms: 5_000,
-            // The engine's and the node's packets are a few KiB at most.
-            max_payload_size: 64 * 1024,
-            max_inflight_count: 100,
-            auth: None,
-            external_auth: None,
-            // Without these a PUBLISH to a topic nobody subscribed to yet is refused.
-            dynamic_filters: true,
-        },
-    };
-    Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 64,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 1024 * 1024,
-            max_segment_count: 10,
-            ..RouterConfig::default()
-        },
-        v4: Some(HashMap::from([("1".to_owned(), server)])),
-        ..Config::default()
     }
 }
 

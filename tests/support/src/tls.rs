@@ -15,17 +15,23 @@ use tokio::sync::broadcast;
 use crate::{base, free_port, Broker, Engine, WAIT};
 
 /// PEM files in a broker's directory.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The test CA's certificate: what a client trusts.
+    pub ca: PathBuf,
+    /// The server certificate, for `localhost` only.
+    pub server_cert: PathBuf,
+    /// Its private key.
+    pub server_key: PathBuf,
+    /// A client certificate (CN `tls-client`).
+    pub client_cert: PathBuf,
+    /// Its private key.
+    pub client_key: PathBuf,
 }
 
 /// A CA, a server certificate for `localhost` only and a client certificate (CN `tls-client`),
 /// written as PEM files into `dir`.
-fn make_pki(dir: &Path) -> Pki {
+pub fn make_pki(dir: &Path) -> Pki {
     let write = |name: &str, pem: String| {
         let path = dir.join(name);
         std::fs::write(&path, pem).expect("write a PEM file");
@@ -61,7 +67,7 @@ fn make_pki(dir: &Path) -> Pki {
 
 /// A broker whose own port is a TLS listener (asking for a client certificate if
 /// `require_certificate`), plus a plain listener for the engine; its PKI and the plain port.
-fn tls_broker(require_certificate: bool) -> (Broker, Pki, u16) {
+pub fn tls_broker(require_certificate: bool) -> (Broker, Pki, u16) {
     let plain = free_port();
     let mut pki = None;
     let broker = Broker::start_with(|dir| {
