@@ -260,8 +260,7 @@ pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
     if let Some(registration) = http_registration {
         registration.abort();
     }
-    let reason = driver.finish();
-    _failed.0.set_stopped(reason);
+    driver.finish();
 }
 
 /// Marks the node [`StopReason::Failed`] if its task ends without a reason (it panicked or was
@@ -270,7 +269,11 @@ struct StopGuard(Arc<Shared>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
-        self.0.set_stopped(StopReason::Failed);
+        // Ended without `finish` (a panic, or `stop` aborting a stuck task): say so anyway.
+        if self.0.set_stopped(StopReason::Failed) {
+            self.0.connected.store(false, Ordering::Relaxed);
+            self.0.emit(LifecycleEvent::Stopped);
+        }
     }
 }
 
@@ -718,13 +721,16 @@ impl<R: Runtime> Driver<'_, R> {
         let command = Command { name, request_id, parameters, deadline };
         // Its own task, caught if it panics, and abortable when the core times the command out.
         let (abort, registration) = AbortHandle::new_pair();
-        let run = Abortable::new(AssertUnwindSafe(handler.handle(ctx, command)).catch_unwind(), registration);
+        // The call itself happens inside the guarded future, so a handler that panics before it
+        // returns its future is caught too.
+        let call = async move { handler.handle(ctx, command).await };
+        let run = Abortable::new(AssertUnwindSafe(call).catch_unwind(), registration);
         self.running.insert(id, Running { abort, _cancel: cancel });
         R::spawn(supervise::<R>(run, id, limit, self.inbox.clone()).instrument(span));
     }
 
-    /// Cancels what still runs and says goodbye; returns why the node stopped.
-    fn finish(mut self) -> StopReason {
+    /// Cancels what still runs, records why the node stopped and says goodbye.
+    fn finish(mut self) {
         for (_, running) in self.running.drain() {
             running.abort.abort();
         }
@@ -732,8 +738,9 @@ impl<R: Runtime> Driver<'_, R> {
         self.shared.connected.store(false, Ordering::Relaxed);
         let reason = self.stop_reason.unwrap_or(StopReason::Application);
         tracing::info!(?reason, "node stopped");
+        // The reason first: whoever hears `Stopped` can read it.
+        self.shared.set_stopped(reason);
         self.shared.emit(LifecycleEvent::Stopped);
-        reason
     }
 }
 

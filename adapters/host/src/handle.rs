@@ -134,9 +134,14 @@ impl Shared {
     }
 
     /// Records why the node stopped (the first reason wins) and wakes whoever waits for it.
-    pub(crate) fn set_stopped(&self, reason: StopReason) {
-        self.stopped.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+    /// Returns whether this call set it.
+    pub(crate) fn set_stopped(&self, reason: StopReason) -> bool {
+        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = stopped.is_none();
+        stopped.get_or_insert(reason);
+        drop(stopped);
         self.stopped_notify.notify_waiters();
+        first
     }
 
     fn stop_reason(&self) -> Option<StopReason> {
@@ -182,8 +187,9 @@ impl NodeHandle {
         self.shared.connected.load(Ordering::Relaxed)
     }
 
-    /// Lifecycle events. The first call receives every event since start; later calls receive
-    /// events from then on. A receiver that falls more than [`LIFECYCLE_BACKLOG`] events behind
+    /// Lifecycle events. The first call receives the events since start (the latest
+    /// [`LIFECYCLE_BACKLOG`] of them, if more happened before it); later calls receive events
+    /// from then on. A receiver that falls more than [`LIFECYCLE_BACKLOG`] events behind
     /// skips the oldest (and is told so with `RecvError::Lagged`).
     pub fn events(&self) -> broadcast::Receiver<LifecycleEvent> {
         let mut events = self.shared.events.lock().unwrap_or_else(PoisonError::into_inner);

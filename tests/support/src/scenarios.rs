@@ -305,14 +305,20 @@ pub async fn a_panicking_handler_fails_its_command_and_the_node_carries_on<R: Ru
         }
         Ok(CommandResult::ok("unreachable"))
     });
-    let (handle, base) = online(with_handlers(node("panicky")).handler(panicky), &mut engine).await;
+    // Panics in the call itself, before it has a future to return.
+    let at_once = handler_fn("panic-now", |_ctx, _cmd| -> std::future::Ready<subnodesync_host::HandlerResult> {
+        panic!("boom at once")
+    });
+    let builder = with_handlers(node("panicky")).handler(panicky).handler(at_once);
+    let (handle, base) = online(builder, &mut engine).await;
 
-    engine.command(&base, "r-panic", "panic", json!({})).await;
-    let panicked = engine.result(&base, "r-panic").await;
-    assert_eq!(
-        (panicked["success"].as_bool(), panicked["message"].as_str()),
-        (Some(false), Some("handler panicked: boom"))
-    );
+    for (request_id, command, message) in
+        [("r-panic", "panic", "handler panicked: boom"), ("r-now", "panic-now", "handler panicked: boom at once")]
+    {
+        engine.command(&base, request_id, command, json!({})).await;
+        let panicked = engine.result(&base, request_id).await;
+        assert_eq!((panicked["success"].as_bool(), panicked["message"].as_str()), (Some(false), Some(message)));
+    }
     engine.command(&base, "r-echo", "echo", json!({ "still": "here" })).await;
     assert_eq!(engine.result(&base, "r-echo").await["data"], json!({ "still": "here" }));
     assert!(handle.is_connected());
