@@ -5,7 +5,7 @@
 use subnodesync_smol::{Error, NodeBuilder};
 
 // The scenarios every runtime adapter passes (the test kit's), on smol.
-subnodesync_testkit::mosquitto_scenarios!(subnodesync_smol::Smol);
+subnodesync_testkit::broker_scenarios!(subnodesync_smol::Smol);
 
 /// A bad setting is an error from `start`, naming the variable, on smol as on tokio.
 #[test]

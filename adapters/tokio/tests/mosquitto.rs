@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use subnodesync_tokio::{handler_fn, CommandResult, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason};
 
 // The scenarios every runtime adapter passes (the test kit's), on tokio.
-subnodesync_testkit::mosquitto_scenarios!(subnodesync_tokio::Tokio);
+subnodesync_testkit::broker_scenarios!(subnodesync_tokio::Tokio);
 
 /// A node on `broker` with the suite's short intervals, ignoring the process environment.
 fn node(broker: &Broker, name: &str) -> NodeBuilder {

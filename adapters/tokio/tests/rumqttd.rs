@@ -22,9 +22,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::scenarios;
 use common::{assert_no_retained, free_port, Engine, WAIT};
-use subnodesync_tokio::NodeBuilder;
 
 /// An in-process rumqttd serving MQTT 3.1.1 on 127.0.0.1:`port`, without TLS, authentication,
 /// websockets, metrics or console.
@@ -73,47 +71,16 @@ impl Rumqttd {
     }
 }
 
-/// A node on `broker` with the suite's short intervals, ignoring the process environment.
-fn node(broker: &Rumqttd, name: &str) -> NodeBuilder {
-    scenarios::suite_node(&broker.url(), name)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_status_and_heartbeat_carry_every_field() {
-    let broker = Rumqttd::start();
-    scenarios::register_status_and_heartbeat_carry_every_field(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ping_and_an_application_command_are_answered() {
-    let broker = Rumqttd::start();
-    scenarios::ping_and_an_application_command_are_answered(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_command_fails() {
-    let broker = Rumqttd::start();
-    scenarios::an_unknown_command_fails(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_request_id_is_not_run_again() {
-    let broker = Rumqttd::start();
-    scenarios::a_duplicate_request_id_is_not_run_again(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_command_reaches_every_instance() {
-    let broker = Rumqttd::start();
-    scenarios::a_broadcast_command_reaches_every_instance(broker.port(), |name| node(&broker, name)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_stop_leaves_status_offline_retained_and_no_register() {
-    let broker = Rumqttd::start();
-    scenarios::a_clean_stop_leaves_status_offline_retained_and_no_register(broker.port(), |name| node(&broker, name))
-        .await;
-}
+// The broker scenarios the tokio adapter passes on mosquitto, on rumqttd (the restart and TLS
+// ones need mosquitto's process and TLS listener).
+subnodesync_testkit::broker_scenarios!(subnodesync_tokio::Tokio, Rumqttd;
+    register_status_and_heartbeat_carry_every_field,
+    ping_and_an_application_command_are_answered,
+    an_unknown_command_fails,
+    a_duplicate_request_id_is_not_run_again,
+    a_broadcast_command_reaches_every_instance,
+    a_clean_stop_leaves_status_offline_retained_and_no_register,
+);
 
 /// rumqttd deviation: under MQTT 3.1.1 an empty PUBLISH without the RETAIN flag is an ordinary
 /// message and leaves the retained one alone; rumqttd 0.20 deletes it. If this starts failing

@@ -398,13 +398,17 @@ pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime
     handle.stop().await;
 }
 
-/// Defines one `#[tokio::test]` per scenario above and per [`crate::tls`] scenario, each against a
-/// fresh mosquitto, with the nodes of the runtime adapter `$runtime` built by [`suite_node`]: a
-/// runtime adapter's whole shared suite in one line.
+/// Defines one `#[tokio::test]` per scenario, with the nodes of the runtime adapter `$runtime`
+/// built by [`suite_node`]:
+///
+/// * `broker_scenarios!(Runtime)`: every scenario above and every [`crate::tls`] scenario, each
+///   against a fresh mosquitto: a runtime adapter's whole shared suite in one line;
+/// * `broker_scenarios!(Runtime, BrokerType; scenario, ...)`: the named scenarios of this module
+///   against another broker, any type with `start()`, `port()` and `url()` as [`Broker`] has.
 #[macro_export]
-macro_rules! mosquitto_scenarios {
+macro_rules! broker_scenarios {
     ($runtime:ty) => {
-        $crate::mosquitto_scenarios!(@each $runtime;
+        $crate::broker_scenarios!($runtime, $crate::Broker;
             register_status_and_heartbeat_carry_every_field,
             ping_and_an_application_command_are_answered,
             an_unknown_command_fails,
@@ -414,7 +418,7 @@ macro_rules! mosquitto_scenarios {
             a_handler_past_the_engines_deadline_gets_a_failed_result,
             a_clean_stop_leaves_status_offline_retained_and_no_register,
         );
-        $crate::mosquitto_scenarios!(@tls $runtime;
+        $crate::broker_scenarios!(@tls $runtime;
             over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands,
             a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error,
             a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one,
@@ -437,10 +441,10 @@ macro_rules! mosquitto_scenarios {
             $crate::tls::$scenario::<$runtime>().await;
         }
     )*};
-    (@each $runtime:ty; $($scenario:ident),* $(,)?) => {$(
+    ($runtime:ty, $broker:ty; $($scenario:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $scenario() {
-            let broker = $crate::Broker::start();
+            let broker = <$broker>::start();
             let url = broker.url();
             $crate::scenarios::$scenario(broker.port(), |name| $crate::scenarios::suite_node::<$runtime>(&url, name))
                 .await;
