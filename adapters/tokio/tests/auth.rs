@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::scenarios::next_event;
+use common::scenarios::{self, next_event};
 use common::{password_file, Broker, Engine, WAIT};
 use serde_json::json;
 use subnodesync_tokio::{ConnectRefused, DisconnectReason, LifecycleEvent, NodeBuilder};
@@ -42,17 +42,11 @@ fn secured_broker(acl: bool) -> Broker {
 
 /// Node `app` on `broker` with `password`, short intervals, no process environment.
 fn node(broker: &Broker, password: &str, hostname: &str) -> NodeBuilder {
-    NodeBuilder::new("app")
-        .env(|_| None)
-        .broker_url(broker.url())
+    scenarios::suite_node(&broker.url(), "app")
         .username("app")
         .password(password)
         .hostname(hostname)
-        .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(2))
         .reconnect_min(Duration::from_millis(200))
-        .reconnect_max(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(2))
 }
 
 async fn engine(broker: &Broker) -> Engine {

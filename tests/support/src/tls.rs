@@ -88,18 +88,12 @@ pub fn tls_broker(require_certificate: bool) -> (Broker, Pki, u16) {
     (broker, pki.expect("the PKI was made"), plain)
 }
 
-/// A node on the TLS listener at `host`, trusting the test CA.
+/// A node on the TLS listener at `host`, trusting the test CA: the suites' node, over TLS.
 fn node<R: Runtime>(broker: &Broker, pki: &Pki, host: &str, name: &str) -> NodeBuilder<R> {
-    NodeBuilder::new(name)
-        .env(|_| None)
-        .broker_url(format!("mqtts://{host}:{}", broker.port()))
+    crate::scenarios::suite_node(&format!("mqtts://{host}:{}", broker.port()), name)
         .tls_ca(&pki.ca)
         .hostname("tls-host")
-        .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(2))
         .reconnect_min(Duration::from_millis(200))
-        .reconnect_max(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(2))
 }
 
 /// The first `Connected` or `Disconnected` event, within [`WAIT`].
