@@ -421,15 +421,28 @@ pub mod field {
 /// a name wins, as in [`Object::get`].
 fn members<'a, const N: usize>(payload: &'a [u8], names: [&str; N]) -> Result<[Option<RawJson<'a>>; N], PayloadError> {
     let mut found = [None; N];
-    Object::parse_with(payload, |key, value| {
-        if let Some(slot) = names.iter().position(|n| *n == key).and_then(|i| found.get_mut(i)) {
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-        }
-    })
-    .map_err(PayloadError::Malformed)?;
+    Object::parse_with(payload, |key, value| keep_first(&mut found, &names, key, value))
+        .map_err(PayloadError::Malformed)?;
     Ok(found)
+}
+
+/// Files `value` under `key`'s slot in `found` if `key` is one of `names` and not seen yet.
+fn keep_first<'a, const N: usize>(
+    found: &mut [Option<RawJson<'a>>; N],
+    names: &[&str; N],
+    key: &str,
+    value: RawJson<'a>,
+) {
+    if let Some(slot) = names.iter().position(|n| *n == key).and_then(|i| found.get_mut(i)) {
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+}
+
+/// The process id: an unsigned integer that fits 32 bits.
+fn pid(value: Option<RawJson<'_>>) -> Result<u32, PayloadError> {
+    u32::try_from(unsigned(value, field::PID)?).map_err(|_| PayloadError::WrongType(field::PID))
 }
 
 fn required<'a>(value: Option<RawJson<'a>>, name: &'static str) -> Result<RawJson<'a>, PayloadError> {
@@ -502,7 +515,7 @@ impl<'a> RegisterView<'a> {
     /// Reads a non-empty register payload (an empty one means "deregistered", §5.1).
     pub fn parse(payload: &'a [u8]) -> Result<Self, PayloadError> {
         use field::*;
-        let [ts, name, id, version, pid, start, caps, meta, nv] = members(
+        let [ts, name, id, version, pid_value, start, caps, meta, nv] = members(
             payload,
             [TIMESTAMP, NODE_NAME, INSTANCE_ID, VERSION, PID, START_TIME, CAPABILITIES, METADATA, NODE_VERSION],
         )?;
@@ -517,7 +530,7 @@ impl<'a> RegisterView<'a> {
             node_name: string(name, NODE_NAME)?,
             instance_id: string(id, INSTANCE_ID)?,
             version: string(version, VERSION)?,
-            pid: u32::try_from(unsigned(pid, PID)?).map_err(|_| PayloadError::WrongType(PID))?,
+            pid: pid(pid_value)?,
             start_time: string(start, START_TIME)?,
             capabilities,
             metadata: object(meta, METADATA)?,
@@ -565,29 +578,20 @@ impl<'a> HeartbeatView<'a> {
     /// Reads a heartbeat payload.
     pub fn parse(payload: &'a [u8]) -> Result<Self, PayloadError> {
         use field::*;
-        let [ts, name, id, status, pid, uptime, version, hostname, metrics] =
+        let [ts, name, id, status, pid_value, uptime, version, hostname, metrics] =
             members(payload, [TIMESTAMP, NODE_NAME, INSTANCE_ID, STATUS, PID, UPTIME, VERSION, HOSTNAME, METRICS])?;
         let metrics = object(metrics, METRICS)?;
-        let [cpu, memory, threads] = {
-            let mut fixed = [None; 3];
-            // First occurrence wins, as everywhere else.
-            for (key, value) in metrics.members() {
-                if let Some(slot) =
-                    [CPU, MEMORY_MB, THREADS].iter().position(|n| *n == key).and_then(|i| fixed.get_mut(i))
-                {
-                    if slot.is_none() {
-                        *slot = Some(value);
-                    }
-                }
-            }
-            fixed
-        };
+        let mut fixed = [None; 3];
+        for (key, value) in metrics.members() {
+            keep_first(&mut fixed, &[CPU, MEMORY_MB, THREADS], key, value);
+        }
+        let [cpu, memory, threads] = fixed;
         Ok(Self {
             timestamp: string(ts, TIMESTAMP)?,
             node_name: string(name, NODE_NAME)?,
             instance_id: string(id, INSTANCE_ID)?,
             status: string(status, STATUS)?,
-            pid: u32::try_from(unsigned(pid, PID)?).map_err(|_| PayloadError::WrongType(PID))?,
+            pid: pid(pid_value)?,
             uptime: unsigned(uptime, UPTIME)?,
             version: string(version, VERSION)?,
             hostname: string(hostname, HOSTNAME)?,
