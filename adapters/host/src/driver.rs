@@ -644,7 +644,6 @@ impl<R: Runtime> Driver<'_, R> {
     /// once when there is one, otherwise a sample from a blocking thread, sent back as a
     /// message.
     fn start_sample(&mut self) -> Then {
-        let tx = self.inbox.clone();
         match &mut self.sampler {
             SampleSource::Shared => {
                 let shared = SharedSampler::global();
@@ -660,6 +659,7 @@ impl<R: Runtime> Driver<'_, R> {
                     // The process's first sample: this heartbeat waits for it.
                     (None, refresh) => {
                         let take = move || refresh.map_or_else(|| shared.sample(SHARED_SAMPLE_MAX_AGE), Refresh::run);
+                        let tx = self.inbox.clone();
                         R::spawn(async move {
                             let sample = R::unblock(take).await.unwrap_or_default();
                             tx.send(Msg::Sampled(sample));
@@ -671,6 +671,7 @@ impl<R: Runtime> Driver<'_, R> {
             SampleSource::Own(slot) => {
                 // Out taking the previous sample, which will serve this heartbeat.
                 let Some(mut sampler) = slot.take() else { return Then::Nothing };
+                let tx = self.inbox.clone();
                 R::spawn(async move {
                     let sampled = R::unblock(move || {
                         let sample = sampler.sample();
