@@ -4,8 +4,30 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
 use subnodesync_host::serde_json::json;
-use subnodesync_host::{handler_fn, init_logging, CommandResult, NodeBuilder, NodeHandle, Runtime, StopReason};
+
+use subnodesync_host::{
+    handler_fn, init_logging, BufferSizes, CommandResult, NodeBuilder, NodeHandle, Runtime, StopReason,
+};
+
+/// The node name of every benchmark fleet node (instance ids differ by host name).
+pub const FLEET_NODE_NAME: &str = "fleet";
+
+/// Node `i` of a benchmark fleet on the broker at `url`: named [`FLEET_NODE_NAME`], host `h{i}`, version
+/// `1.0.0`, one heartbeat a second, a 60 s keep-alive, `sizes` for its buffers, its own seed,
+/// and no process environment. `fleet_bench` and the engine's end-to-end bench both run these.
+pub fn fleet_node<R>(url: &str, i: usize, sizes: BufferSizes) -> NodeBuilder<R> {
+    NodeBuilder::new(FLEET_NODE_NAME)
+        .env(|_| None)
+        .broker_url(url)
+        .hostname(format!("h{i}"))
+        .version("1.0.0")
+        .heartbeat_interval(Duration::from_secs(1))
+        .keepalive(Duration::from_secs(60))
+        .buffer_sizes(sizes)
+        .seed(i as u64 + 1)
+}
 
 /// Starts an example node on runtime `R`, configured only by the environment, with `echo` and
 /// `count` ([`echo_and_count`]); logging as `SUBNODE_LOG` and `SUBNODE_LOG_FORMAT` say. A bad

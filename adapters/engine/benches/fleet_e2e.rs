@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subnodesync_core::codec::message::{to_json, CommandResult};
 use subnodesync_core::Timestamp;
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Status};
-use subnodesync_tokio::{BufferSizes, LifecycleEvent, NodeBuilder, Sample};
+use subnodesync_examples::FLEET_NODE_NAME;
+use subnodesync_tokio::{BufferSizes, LifecycleEvent, Sample, Tokio};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -64,15 +65,8 @@ async fn nodes_phase(port: u16, n: usize) {
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         tokio::time::sleep_until(started + ramp.mul_f64(i as f64 / n as f64)).await;
-        let node = NodeBuilder::new("fleet")
-            .env(|_| None)
-            .broker_url(url.as_str())
-            .hostname(format!("h{i}"))
-            .version("1.0.0")
-            .heartbeat_interval(Duration::from_secs(1))
-            .keepalive(Duration::from_secs(60))
-            .buffer_sizes(BufferSizes { rx: 256, tx: 512, outbox: 1024 })
-            .seed(i as u64 + 1)
+        let sizes = BufferSizes { rx: 256, tx: 512, outbox: 1024 };
+        let node = subnodesync_examples::fleet_node::<Tokio>(&url, i, sizes)
             .sampler(|| Sample { cpu_centipercent: 250, memory_mb: 128, threads: 42 })
             .start()
             .await;
@@ -218,7 +212,7 @@ async fn main() {
     });
 
     let online = |engine: &Engine| {
-        engine.instances().iter().filter(|i| i.node_name == "fleet" && i.status == Status::Online).count()
+        engine.instances().iter().filter(|i| i.node_name == FLEET_NODE_NAME && i.status == Status::Online).count()
     };
     let t = Instant::now();
     while online(&engine) < n && t.elapsed() < Duration::from_secs(180) {
@@ -265,7 +259,7 @@ async fn main() {
         engine
             .instances()
             .iter()
-            .filter(|i| i.node_name == "fleet")
+            .filter(|i| i.node_name == FLEET_NODE_NAME)
             .filter_map(|i| i.registered_ms.filter(|at| *at >= since))
             .map(|at| u64::try_from(at).unwrap_or(0))
             .collect()

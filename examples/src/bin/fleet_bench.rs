@@ -23,15 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use subnodesync_tokio::{BufferSizes, LifecycleEvent, NodeBuilder, NodeHandle, Sample};
+use subnodesync_examples::FLEET_NODE_NAME as NODE_NAME;
+use subnodesync_tokio::{BufferSizes, LifecycleEvent, NodeHandle, Sample, Tokio};
 use tokio::sync::watch;
 
 /// The broker counter of PUBLISH packets received, published every `sys_interval`.
 const SYS_RECEIVED: &str = "$SYS/broker/publish/messages/received";
 /// The broker's count of connected clients.
 const SYS_CONNECTED: &str = "$SYS/broker/clients/connected";
-/// Node name of every benchmark node (instance ids differ by host name).
-const NODE_NAME: &str = "fleet";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -496,15 +495,7 @@ async fn start_adapters(args: &Args, ramp: Duration) -> Result<Adapters, String>
     let started = tokio::time::Instant::now();
     for i in 0..args.nodes {
         pace(i, args.nodes, ramp, started).await;
-        let builder = NodeBuilder::new(NODE_NAME)
-            .env(|_| None)
-            .broker_url(url.as_str())
-            .hostname(format!("h{i}"))
-            .version("1.0.0")
-            .heartbeat_interval(Duration::from_secs(1))
-            .keepalive(Duration::from_secs(60))
-            .buffer_sizes(sizes)
-            .seed(i as u64 + 1);
+        let builder = subnodesync_examples::fleet_node::<Tokio>(&url, i, sizes);
         // The default samples the process once a second for every node; `--own-sampler` gives
         // each node a closure, run on the blocking pool per heartbeat.
         let builder = if args.own_sampler {
