@@ -143,7 +143,9 @@ async fn main() {
         return nodes_phase(port, n).await;
     }
     let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(30);
-    let csv = arg("--csv").unwrap_or_else(|| "target/fleet_e2e_reconnects.csv".into());
+    // `cargo bench` runs in the package's directory; the documented place is the workspace's target/.
+    let csv = arg("--csv")
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fleet_e2e_reconnects.csv").into());
 
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18_830);
