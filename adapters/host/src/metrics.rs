@@ -3,11 +3,12 @@
 use subnodesync_core::{Metric, Metrics};
 use subnodesync_sysinfo::{ProcessSampler, Sample};
 
-/// Samples the three fixed heartbeat metrics for each heartbeat.
+/// Samples the three fixed heartbeat metrics for each heartbeat of one node.
 ///
-/// `sample` may block (it reads `/proc` or calls into the OS): the node runs it on tokio's
-/// blocking pool, never on the runtime. The default is `subnodesync_sysinfo::ProcessSampler`;
-/// closures `FnMut() -> Sample` are samplers too:
+/// `sample` may block (it reads `/proc` or calls into the OS): the node runs it on the
+/// runtime's blocking pool, never on the runtime. Without one, a node uses the process-wide
+/// `subnodesync_sysinfo::SharedSampler` (one sample a second for every node of the process);
+/// give a node a `ProcessSampler` or any closure `FnMut() -> Sample` to sample on its own:
 ///
 /// ```no_run
 /// # use subnodesync_tokio::{NodeBuilder, Sample};
