@@ -33,11 +33,15 @@ pub trait Runtime: Send + Sync + 'static {
 
 /// `future`, or `None` if it takes longer than `limit`.
 pub(crate) async fn timeout<R: Runtime, T>(limit: std::time::Duration, future: impl Future<Output = T>) -> Option<T> {
+    race(future, R::now().checked_add(limit).map(R::sleep_until)).await
+}
+
+/// `future`, or `None` if `sleep` ends first; without a `sleep` (a limit beyond the clock's
+/// range), just `future`.
+async fn race<T>(future: impl Future<Output = T>, sleep: Option<impl Future<Output = ()>>) -> Option<T> {
     use futures_util::future::{select, Either};
-    let Some(at) = R::now().checked_add(limit) else { return Some(future.await) };
-    let future = std::pin::pin!(future);
-    let sleep = std::pin::pin!(R::sleep_until(at));
-    match select(future, sleep).await {
+    let Some(sleep) = sleep else { return Some(future.await) };
+    match select(std::pin::pin!(future), std::pin::pin!(sleep)).await {
         Either::Left((value, _)) => Some(value),
         Either::Right(((), _)) => None,
     }
@@ -65,12 +69,6 @@ impl Timer {
 
     /// `future`, or `None` if it takes longer than `limit`.
     pub(crate) async fn timeout<T>(self, limit: std::time::Duration, future: impl Future<Output = T>) -> Option<T> {
-        use futures_util::future::{select, Either};
-        let Some(at) = (self.now)().checked_add(limit) else { return Some(future.await) };
-        let future = std::pin::pin!(future);
-        match select(future, (self.sleep_until)(at)).await {
-            Either::Left((value, _)) => Some(value),
-            Either::Right(((), _)) => None,
-        }
+        race(future, (self.now)().checked_add(limit).map(self.sleep_until)).await
     }
 }
