@@ -21,8 +21,8 @@ use criterion::{criterion_group, Criterion};
 use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish};
 use rumqttc::mqttbytes::QoS;
 use serde::{Deserialize, Serialize};
-use subnodesync_core::codec::frame::FixedHeader;
-use subnodesync_core::codec::message::{to_json, Heartbeat};
+use subnodesync_core::FixedHeader;
+use subnodesync_core::{to_json, HeartbeatMessage};
 use subnodesync_core::{Buffers, Config, Instant, Metric, Metrics, Node, Output, Timestamp};
 
 const NODE_NAME: &str = "sensor-gateway";
@@ -167,7 +167,8 @@ fn core_heartbeat(node: &mut Node<'_>, now: Instant, metrics: &Metrics<'_>) -> u
         other => panic!("expected the heartbeat, got {other:?}"),
     };
     assert!(node.poll_output().is_none());
-    node.handle_input(now, &puback(pid));
+    let ack = puback(pid);
+    assert_eq!(node.handle_input(now, &ack), ack.len());
     assert!(node.poll_output().is_none());
     len
 }
@@ -188,7 +189,8 @@ fn core_command(node: &mut Node<'_>, now: Instant, control: &[u8]) -> usize {
             other => panic!("unexpected {other:?}"),
         }
     }
-    node.handle_input(now, &puback(result_pid.expect("a result was published")));
+    let ack = puback(result_pid.expect("a result was published"));
+    assert_eq!(node.handle_input(now, &ack), ack.len());
     assert!(node.poll_output().is_none());
     sent
 }
@@ -463,7 +465,7 @@ fn heartbeat(c: &mut Criterion) {
 /// Not a target: only the heartbeat JSON, to show how much of `heartbeat` the serializer is.
 fn heartbeat_json_only(c: &mut Criterion) {
     let mut group = c.benchmark_group("heartbeat_json_only");
-    let heartbeat = Heartbeat {
+    let heartbeat = HeartbeatMessage {
         timestamp: Timestamp::from_unix_secs(WALL_SECS + NOW_SECS - START_SECS),
         node_name: NODE_NAME,
         instance_id: INSTANCE_ID,

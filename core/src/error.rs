@@ -84,6 +84,8 @@ pub enum ConfigError {
     BackoffRange,
     /// A caller buffer is too small to hold the packets the node must be able to send.
     BufferTooSmall(&'static str),
+    /// An entry of `Config::commands` is not a name the engine can reach.
+    CommandName(CommandNameError),
 }
 
 impl fmt::Display for ConfigError {
@@ -97,7 +99,41 @@ impl fmt::Display for ConfigError {
             Self::InvalidDuration(field) => write!(f, "{field} is zero or out of range"),
             Self::BackoffRange => f.write_str("reconnect_min is greater than reconnect_max"),
             Self::BufferTooSmall(which) => write!(f, "{which} buffer is too small"),
+            Self::CommandName(e) => write!(f, "command name: {e}"),
         }
+    }
+}
+
+/// Why an application command name cannot be declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandNameError {
+    /// The name is empty.
+    Empty,
+    /// A built-in command has this name; the core answers it before any handler could.
+    BuiltIn,
+    /// Longer than the 32 bytes the node keeps of a command name.
+    TooLong,
+    /// A quote, backslash or control character: the name would arrive JSON-escaped and never
+    /// match.
+    InvalidCharacter,
+}
+
+impl CommandNameError {
+    /// The reason, as a sentence fragment.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Empty => "the name is empty",
+            Self::BuiltIn => "a built-in command has this name",
+            Self::TooLong => "command names are at most 32 bytes",
+            Self::InvalidCharacter => "command names cannot contain quotes, backslashes or control characters",
+        }
+    }
+}
+
+impl fmt::Display for CommandNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

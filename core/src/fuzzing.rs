@@ -1,6 +1,10 @@
 //! Entry points for the fuzz targets in `fuzz/`. Internal: only the `_fuzzing` feature exposes
 //! this module, and it may change at any time.
 
+/// The broker-to-client decoder and the PUBLISH/PUBACK encoders, for the property tests that
+/// check them against mqttrs.
+pub use crate::codec::packet::{decode, encode_puback, encode_publish, InPublish, Inbound};
+
 use crate::codec::frame::FixedHeader;
 use crate::codec::json::RawJson;
 use crate::codec::packet;
@@ -61,7 +65,7 @@ pub fn node_input(data: &[u8]) {
     let mut now = Instant::from_secs(0);
     node.handle_connected(now);
     drain(&mut node);
-    node.handle_input(now, &[0x20, 0x02, 0x00, 0x00]);
+    let _ = node.handle_input(now, &[0x20, 0x02, 0x00, 0x00]);
     drain(&mut node);
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {

@@ -35,9 +35,10 @@
 //!
 //! The wire contract (topics, payloads, lifecycle) is in `PROTOCOL.md` at the repository root.
 //!
-//! Layout: [`codec`] turns bytes into packets and payloads and back; [`session`] holds the MQTT
-//! session machinery (reconnect backoff, QoS 1 outbox); [`node`] is the state machine the
-//! caller drives; [`time`] is how time gets in; [`error`] lists every way things fail.
+//! Layout (private modules, re-exported below): `codec` turns bytes into packets and payloads and
+//! back; `session` holds the MQTT session machinery (reconnect backoff, QoS 1 outbox); `node` is
+//! the state machine the caller drives; `time` is how time gets in; `error` lists every way
+//! things fail.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -47,24 +48,39 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod codec;
-pub mod error;
-pub mod node;
-pub mod rng;
-pub mod session;
-pub mod time;
+mod codec;
+mod error;
+mod node;
+mod rng;
+mod session;
+mod time;
 
 // Compiled for unit tests too, which replay the committed fuzz seeds on stable.
 #[cfg(any(test, feature = "_fuzzing"))]
 pub mod fuzzing;
 
-pub use codec::json::{Object, RawJson};
-pub use codec::message::{Metric, Metrics, NodeVersion};
-pub use error::{
-    CommandError, ConfigError, ConnectRefused, DecodeError, EncodeError, JsonError, NodeError, PayloadError,
-};
+// The node: construct, feed input, handle timeouts, poll output.
 pub use node::{
-    Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, Outcome, Output, Stats,
+    check_command_name, Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, Outcome,
+    Output, Stats, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, RECENT_IDS,
+    REQUEST_ID_MAX, TOPIC_MAX,
 };
-pub use session::MessageKind;
+pub use session::{Backoff, MessageKind};
 pub use time::{Duration, Instant, Timestamp};
+
+// What goes over the wire: payloads to write and read, JSON, and MQTT framing.
+pub use codec::frame::{FixedHeader, MAX_REMAINING_LEN};
+pub use codec::json::{Object, RawJson, Unescaped, Writer, MAX_DEPTH};
+pub use codec::message::{
+    field, to_json, Capabilities, ControlMessage, HeartbeatMessage, HeartbeatView, Metadata, Metric, Metrics,
+    NodeVersion, RegisterMessage, RegisterView, ResultMessage, ResultView, StatusMessage, StatusView, ToJson,
+};
+
+// Every way things fail.
+pub use error::{
+    CommandError, CommandNameError, ConfigError, ConnectRefused, DecodeError, EncodeError, JsonError, NodeError,
+    PayloadError,
+};
+
+/// The caller-seeded PRNG behind reconnect jitter, for adapters that jitter retries of their own.
+pub use rng::Rng;

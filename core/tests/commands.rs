@@ -131,16 +131,28 @@ fn application_commands_run_with_progress_and_one_final_result() {
     t.drain();
     let p = t.expect_publish("result").json();
     assert_eq!((p["state"].clone(), p["data"].clone()), (json!("in_progress"), json!({"pct": 50})));
-    assert_eq!(
-        t.node.complete(t.now, id, Outcome::ok("echoed").with_data(b"{not json")),
-        Err(NodeError::InvalidData(JsonError::Syntax(1))),
-        "bad data is refused and the command keeps running"
-    );
     t.node.complete(t.now, id, Outcome::ok("echoed").with_data(parameters.as_bytes())).unwrap();
     t.drain();
     let r = t.expect_publish("result").json();
     assert_eq!(r["state"], "done");
     assert_eq!(r["data"], json!({"text": "hi", "n": [1, 2]}));
+    assert_eq!(t.node.complete(t.now, id, Outcome::ok("again")), Err(NodeError::UnknownRequest));
+}
+
+#[test]
+fn a_result_that_cannot_be_sent_is_refused_and_replaced_by_a_failure_naming_why() {
+    let mut t = Script::connected(config());
+    t.broker_sends(&broker::command("echo", "e1", "{}"));
+    t.expect_packet(Sent::Puback(7));
+    let Out::Command { id, .. } = t.next() else { panic!() };
+    assert_eq!(
+        t.node.complete(t.now, id, Outcome::ok("echoed").with_data(b"{not json")),
+        Err(NodeError::InvalidData(JsonError::Syntax(1))),
+    );
+    t.drain();
+    let r = t.expect_publish("result").json();
+    assert_eq!((r["success"].clone(), r["state"].clone()), (json!(false), json!("done")));
+    assert_eq!(r["message"], "result could not be sent: result data: invalid json at byte 1");
     assert_eq!(t.node.complete(t.now, id, Outcome::ok("again")), Err(NodeError::UnknownRequest));
 }
 

@@ -6,7 +6,7 @@
 //! forbids `unsafe`, which a hand-written `GlobalAlloc` needs, in every target.)
 #![allow(missing_docs)]
 
-use subnodesync_core::codec::frame::FixedHeader;
+use subnodesync_core::FixedHeader;
 use subnodesync_core::{Buffers, CommandId, Config, Event, Instant, Metric, Metrics, Node, Outcome, Output};
 
 const BASE: &str = "subnodesync/app/app-host-42";
@@ -169,7 +169,7 @@ fn cycle(node: &mut Node<'_>, now: Instant, n: u32, packets: &mut [Vec<u8>; 3], 
 
     let [echo, ping, status] = packets;
     stamp(echo, n);
-    node.handle_input(now, echo);
+    assert_eq!(node.handle_input(now, echo), echo.len());
     settle(node, now, seen);
     if let Some(id) = seen.command.take() {
         node.complete(now, id, Outcome::ok("echoed").with_data(br#"{"value":[1,"two",3.0]}"#)).unwrap();
@@ -178,7 +178,7 @@ fn cycle(node: &mut Node<'_>, now: Instant, n: u32, packets: &mut [Vec<u8>; 3], 
 
     for packet in [ping, status] {
         stamp(packet, n);
-        node.handle_input(now, packet);
+        assert_eq!(node.handle_input(now, packet), packet.len());
         settle(node, now, seen);
     }
 }
@@ -197,7 +197,7 @@ fn a_connected_node_heartbeats_and_answers_commands_without_allocating() {
     node.handle_connected(secs(0));
     let mut seen = Seen::new();
     drain(&mut node, &mut seen);
-    node.handle_input(secs(0), &[0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(node.handle_input(secs(0), &[0x20, 0x02, 0x00, 0x00]), 4);
     settle(&mut node, secs(0), &mut seen);
     assert!(node.is_connected());
 

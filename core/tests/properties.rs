@@ -4,10 +4,10 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use subnodesync_core::codec::frame::{FixedHeader, MAX_REMAINING_LEN};
-use subnodesync_core::codec::packet::{self, Inbound};
-use subnodesync_core::session::Backoff;
+use subnodesync_core::fuzzing::{self as packet, Inbound};
+use subnodesync_core::Backoff;
 use subnodesync_core::{Duration, RawJson};
+use subnodesync_core::{FixedHeader, MAX_REMAINING_LEN};
 
 /// A broker's side of a busy minute: commands of every kind, acks, pings, junk payloads.
 fn broker_stream() -> Vec<u8> {
@@ -112,7 +112,7 @@ proptest! {
     #[test]
     fn strings_we_write_read_back_as_themselves(s in any::<String>()) {
         let mut buf = vec![0u8; s.len() * 6 + 2];
-        let mut w = subnodesync_core::codec::json::Writer::new(&mut buf);
+        let mut w = subnodesync_core::Writer::new(&mut buf);
         w.str(&s);
         let n = w.finish().unwrap();
         prop_assert!(RawJson::parse(&buf[..n]).is_ok());

@@ -4,7 +4,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use subnodesync_core::{ConnectRefused, ControlTopic, DecodeError, DisconnectReason, MessageKind, Metrics, NodeError};
+use subnodesync_core::{
+    ConnectRefused, ControlTopic, DecodeError, DisconnectReason, Event, MessageKind, Metrics, NodeError, Output,
+};
 
 #[test]
 fn connect_carries_instance_id_credentials_and_a_retained_lost_will() {
@@ -413,6 +415,27 @@ fn a_result_queued_before_stop_goes_out_before_offline() {
     assert_eq!(t.expect_publish("result").json()["message"], "stopping");
     assert_eq!(t.expect_publish("status").json()["status"], "offline");
     assert_eq!(t.expect_publish("register").payload, "");
+}
+
+#[test]
+fn stop_called_mid_drain_begins_once_everything_before_it_was_polled() {
+    let mut t = Script::connected(config());
+    let stop = broker::command("stop", "s1", "{}");
+    assert_eq!(t.node.handle_input(t.now, &stop), stop.len());
+    let mut topics = Vec::new();
+    while let Some(output) = t.node.poll_output() {
+        match output {
+            // What an adapter does on the event: stop at once, in the middle of the drain.
+            Output::Event(Event::StopRequested) => t.node.stop(t.now),
+            Output::Transmit(bytes) => {
+                if let Sent::Publish(p) = decode_sent(bytes) {
+                    topics.push(p.topic.rsplit('/').next().unwrap_or_default().to_owned());
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(topics, ["result", "status", "register"]);
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub fn fleet_node<R>(url: &str, i: usize, sizes: BufferSizes) -> NodeBuilder<R> 
         .hostname(format!("h{i}"))
         .version("1.0.0")
         .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(60))
+        .keep_alive(Duration::from_secs(60))
         .buffer_sizes(sizes)
         .seed(i as u64 + 1)
 }

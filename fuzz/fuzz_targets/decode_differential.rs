@@ -5,8 +5,8 @@
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, SubscribeReasonCode};
 use rumqttc::mqttbytes::QoS;
-use subnodesync_core::codec::frame::FixedHeader;
-use subnodesync_core::codec::packet::{decode, Inbound};
+use subnodesync_core::FixedHeader;
+use subnodesync_core::fuzzing::{decode, Inbound};
 use subnodesync_core::ConnectRefused;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

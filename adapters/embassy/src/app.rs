@@ -51,7 +51,7 @@ where
 /// Runs one application command.
 pub trait Handler {
     /// Runs `command` to completion and says how it ended. `scratch` is room for the result's
-    /// `data` (JSON text, e.g. written with `subnodesync_core::codec::json::Writer`); the
+    /// `data` (JSON text, e.g. written with `subnodesync_core::Writer`); the
     /// outcome may borrow it or `self`.
     ///
     /// It runs inside the node's task, which reads nothing meanwhile: keep it well under the

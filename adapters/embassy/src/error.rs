@@ -22,8 +22,6 @@ pub enum TransportError<E> {
     Write(ErrorKind),
     /// A write did not finish within 1.5 keep-alive intervals: the broker is not reading.
     WriteTimeout,
-    /// The core took no more input even after every pending output was handled.
-    InputStalled,
 }
 
 impl<E: fmt::Debug> fmt::Display for TransportError<E> {
@@ -35,7 +33,6 @@ impl<E: fmt::Debug> fmt::Display for TransportError<E> {
             Self::Closed => f.write_str("broker closed the connection"),
             Self::Write(kind) => write!(f, "write failed: {kind:?}"),
             Self::WriteTimeout => f.write_str("write blocked for 1.5 keep-alive intervals"),
-            Self::InputStalled => f.write_str("the core stopped taking input"),
         }
     }
 }

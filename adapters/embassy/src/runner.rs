@@ -49,14 +49,12 @@ where
     N: FnMut(Notice<'_, C::Error>),
 {
     anchor_wall_clock(node, sampler, Instant::now());
-    let keep_alive = node.config().keep_alive;
     let mut driver = Driver {
         handlers,
         sampler,
         scratch,
         notify,
-        // A write that takes as long as the core's dead-connection interval means a dead broker.
-        write_timeout: keep_alive.checked_add(keep_alive / 2).unwrap_or(Duration::MAX),
+        write_timeout: node.write_timeout(),
         open: false,
         stop: Stop::Running,
     };
@@ -72,9 +70,6 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Running,
-    /// Asked for; `Node::stop` is called once the current drain is empty, so the `stop`
-    /// command's own result leaves before status `offline`.
-    Requested(Stopped),
     /// `Node::stop` called; waiting for `Event::Stopped`.
     Stopping(Stopped),
     /// The node has stopped.
@@ -150,12 +145,11 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                 node.handle_timeout(Instant::now());
                 continue;
             };
-            // Bytes go straight into the core's receive buffer: no second buffer in RAM. Drained,
-            // it always has room (packets it cannot hold are streamed past); if not, reconnect
-            // rather than spin.
+            // Bytes go straight into the core's receive buffer: no second buffer in RAM. Empty, it
+            // asks for a drain first (the core may have framed what waited, or given up on a
+            // stuck connection).
             let room = node.receive_buffer();
             if room.is_empty() {
-                self.lost(node, &mut connection, TransportError::InputStalled);
                 continue;
             }
             let woke = select(conn.read(room), sleep_until(deadline)).await;
@@ -182,14 +176,7 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
             let mut wrote = false;
             loop {
                 let now = Instant::now();
-                let Some(output) = node.poll_output() else {
-                    if let Stop::Requested(stopped) = self.stop {
-                        self.stop = Stop::Stopping(stopped);
-                        node.stop(now);
-                        continue;
-                    }
-                    break;
-                };
+                let Some(output) = node.poll_output() else { break };
                 match output {
                     Output::Open => self.open = true,
                     Output::Close => *connection = None,
@@ -211,7 +198,7 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                             Some(handler) => handler.handle(&command, self.scratch),
                             // The core only hands over declared commands: a name in
                             // `Config::commands` without a handler.
-                            None => Outcome::fail("no handler for this command"),
+                            None => Outcome::no_handler(),
                         };
                         complete(node, now, id, outcome, &mut self.notify);
                     }
@@ -224,17 +211,23 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                         }
                     }
                     Output::Event(event) => {
-                        match event {
-                            Event::StopRequested => self.request_stop(Stopped::StopRequested),
-                            Event::RestartRequested => self.request_stop(Stopped::RestartRequested),
+                        let asked = match event {
+                            Event::StopRequested => Some(Stopped::StopRequested),
+                            Event::RestartRequested => Some(Stopped::RestartRequested),
                             Event::Stopped => {
-                                if let Stop::Requested(stopped) | Stop::Stopping(stopped) = self.stop {
+                                if let Stop::Stopping(stopped) = self.stop {
                                     self.stop = Stop::Done(stopped);
                                 }
+                                None
                             }
-                            _ => {}
-                        }
+                            _ => None,
+                        };
                         (self.notify)(Notice::Event(event));
+                        // The outbox sends in order: the command's result leaves before `offline`.
+                        if let Some(stopped) = asked.filter(|_| self.stop == Stop::Running) {
+                            self.stop = Stop::Stopping(stopped);
+                            node.stop(now);
+                        }
                     }
                 }
             }
@@ -247,12 +240,6 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                 Err(_) => TransportError::WriteTimeout,
             };
             self.lost(node, connection, error);
-        }
-    }
-
-    fn request_stop(&mut self, stopped: Stopped) {
-        if self.stop == Stop::Running {
-            self.stop = Stop::Requested(stopped);
         }
     }
 
@@ -271,8 +258,8 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
     }
 }
 
-/// Publishes a handler's final result; one that cannot be sent as it is (data not JSON, too
-/// large) is replaced by a failed result saying why, so the engine always gets an answer.
+/// Publishes a handler's final result. One the core cannot send as it is (data not JSON, too
+/// large) it replaces with a failed result saying why; this only reports that.
 fn complete<E, const CMDS: usize, const MSGS: usize>(
     node: &mut Node<'_, CMDS, MSGS>,
     now: Instant,
@@ -282,12 +269,7 @@ fn complete<E, const CMDS: usize, const MSGS: usize>(
 ) {
     match node.complete(now, id, outcome) {
         Ok(()) | Err(NodeError::UnknownRequest | NodeError::Stopped) => {}
-        Err(e) => {
-            notify(Notice::ResultRefused(e));
-            // A failure without data is as small as a result gets; should even that not fit, the
-            // command's deadline (if any) still answers it.
-            let _ = node.complete(now, id, Outcome::fail("result could not be sent"));
-        }
+        Err(e) => notify(Notice::ResultRefused(e)),
     }
 }
 

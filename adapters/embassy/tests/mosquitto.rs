@@ -12,7 +12,7 @@ use embassy_executor::Executor;
 use embassy_time::{Duration, Instant};
 use embedded_io_adapters::futures_03::FromFutures;
 use serde_json::json;
-use subnodesync_core::codec::json::Writer;
+use subnodesync_core::Writer;
 use subnodesync_core::{Command, Config, Metric, Metrics, Node, Outcome};
 use subnodesync_embassy::{run, Handler, Handlers, Notice, Resources, Sampler, Stopped};
 use subnodesync_testkit::{base, Broker, Engine, WAIT};

@@ -10,7 +10,7 @@ use embassy_futures::block_on;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use subnodesync_core::rng::Rng;
+use subnodesync_core::Rng;
 use subnodesync_core::{Command, Config, DecodeError, DisconnectReason, Event, Metrics, Node, NodeError, Outcome};
 use subnodesync_embassy::{run, Connector, Handler, Handlers, Notice, Resources, Sampler, Stopped, TransportError};
 
@@ -253,7 +253,7 @@ fn a_result_that_is_not_json_is_refused_and_answered_with_a_failure() {
     assert!(matches!(seen.refused.as_slice(), [NodeError::InvalidData(_)]), "{:?}", seen.refused);
     let text = written_text(&seen);
     assert!(
-        text.contains(r#""request_id":"r-bad","command":"bad","success":false,"message":"result could not be sent""#),
+        text.contains(r#""request_id":"r-bad","command":"bad","success":false,"message":"result could not be sent: result data: invalid json at byte 1""#),
         "{text}"
     );
 }

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use subnodesync_core::codec::message::{to_json, CommandResult};
 use subnodesync_core::Timestamp;
+use subnodesync_core::{to_json, ResultMessage};
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Status};
 use subnodesync_examples::FLEET_NODE_NAME;
 use subnodesync_tokio::{BufferSizes, LifecycleEvent, Sample, Tokio};
@@ -323,7 +323,7 @@ async fn probe(port: u16, sent: Arc<Mutex<Option<Instant>>>) {
             }
         }
     });
-    let probe = CommandResult {
+    let probe = ResultMessage {
         timestamp: Timestamp::from_unix_secs(unix_ms() / 1000),
         node_name: "probe",
         instance_id: PROBE,

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use subnodesync_core::codec::message::{to_json, Heartbeat};
+use subnodesync_core::{to_json, HeartbeatMessage};
 use subnodesync_core::{Metric, Metrics, Timestamp};
 use subnodesync_engine::bench::{flush, ingest, Registry};
 use subnodesync_engine::Database;
@@ -25,7 +25,7 @@ fn main() {
     let mut messages = Vec::with_capacity(instances);
     for i in 0..instances {
         let id = format!("bench-app-host{i:05}-{}", 10_000 + i);
-        let hb = Heartbeat {
+        let hb = HeartbeatMessage {
             timestamp: Timestamp::from_unix_secs(1_764_000_000),
             node_name: "bench-app",
             instance_id: &id,

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, TlsConfiguration, Transport};
-use subnodesync_core::codec::message::{to_json, Control};
-use subnodesync_core::node::{COMMAND_MAX, REQUEST_ID_MAX};
+use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
+use subnodesync_core::{COMMAND_MAX, REQUEST_ID_MAX};
 use subnodesync_tokio::config::Scheme;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -402,7 +402,7 @@ impl Engine {
         let prefix = &self.shared.config.topic_prefix;
         let (topics, expected) = self.resolve(&request.target)?;
         let request_id = new_request_id();
-        let control = Control {
+        let control = ControlMessage {
             command: &request.command,
             timestamp: Timestamp::from_unix_secs(u64::try_from(now_ms() / 1000).unwrap_or(0)),
             request_id: &request_id,

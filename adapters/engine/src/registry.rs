@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use subnodesync_core::codec::message::{HeartbeatView, RegisterView, ResultView, StatusView};
+use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView};
 
 use crate::error::IngestError;
 use crate::store::ResultRecord;

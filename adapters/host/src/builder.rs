@@ -11,91 +11,24 @@ use std::time::Duration;
 
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::FutureExt as _;
-use subnodesync_core::node::{BUILT_INS, COMMAND_MAX};
-use subnodesync_core::{ConfigError, NodeVersion};
+use subnodesync_core::{check_command_name, Config};
 use tokio::sync::{oneshot, Notify};
 use tracing::Instrument as _;
 
 use crate::config::{self, BrokerUrl, Scheme};
-use crate::driver::{self, SampleSource, Settings};
+use crate::driver;
 use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
 use crate::handler::CommandHandler;
 use crate::inbox::Inbox;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
 use crate::runtime::{Runtime, Timer};
+use crate::settings::{BufferSizes, OwnedNodeVersion, SampleSource, Settings};
+use crate::time::to_std;
 use crate::tls::{self, FileSetting, TlsFiles};
 
 /// Where environment variables come from: the process environment unless a test says otherwise.
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// Build information for the register message's `node_version` (the original design's names;
-/// `compiler` is sent as `go_version`). Every field is `unknown` unless set, except `platform`,
-/// which is this build's `os/arch` in Go's spelling (`linux/amd64`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildInfo {
-    /// `git describe` of the build, e.g. `v1.0.0`.
-    pub git_version: String,
-    /// Commit hash.
-    pub git_commit: String,
-    /// Build date, e.g. `2024-01-01`.
-    pub build_date: String,
-    /// Compiler version, e.g. `rustc 1.82.0`.
-    pub compiler: String,
-    /// Target platform, e.g. `linux/amd64`.
-    pub platform: String,
-}
-
-impl Default for BuildInfo {
-    fn default() -> Self {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            other => other,
-        };
-        let unknown = || String::from("unknown");
-        Self {
-            git_version: unknown(),
-            git_commit: unknown(),
-            build_date: unknown(),
-            compiler: unknown(),
-            platform: format!("{}/{arch}", std::env::consts::OS),
-        }
-    }
-}
-
-impl From<NodeVersion<'_>> for BuildInfo {
-    fn from(v: NodeVersion<'_>) -> Self {
-        Self {
-            git_version: v.git_version.into(),
-            git_commit: v.git_commit.into(),
-            build_date: v.build_date.into(),
-            compiler: v.go_version.into(),
-            platform: v.platform.into(),
-        }
-    }
-}
-
-/// Sizes of the node's three buffers, in bytes (see `subnodesync_core::Buffers`).
-///
-/// `tx` bounds the largest message the node publishes: a result whose `data` does not fit is
-/// replaced by a failed result saying so. `outbox` holds every unacknowledged message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferSizes {
-    /// Inbound packets; a larger control message is skipped (and acknowledged).
-    pub rx: usize,
-    /// One outbound packet or JSON payload.
-    pub tx: usize,
-    /// Unacknowledged outbound messages.
-    pub outbox: usize,
-}
-
-impl Default for BufferSizes {
-    fn default() -> Self {
-        Self { rx: 8 * 1024, tx: 8 * 1024, outbox: 64 * 1024 }
-    }
-}
 
 /// Configures and starts a node. Each setting is taken from code if set here, else from its
 /// environment variable, else from the default.
@@ -128,7 +61,7 @@ pub struct NodeBuilder<R> {
     http_register_url: Option<String>,
     topic_prefix: Option<String>,
     heartbeat_interval: Option<Duration>,
-    keepalive: Option<Duration>,
+    keep_alive: Option<Duration>,
     reconnect_min: Option<Duration>,
     reconnect_max: Option<Duration>,
     version: Option<String>,
@@ -137,7 +70,7 @@ pub struct NodeBuilder<R> {
     stop_timeout: Option<Duration>,
     metadata: Vec<(String, String)>,
     capabilities: Vec<String>,
-    build_info: BuildInfo,
+    node_version: OwnedNodeVersion,
     handlers: Vec<Arc<dyn CommandHandler>>,
     handler_timeout: Option<Duration>,
     sampler: Option<Box<dyn Sampler>>,
@@ -179,7 +112,7 @@ impl<R> NodeBuilder<R> {
             http_register_url: None,
             topic_prefix: None,
             heartbeat_interval: None,
-            keepalive: None,
+            keep_alive: None,
             reconnect_min: None,
             reconnect_max: None,
             version: None,
@@ -188,7 +121,7 @@ impl<R> NodeBuilder<R> {
             stop_timeout: None,
             metadata: Vec::new(),
             capabilities: Vec::new(),
-            build_info: BuildInfo::default(),
+            node_version: OwnedNodeVersion::default(),
             handlers: Vec::new(),
             handler_timeout: None,
             sampler: None,
@@ -262,8 +195,8 @@ impl<R> NodeBuilder<R> {
     }
 
     /// MQTT keep-alive, whole seconds from 1 to 65535, default 60 s; `SUBNODE_KEEPALIVE`.
-    pub fn keepalive(mut self, keepalive: Duration) -> Self {
-        self.keepalive = Some(keepalive);
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.keep_alive = Some(keep_alive);
         self
     }
 
@@ -316,8 +249,8 @@ impl<R> NodeBuilder<R> {
     }
 
     /// Build information for `node_version` (accepts the core's `NodeVersion` too).
-    pub fn node_version(mut self, info: impl Into<BuildInfo>) -> Self {
-        self.build_info = info.into();
+    pub fn node_version(mut self, info: impl Into<OwnedNodeVersion>) -> Self {
+        self.node_version = info.into();
         self
     }
 
@@ -380,26 +313,31 @@ impl<R> NodeBuilder<R> {
     /// Merges code, environment and defaults, and checks what the core does not.
     fn resolve(self) -> Result<Settings, Error> {
         let env = config::read_env(&*self.env).map_err(Error::Env)?;
+        // The core's defaults, so that every adapter and the core agree on them.
+        let defaults = Config::new("", "", 0);
         let mut src = Sources::default();
         let node_name = src
             .pick(self.node_name, env.node_name, "node_name", config::NODE_NAME)
             .unwrap_or_else(config::default_node_name);
-        let version = src.pick(self.version, env.version, "version", config::VERSION).unwrap_or_else(|| "0.0.0".into());
+        let version =
+            src.pick(self.version, env.version, "version", config::VERSION).unwrap_or_else(|| defaults.version.into());
         let topic_prefix = src
             .pick(self.topic_prefix, env.topic_prefix, "topic_prefix", config::TOPIC_PREFIX)
-            .unwrap_or_else(|| "subnodesync".into());
+            .unwrap_or_else(|| defaults.topic_prefix.into());
         let username = src.pick(self.username, env.username, "username", config::USERNAME);
         let password = src.pick(self.password, env.password, "password", config::PASSWORD);
-        let secs = Duration::from_secs;
         let heartbeat_interval = src
             .pick(self.heartbeat_interval, env.heartbeat_interval, "heartbeat_interval", config::HEARTBEAT_INTERVAL)
-            .unwrap_or(secs(30));
-        let keepalive = src.pick(self.keepalive, env.keepalive, "keep_alive", config::KEEPALIVE).unwrap_or(secs(60));
-        let reconnect_min =
-            src.pick(self.reconnect_min, env.reconnect_min, "reconnect_min", config::RECONNECT_MIN).unwrap_or(secs(1));
+            .unwrap_or(to_std(defaults.heartbeat_interval));
+        let keep_alive = src
+            .pick(self.keep_alive, env.keep_alive, "keep_alive", config::KEEPALIVE)
+            .unwrap_or(to_std(defaults.keep_alive));
+        let reconnect_min = src
+            .pick(self.reconnect_min, env.reconnect_min, "reconnect_min", config::RECONNECT_MIN)
+            .unwrap_or(to_std(defaults.reconnect_min));
         let reconnect_max = src
             .pick(self.reconnect_max, env.reconnect_max, "reconnect_max", config::RECONNECT_MAX)
-            .unwrap_or(secs(15 * 60));
+            .unwrap_or(to_std(defaults.reconnect_max));
 
         let broker = match (self.broker_url, env.broker_url) {
             (Some(url), _) => {
@@ -444,7 +382,7 @@ impl<R> NodeBuilder<R> {
         let mut handlers = HashMap::new();
         for handler in self.handlers {
             let name = handler.name().to_owned();
-            check_handler_name(&name)?;
+            check_command_name(&name).map_err(|e| Error::HandlerName { name: name.clone(), reason: e.as_str() })?;
             if handlers.insert(name.clone(), handler).is_some() {
                 return Err(Error::HandlerName { name, reason: "another handler has this name" });
             }
@@ -461,15 +399,15 @@ impl<R> NodeBuilder<R> {
             topic_prefix,
             username,
             password,
-            keepalive,
+            keep_alive,
             heartbeat_interval,
             reconnect_min,
             reconnect_max,
-            connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(30)),
-            stop_timeout: self.stop_timeout.unwrap_or(Duration::from_secs(5)),
+            connect_timeout: self.connect_timeout.unwrap_or(to_std(defaults.connect_timeout)),
+            stop_timeout: self.stop_timeout.unwrap_or(to_std(defaults.stop_timeout)),
             metadata: self.metadata,
             capabilities: self.capabilities,
-            build_info: self.build_info,
+            node_version: self.node_version,
             broker,
             tls,
             http_register_url,
@@ -536,33 +474,6 @@ impl Sources {
     }
 }
 
-/// The environment variable that supplied the value the core refused, if one did.
-pub(crate) fn variable_for(error: &ConfigError, sources: &[(&'static str, &'static str)]) -> Option<&'static str> {
-    let fields: &[&str] = match error {
-        ConfigError::Empty(f) | ConfigError::TooLong(f, _) | ConfigError::InvalidCharacter(f) => &[*f],
-        ConfigError::InvalidDuration(f) => &[*f],
-        ConfigError::BackoffRange => &["reconnect_min", "reconnect_max"],
-        _ => &[],
-    };
-    sources.iter().find(|(field, _)| fields.contains(field)).map(|(_, var)| *var)
-}
-
-/// A handler name the engine can reach: not built in, at most 32 bytes, no JSON escapes.
-fn check_handler_name(name: &str) -> Result<(), Error> {
-    let reason = if name.is_empty() {
-        "the name is empty"
-    } else if BUILT_INS.contains(&name) {
-        "a built-in command has this name"
-    } else if name.len() > COMMAND_MAX {
-        "command names are at most 32 bytes"
-    } else if name.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-        "command names cannot contain quotes, backslashes or control characters"
-    } else {
-        return Ok(());
-    };
-    Err(Error::HandlerName { name: name.to_owned(), reason })
-}
-
 /// A seed from the OS without a crate: std's hash keys are random per process.
 fn os_seed() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
@@ -576,6 +487,8 @@ fn os_seed() -> u64 {
 mod tests {
     use super::*;
     use crate::handler::{handler_fn, CommandResult};
+    use crate::settings::variable_for;
+    use subnodesync_core::ConfigError;
 
     fn builder(env: &'static [(&'static str, &'static str)]) -> NodeBuilder<()> {
         NodeBuilder::new("app")
@@ -596,7 +509,7 @@ mod tests {
                 .unwrap();
         assert_eq!(s.node_name, "app");
         assert_eq!(s.heartbeat_interval, Duration::from_secs(7));
-        assert_eq!(s.keepalive, Duration::from_secs(5));
+        assert_eq!(s.keep_alive, Duration::from_secs(5));
         assert_eq!(s.reconnect_max, Duration::from_secs(900));
         assert_eq!(s.broker.to_string(), "mqtt://localhost:1883");
         assert_eq!(s.sources, [("keep_alive", "SUBNODE_KEEPALIVE")]);
@@ -692,7 +605,7 @@ mod tests {
     #[test]
     fn the_default_platform_uses_go_spelling() {
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            assert_eq!(BuildInfo::default().platform, "linux/amd64");
+            assert_eq!(OwnedNodeVersion::default().platform, "linux/amd64");
         }
     }
 }

@@ -125,7 +125,7 @@ pub(crate) struct EnvSettings {
     pub(crate) password: Option<String>,
     pub(crate) topic_prefix: Option<String>,
     pub(crate) heartbeat_interval: Option<Duration>,
-    pub(crate) keepalive: Option<Duration>,
+    pub(crate) keep_alive: Option<Duration>,
     pub(crate) reconnect_min: Option<Duration>,
     pub(crate) reconnect_max: Option<Duration>,
     pub(crate) version: Option<String>,
@@ -151,7 +151,7 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
         password: get(PASSWORD),
         topic_prefix: get(TOPIC_PREFIX),
         heartbeat_interval: parsed(HEARTBEAT_INTERVAL, parse_duration)?,
-        keepalive: parsed(KEEPALIVE, parse_keepalive)?,
+        keep_alive: parsed(KEEPALIVE, parse_keepalive)?,
         reconnect_min: parsed(RECONNECT_MIN, parse_duration)?,
         reconnect_max: parsed(RECONNECT_MAX, parse_duration)?,
         version: get(VERSION),
@@ -280,24 +280,20 @@ pub(crate) fn sanitize_level(raw: &str, max: usize, fallback: &str) -> String {
     }
 }
 
-/// This machine's host name, without a crate: the kernel's, `/etc/hostname`, `$HOSTNAME`, or
-/// `localhost`; sanitized so the core accepts it.
+/// This machine's host name: the operating system's (portable, through sysinfo), else
+/// `$HOSTNAME`, else `localhost`; sanitized so the core accepts it.
 pub(crate) fn system_hostname(lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    let raw = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .into_iter()
-        .filter_map(read)
-        .chain(lookup("HOSTNAME"))
-        .find(|h| !h.trim().is_empty())
+    let raw = subnodesync_sysinfo::host_name()
+        .or_else(|| lookup("HOSTNAME").filter(|h| !h.trim().is_empty()))
         .unwrap_or_default();
-    sanitize_level(&raw, subnodesync_core::node::HOSTNAME_MAX, "localhost")
+    sanitize_level(&raw, subnodesync_core::HOSTNAME_MAX, "localhost")
 }
 
 /// The node name when neither code nor `SUBNODE_NODE_NAME` gives one: the executable's name.
 pub(crate) fn default_node_name() -> String {
     let exe = std::env::current_exe().ok();
     let stem = exe.as_deref().and_then(|p| p.file_stem()).and_then(|s| s.to_str()).unwrap_or_default();
-    sanitize_level(stem, subnodesync_core::node::NODE_NAME_MAX, "subnode")
+    sanitize_level(stem, subnodesync_core::NODE_NAME_MAX, "subnode")
 }
 
 #[cfg(test)]
@@ -428,7 +424,7 @@ mod tests {
                 password: Some("p".into()),
                 topic_prefix: Some("corp/fleet".into()),
                 heartbeat_interval: Some(Duration::from_secs(1)),
-                keepalive: Some(Duration::from_secs(2)),
+                keep_alive: Some(Duration::from_secs(2)),
                 reconnect_min: Some(Duration::from_millis(100)),
                 reconnect_max: Some(Duration::from_secs(60)),
                 version: Some("1.2.3".into()),
@@ -466,5 +462,13 @@ mod tests {
         // Truncation never splits a character.
         assert_eq!(sanitize_level("ééé", 5, "x"), "éé");
         assert!(!system_hostname(&|_| None).is_empty());
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_host_name_is_the_kernels_not_a_fallback() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let want = sanitize_level(kernel.trim(), subnodesync_core::HOSTNAME_MAX, "localhost");
+        assert_eq!(system_hostname(&|_| Some("from-env".into())), want);
     }
 }

@@ -6,32 +6,30 @@
 //! exactly one thing: bytes, a finished connect, the core's deadline, or a message from the
 //! handle, a handler or the sampler.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::future::{AbortHandle, Abortable, Aborted};
+use futures_util::future::{AbortHandle, Abortable};
 use futures_util::FutureExt as _;
-use serde_json::{Map, Value};
-use subnodesync_core::{Buffers, CommandId, Config, Event, Instant, Node, NodeError, NodeVersion, Outcome, Output};
-use tokio::sync::{oneshot, watch};
+use serde_json::Value;
+use subnodesync_core::{Buffers, Config, Event, Node, NodeError, Output};
+use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
-use crate::builder::{variable_for, BufferSizes, BuildInfo};
-use crate::config::{BrokerUrl, HttpUrl};
+use crate::commands::{Commands, Incoming};
+use crate::config::BrokerUrl;
 use crate::error::Error;
-use crate::handle::{describe, LifecycleEvent, Shared, StopReason};
-use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
+use crate::handle::{LifecycleEvent, Shared, StopReason};
 use crate::http::Registration;
-use crate::inbox::Inbox;
-use crate::metrics::{CustomMetrics, MetricValue, Sampler};
+use crate::inbox::{Inbox, Msg};
+use crate::metrics::CustomMetrics;
 use crate::runtime::{self, Runtime};
+use crate::settings::{variable_for, SampleSource, Settings};
 use crate::time::{to_core, to_std, unix_micros, Clock};
 use crate::tls::Tls;
 use crate::transport::Transport;
@@ -47,86 +45,6 @@ const SHARED_SAMPLE_MAX_AGE: Duration = Duration::from_secs(1);
 /// Messages handled per wake-up before the node is drained again.
 const MESSAGE_BATCH: usize = 64;
 
-/// What the handle, handlers and the sampler tell the node task.
-///
-/// Kept to a few words (the rare large payloads are boxed): every node's channel preallocates a
-/// block of these.
-pub(crate) enum Msg {
-    /// Stop cleanly.
-    Stop,
-    /// Set a custom metric.
-    SetMetric(Box<(String, MetricValue)>),
-    /// Drop a custom metric.
-    RemoveMetric(Box<str>),
-    /// A handler's progress update.
-    Progress { id: CommandId, update: Box<(String, Option<Value>)> },
-    /// A handler's final result (or its failure, panic or timeout, as a result).
-    Finished { id: CommandId, result: Box<CommandResult> },
-    /// A metrics sample for the pending heartbeat, taken off the runtime.
-    Sampled(Sample),
-    /// The application's sampler, back from a blocking thread (`None`: it panicked).
-    SamplerBack(Option<Box<dyn Sampler>>),
-}
-
-impl Msg {
-    /// A handler's final result.
-    pub(crate) fn finished(id: CommandId, result: CommandResult) -> Self {
-        Self::Finished { id, result: Box::new(result) }
-    }
-}
-
-/// Where heartbeat metrics come from.
-pub(crate) enum SampleSource {
-    /// The process-wide sample every node of the process shares (the default).
-    Shared,
-    /// The application's own sampler; `None` while it is out taking a sample.
-    Own(Option<Box<dyn Sampler>>),
-}
-
-/// Everything the builder resolved: owned, so the node task can lend it to the core.
-pub(crate) struct Settings {
-    pub(crate) node_name: String,
-    pub(crate) hostname: String,
-    pub(crate) pid: u32,
-    pub(crate) version: String,
-    pub(crate) topic_prefix: String,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) keepalive: Duration,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) reconnect_min: Duration,
-    pub(crate) reconnect_max: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) stop_timeout: Duration,
-    pub(crate) metadata: Vec<(String, String)>,
-    pub(crate) capabilities: Vec<String>,
-    pub(crate) build_info: BuildInfo,
-    pub(crate) broker: BrokerUrl,
-    /// Set exactly for `mqtts://`.
-    pub(crate) tls: Option<Tls>,
-    pub(crate) http_register_url: Option<HttpUrl>,
-    pub(crate) handlers: HashMap<String, Arc<dyn CommandHandler>>,
-    pub(crate) handler_timeout: Option<Duration>,
-    pub(crate) sampler: SampleSource,
-    pub(crate) metrics: CustomMetrics,
-    pub(crate) stop_on_request: bool,
-    pub(crate) buffers: BufferSizes,
-    pub(crate) seed: u64,
-    /// Core field name → the environment variable that supplied it.
-    pub(crate) sources: Vec<(&'static str, &'static str)>,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("node_name", &self.node_name)
-            .field("hostname", &self.hostname)
-            .field("broker", &self.broker)
-            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
-
 /// The node task's connections to the outside.
 pub(crate) struct Io {
     pub(crate) inbox: Arc<Inbox>,
@@ -135,86 +53,51 @@ pub(crate) struct Io {
 }
 
 /// Runs one node until it stops.
-pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
-    let Settings {
-        node_name,
-        hostname,
-        pid,
-        version,
-        topic_prefix,
-        username,
-        password,
-        keepalive,
-        heartbeat_interval,
-        reconnect_min,
-        reconnect_max,
-        connect_timeout,
-        stop_timeout,
-        metadata,
-        capabilities,
-        build_info,
-        broker,
-        tls,
-        http_register_url,
-        handlers,
-        handler_timeout,
-        sampler,
-        metrics,
-        stop_on_request,
-        buffers,
-        seed,
-        sources,
-    } = settings;
+pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
     let Io { inbox, shared, ready } = io;
     // However the task ends (a panic included), whoever waits in `stopped()` hears of it.
     let _failed = StopGuard(shared.clone());
 
     // Everything the node borrows lives in this future, declared before the node.
-    let commands: Vec<&str> = handlers.keys().map(String::as_str).collect();
-    let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
-    let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let commands: Vec<&str> = settings.handlers.keys().map(String::as_str).collect();
+    let capabilities: Vec<&str> = settings.capabilities.iter().map(String::as_str).collect();
+    let metadata: Vec<(&str, &str)> = settings.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let config = Config {
-        version: &version,
-        topic_prefix: &topic_prefix,
-        username: username.as_deref(),
-        password: password.as_deref().map(str::as_bytes),
-        keep_alive: to_core(keepalive),
-        heartbeat_interval: to_core(heartbeat_interval),
-        reconnect_min: to_core(reconnect_min),
-        reconnect_max: to_core(reconnect_max),
-        connect_timeout: to_core(connect_timeout),
-        stop_timeout: to_core(stop_timeout),
+        version: &settings.version,
+        topic_prefix: &settings.topic_prefix,
+        username: settings.username.as_deref(),
+        password: settings.password.as_deref().map(str::as_bytes),
+        keep_alive: to_core(settings.keep_alive),
+        heartbeat_interval: to_core(settings.heartbeat_interval),
+        reconnect_min: to_core(settings.reconnect_min),
+        reconnect_max: to_core(settings.reconnect_max),
+        connect_timeout: to_core(settings.connect_timeout),
+        stop_timeout: to_core(settings.stop_timeout),
         commands: &commands,
         capabilities: &capabilities,
         metadata: &metadata,
-        node_version: NodeVersion {
-            git_version: &build_info.git_version,
-            git_commit: &build_info.git_commit,
-            build_date: &build_info.build_date,
-            go_version: &build_info.compiler,
-            platform: &build_info.platform,
-        },
-        ..Config::new(&node_name, &hostname, pid)
+        node_version: settings.node_version.as_node_version(),
+        ..Config::new(&settings.node_name, &settings.hostname, settings.pid)
     };
-    let buffers_outbox = buffers.outbox;
-    let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; buffers.rx], vec![0; buffers.tx], vec![0; buffers.outbox]);
+    let sizes = settings.buffers;
+    let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; sizes.rx], vec![0; sizes.tx], vec![0; sizes.outbox]);
     let clock = Clock::<R>::start();
     let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox);
-    let mut node: Node<'_> = match Node::new(config, buffers, seed, clock.now()) {
+    let mut node: Node<'_> = match Node::new(config, buffers, settings.seed, clock.now()) {
         Ok(node) => node,
         Err(error) => {
-            let _ = ready.send(Err(Error::Config { error, variable: variable_for(&error, &sources) }));
+            let _ = ready.send(Err(Error::Config { error, variable: variable_for(&error, &settings.sources) }));
             return;
         }
     };
     node.set_wall_clock(clock.now(), unix_micros());
-    tracing::info!(broker = %broker, "node starting");
+    tracing::info!(broker = %settings.broker, "node starting");
     let _ = ready.send(Ok(()));
     // Its own task: a slow or absent HTTP server never holds MQTT up.
-    let http_registration = http_register_url.and_then(|url| {
+    let http_registration = settings.http_register_url.take().and_then(|url| {
         // The same bytes the core publishes on `.../register`, built once at start. The core
         // already proved at construction that the register message fits the outbox.
-        let mut body = vec![0; buffers_outbox];
+        let mut body = vec![0; sizes.outbox];
         match node.register_json(&mut body) {
             Ok(len) => body.truncate(len),
             Err(error) => {
@@ -222,8 +105,14 @@ pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
                 return None;
             }
         }
-        let registration =
-            Registration { url, body, attempt_timeout: connect_timeout, reconnect_min, reconnect_max, seed };
+        let registration = Registration {
+            url,
+            body,
+            attempt_timeout: settings.connect_timeout,
+            reconnect_min: settings.reconnect_min,
+            reconnect_max: settings.reconnect_max,
+            seed: settings.seed,
+        };
         let (abort, registration_handle) = AbortHandle::new_pair();
         let task = Abortable::new(registration.run::<R>(), registration_handle);
         R::spawn(task.map(drop).instrument(tracing::Span::current()));
@@ -232,10 +121,9 @@ pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
 
     let mut driver = Driver {
         clock,
-        broker,
-        tls,
-        // A write that takes as long as the core's dead-connection interval means a dead broker.
-        write_timeout: keepalive + keepalive / 2,
+        broker: settings.broker,
+        tls: settings.tls,
+        write_timeout: to_std(node.write_timeout()),
         transport: None,
         connecting: None,
         turn: 0,
@@ -246,14 +134,11 @@ pub(crate) async fn run<R: Runtime>(settings: Settings, io: Io) {
         last_error: None,
         inbox,
         shared,
-        handlers: &handlers,
-        handler_timeout,
-        running: HashMap::new(),
-        sampler,
-        metrics,
-        stop_on_request,
+        commands: Commands::new(&settings.handlers, settings.handler_timeout),
+        sampler: settings.sampler,
+        metrics: settings.metrics,
+        stop_on_request: settings.stop_on_request,
         stop_reason: None,
-        pending_stop: None,
         stopped: false,
     };
     driver.run(&mut node).await;
@@ -279,22 +164,6 @@ impl Drop for StopGuard {
 
 /// A connect in progress.
 type Connecting<R> = Pin<Box<dyn Future<Output = io::Result<Transport<R>>> + Send>>;
-
-/// A running handler, as the node task tracks it.
-struct Running {
-    abort: AbortHandle,
-    /// Dropped (which cancels the context) when the command ends for any reason.
-    _cancel: watch::Sender<bool>,
-}
-
-/// A command copied out of the core's receive buffer, so the node can be called again.
-struct Incoming {
-    id: CommandId,
-    name: String,
-    request_id: String,
-    parameters: String,
-    deadline: Option<Instant>,
-}
 
 /// What a polled output asks of the node once its borrow has ended.
 enum Then {
@@ -331,15 +200,11 @@ struct Driver<'h, R: Runtime> {
     last_error: Option<String>,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
-    handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
-    handler_timeout: Option<Duration>,
-    running: HashMap<CommandId, Running>,
+    commands: Commands<'h>,
     sampler: SampleSource,
     metrics: CustomMetrics,
     stop_on_request: bool,
     stop_reason: Option<StopReason>,
-    /// The engine asked to stop; done at the end of the current drain.
-    pending_stop: Option<StopReason>,
     stopped: bool,
 }
 
@@ -366,12 +231,10 @@ impl<R: Runtime> Driver<'_, R> {
                 }
             }
             let wake_at = deadline.map(|at| self.clock.wake_at(at));
-            // Bytes are read straight into the core's receive buffer. Drained, it always has room
-            // (packets it cannot hold are streamed past); if not, reconnecting beats spinning.
+            // Bytes are read straight into the core's receive buffer. Empty, it asks for a drain
+            // first (the core may have framed what waited, or given up on a stuck connection).
             let room = node.receive_buffer();
-            if room.is_empty() && self.transport.is_some() {
-                tracing::error!("the core's receive buffer is full after a drain; reconnecting");
-                self.lost(node, "input stalled".into());
+            if room.is_empty() {
                 continue;
             }
             // Wait for the first of four; whoever was polled first last time goes last this time,
@@ -440,17 +303,7 @@ impl<R: Runtime> Driver<'_, R> {
     fn drain(&mut self, node: &mut Node<'_>) {
         loop {
             let then = match node.poll_output() {
-                None => match self.pending_stop.take() {
-                    // Stop only once everything queued before the request (the `stop` command's
-                    // own result) has been handed to the transport: the engine then sees the
-                    // result before `offline`.
-                    Some(reason) => {
-                        self.stop_reason.get_or_insert(reason);
-                        node.stop(self.clock.now());
-                        continue;
-                    }
-                    None => return,
-                },
+                None => return,
                 Some(Output::Open) => {
                     self.open = true;
                     Then::Nothing
@@ -467,8 +320,12 @@ impl<R: Runtime> Driver<'_, R> {
             };
             match then {
                 Then::Nothing => {}
-                Then::Command(incoming) => self.start_command(node, incoming),
-                Then::Stop(reason) => self.pending_stop = Some(reason),
+                Then::Command(incoming) => self.commands.start(node, &self.clock, &self.inbox, incoming),
+                Then::Stop(reason) => {
+                    // The outbox sends in order: the `stop` command's result leaves before `offline`.
+                    self.stop_reason.get_or_insert(reason);
+                    node.stop(self.clock.now());
+                }
                 Then::Heartbeat(sample) => self.heartbeat(node, sample),
             }
         }
@@ -486,7 +343,7 @@ impl<R: Runtime> Driver<'_, R> {
                 self.shared.connected.store(false, Ordering::Relaxed);
                 let error = self.last_error.take();
                 let retry_in = to_std(retry_in);
-                let why = describe(&reason);
+                let why = reason.to_string();
                 match &error {
                     Some(e) => tracing::warn!(reason = %why, error = %e, ?retry_in, "disconnected"),
                     None => tracing::warn!(reason = %why, ?retry_in, "disconnected"),
@@ -505,9 +362,7 @@ impl<R: Runtime> Driver<'_, R> {
             }
             Event::CommandTimedOut(id) => {
                 // The core has published the timed-out result; the handler's work is moot.
-                if let Some(running) = self.running.remove(&id) {
-                    running.abort.abort();
-                }
+                self.commands.timed_out(id);
                 return Then::Nothing;
             }
             Event::StopRequested => return self.requested(LifecycleEvent::StopRequested, StopReason::StopRequested),
@@ -601,7 +456,7 @@ impl<R: Runtime> Driver<'_, R> {
             }
             Msg::RemoveMetric(name) => self.metrics.remove(&name),
             Msg::Progress { id, update } => {
-                if !self.running.contains_key(&id) {
+                if !self.commands.is_running(id) {
                     return;
                 }
                 let (message, data) = &*update;
@@ -611,10 +466,7 @@ impl<R: Runtime> Driver<'_, R> {
                 }
             }
             Msg::Finished { id, result } => {
-                // Absent: the core timed the command out and has answered already.
-                if self.running.remove(&id).is_some() {
-                    complete(node, now, id, &result);
-                }
+                self.commands.finished(node, now, id, &result);
             }
             Msg::Sampled(sample) => self.heartbeat(node, sample),
             Msg::SamplerBack(sampler) => {
@@ -690,51 +542,9 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    /// Starts a handler task for a command, or answers it at once if it cannot run.
-    fn start_command(&mut self, node: &mut Node<'_>, incoming: Incoming) {
-        let Incoming { id, name, request_id, parameters, deadline } = incoming;
-        let now = self.clock.now();
-        let Some(handler) = self.handlers.get(&name).cloned() else {
-            // The core only hands over commands we declared, so this is a bug; answer anyway.
-            return complete(node, now, id, &CommandResult::fail("no handler for this command"));
-        };
-        let parameters: Map<String, Value> = match serde_json::from_str(&parameters) {
-            Ok(Value::Object(map)) => map,
-            _ => return complete(node, now, id, &CommandResult::fail("parameters could not be read")),
-        };
-        let (name, request_id) = (unescape(&name), unescape(&request_id));
-        let limit = handler.timeout().or(self.handler_timeout);
-        let started = R::now();
-        let deadline = [deadline.map(|d| self.clock.to_runtime(d)), limit.and_then(|l| started.checked_add(l))]
-            .into_iter()
-            .flatten()
-            .min();
-        let (cancel, cancelled) = watch::channel(false);
-        let span = tracing::info_span!("command", request_id = %request_id, command = %name);
-        tracing::debug!(parent: &span, ?deadline, "command started");
-        let ctx = CommandContext {
-            id,
-            request_id: Arc::from(request_id.as_str()),
-            deadline,
-            cancel: cancelled,
-            node: self.inbox.clone(),
-        };
-        let command = Command { name, request_id, parameters, deadline };
-        // Its own task, caught if it panics, and abortable when the core times the command out.
-        let (abort, registration) = AbortHandle::new_pair();
-        // The call itself happens inside the guarded future, so a handler that panics before it
-        // returns its future is caught too.
-        let call = async move { handler.handle(ctx, command).await };
-        let run = Abortable::new(AssertUnwindSafe(call).catch_unwind(), registration);
-        self.running.insert(id, Running { abort, _cancel: cancel });
-        R::spawn(supervise::<R>(run, id, limit, self.inbox.clone()).instrument(span));
-    }
-
     /// Cancels what still runs, records why the node stopped and says goodbye.
     fn finish(mut self) {
-        for (_, running) in self.running.drain() {
-            running.abort.abort();
-        }
+        self.commands.abort_all();
         self.transport = None;
         self.shared.connected.store(false, Ordering::Relaxed);
         let reason = self.stop_reason.unwrap_or(StopReason::Application);
@@ -751,72 +561,6 @@ pub(crate) async fn prime_shared_sample<R: Runtime>() {
     if let (None, Some(refresh)) = SharedSampler::global().latest(SHARED_SAMPLE_MAX_AGE) {
         let _ = R::unblock(move || refresh.run()).await;
     }
-}
-
-/// Publishes a handler's final result; one that cannot be sent as is (data too large or too
-/// deep) is replaced by a failed result saying why, so the engine always gets an answer.
-fn complete(node: &mut Node<'_>, now: Instant, id: CommandId, result: &CommandResult) {
-    let data = result.data.as_ref().map(Value::to_string);
-    let outcome = if result.success { Outcome::ok(&result.message) } else { Outcome::fail(&result.message) };
-    let outcome = match &data {
-        Some(d) => outcome.with_data(d.as_bytes()),
-        None => outcome,
-    };
-    match node.complete(now, id, outcome) {
-        Ok(()) => tracing::debug!(success = result.success, "result queued"),
-        Err(NodeError::UnknownRequest | NodeError::Stopped) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "result could not be sent as is; sending a failure instead");
-            let message = format!("result could not be sent: {e}");
-            if let Err(e) = node.complete(now, id, Outcome::fail(&message)) {
-                tracing::error!(error = %e, "no result could be sent");
-            }
-        }
-    }
-}
-
-/// A handler's run: its result, unless it panicked, unless it was aborted.
-type Run = Result<std::thread::Result<HandlerResult>, Aborted>;
-
-/// Waits for a handler and turns however it ended into a result.
-async fn supervise<R: Runtime>(run: impl Future<Output = Run>, id: CommandId, limit: Option<Duration>, tx: Arc<Inbox>) {
-    let joined = match limit {
-        Some(limit) => match runtime::timeout::<R, _>(limit, run).await {
-            Some(joined) => joined,
-            // The run was dropped with the timeout: it is cancelled.
-            None => {
-                tracing::warn!(?limit, "handler timed out; aborted");
-                let message = format!("timed out after {} ms (handler timeout)", limit.as_millis());
-                tx.send(Msg::finished(id, CommandResult::fail(message)));
-                return;
-            }
-        },
-        None => run.await,
-    };
-    let result = match joined {
-        Ok(Ok(Ok(result))) => result,
-        Ok(Ok(Err(e))) => CommandResult::fail(e.to_string()),
-        Ok(Err(payload)) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
-            tracing::error!(panic = %what, "handler panicked");
-            CommandResult::fail(format!("handler panicked: {what}"))
-        }
-        // Aborted: the core's deadline passed (it has answered) or the node stopped.
-        Err(Aborted) => return,
-    };
-    tx.send(Msg::finished(id, result));
-}
-
-/// A JSON string's content as received (escaped) → the string it means.
-fn unescape(escaped: &str) -> String {
-    if !escaped.contains('\\') {
-        return escaped.to_owned();
-    }
-    serde_json::from_str(&format!("\"{escaped}\"")).unwrap_or_else(|_| escaped.to_owned())
 }
 
 /// Reads from the transport, or waits forever without one.
@@ -850,12 +594,5 @@ mod tests {
     #[test]
     fn messages_stay_small_because_every_node_preallocates_a_block_of_them() {
         assert!(std::mem::size_of::<Msg>() <= 32, "Msg is {} bytes", std::mem::size_of::<Msg>());
-    }
-
-    #[test]
-    fn escaped_names_come_back_as_what_they_mean() {
-        assert_eq!(unescape("plain"), "plain");
-        assert_eq!(unescape(r#"a\"b\u00e9"#), "a\"bé");
-        assert_eq!(unescape(r"broken\"), r"broken\");
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, Notify};
 
 use futures_util::future::AbortHandle;
 
-use crate::driver::Msg;
 use crate::inbox::Inbox;
+use crate::inbox::Msg;
 use crate::metrics::MetricValue;
 use crate::runtime::Timer;
 
@@ -47,7 +47,7 @@ impl fmt::Display for LifecycleEvent {
         match self {
             Self::Connected { session_present } => write!(f, "connected (session present: {session_present})"),
             Self::Disconnected { reason, error, retry_in } => {
-                write!(f, "disconnected: {}", describe(reason))?;
+                write!(f, "disconnected: {reason}")?;
                 if let Some(e) = error {
                     write!(f, ": {e}")?;
                 }
@@ -57,18 +57,6 @@ impl fmt::Display for LifecycleEvent {
             Self::RestartRequested => f.write_str("restart requested by the engine"),
             Self::Stopped => f.write_str("stopped"),
         }
-    }
-}
-
-/// A disconnect reason in words.
-pub(crate) fn describe(reason: &DisconnectReason) -> String {
-    match reason {
-        DisconnectReason::Transport => "transport closed or failed".into(),
-        DisconnectReason::Refused(code) => format!("broker refused the connection: {code}"),
-        DisconnectReason::ConnectTimeout => "no CONNACK in time".into(),
-        DisconnectReason::KeepAliveTimeout => "broker silent for 1.5 keep-alives".into(),
-        DisconnectReason::Protocol(e) => format!("protocol violation: {e}"),
-        other => format!("{other:?}"),
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::inbox::Inbox;
 use std::time::Instant;
 
-use crate::driver::Msg;
+use crate::inbox::Msg;
 
 /// A boxed, sendable future, as [`CommandHandler::handle`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -8,8 +8,8 @@ use std::io;
 use std::time::Duration;
 
 use futures_util::{AsyncReadExt, AsyncWriteExt};
-use subnodesync_core::rng::Rng;
-use subnodesync_core::session::Backoff;
+use subnodesync_core::Backoff;
+use subnodesync_core::Rng;
 
 use crate::config::HttpUrl;
 use crate::runtime::{self, Runtime};

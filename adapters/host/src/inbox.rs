@@ -5,7 +5,40 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::driver::Msg;
+use serde_json::Value;
+use subnodesync_core::CommandId;
+use subnodesync_sysinfo::Sample;
+
+use crate::handler::CommandResult;
+use crate::metrics::{MetricValue, Sampler};
+
+/// What the handle, handlers and the sampler tell the node task.
+///
+/// Kept to a few words (the rare large payloads are boxed): every node's channel preallocates a
+/// block of these.
+pub(crate) enum Msg {
+    /// Stop cleanly.
+    Stop,
+    /// Set a custom metric.
+    SetMetric(Box<(String, MetricValue)>),
+    /// Drop a custom metric.
+    RemoveMetric(Box<str>),
+    /// A handler's progress update.
+    Progress { id: CommandId, update: Box<(String, Option<Value>)> },
+    /// A handler's final result (or its failure, panic or timeout, as a result).
+    Finished { id: CommandId, result: Box<CommandResult> },
+    /// A metrics sample for the pending heartbeat, taken off the runtime.
+    Sampled(Sample),
+    /// The application's sampler, back from a blocking thread (`None`: it panicked).
+    SamplerBack(Option<Box<dyn Sampler>>),
+}
+
+impl Msg {
+    /// A handler's final result.
+    pub(crate) fn finished(id: CommandId, result: CommandResult) -> Self {
+        Self::Finished { id, result: Box::new(result) }
+    }
+}
 
 /// An unbounded queue with one reader, the node task.
 ///

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod commands;
 pub mod config;
 mod driver;
 mod error;
@@ -25,11 +26,12 @@ mod inbox;
 mod logging;
 mod metrics;
 mod runtime;
+mod settings;
 mod time;
 mod tls;
 mod transport;
 
-pub use builder::{BufferSizes, BuildInfo, NodeBuilder};
+pub use builder::NodeBuilder;
 pub use config::LogFormat;
 pub use error::{Error, InvalidValue};
 pub use handle::{LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
@@ -45,6 +47,7 @@ pub use runtime::Runtime;
 pub use rustls;
 /// JSON values for handler parameters and result data.
 pub use serde_json;
+pub use settings::{BufferSizes, OwnedNodeVersion};
 pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
 pub use tls::client_config as tls_client_config;

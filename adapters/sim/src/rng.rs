@@ -1,16 +1,16 @@
 //! A tiny seeded PRNG: the core's SplitMix64, with the draws a simulation needs on top. One seed,
 //! one sequence, on every platform.
 
-/// SplitMix64 (`subnodesync_core::rng::Rng`) plus ranges, floats and coin flips.
+/// SplitMix64 (`subnodesync_core::Rng`) plus ranges, floats and coin flips.
 #[derive(Debug, Clone)]
 pub struct Rng {
-    inner: subnodesync_core::rng::Rng,
+    inner: subnodesync_core::Rng,
 }
 
 impl Rng {
     /// A generator whose whole sequence is fixed by `seed`.
     pub const fn new(seed: u64) -> Self {
-        Self { inner: subnodesync_core::rng::Rng::new(seed) }
+        Self { inner: subnodesync_core::Rng::new(seed) }
     }
 
     /// The next 64 random bits.

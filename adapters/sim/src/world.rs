@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use mqttrs::{Packet, Pid, QosPid};
-use subnodesync_core::codec::frame::FixedHeader;
+use subnodesync_core::FixedHeader;
 use subnodesync_core::{
     Buffers, CommandId, DisconnectReason, Duration, Event, Instant, Metrics, Node, NodeError, Outcome, Output,
 };

@@ -137,7 +137,7 @@ impl BuildInfo {
         let platform = var(PLATFORM_VAR).or_else(|| {
             let (os, arch) = (var("CARGO_CFG_TARGET_OS")?, var("CARGO_CFG_TARGET_ARCH")?);
             let little_endian = var("CARGO_CFG_TARGET_ENDIAN").as_deref() != Some("big");
-            Some(format!("{}/{}", go_os(&os), go_arch(&arch, little_endian)))
+            Some(go_platform(&os, &arch, little_endian))
         });
 
         let or_unknown = |v: Option<String>| v.unwrap_or_else(|| UNKNOWN.to_owned());
@@ -233,6 +233,12 @@ fn parse_rustc_version(output: &str) -> Option<String> {
         (Some("rustc"), Some(version)) => Some(format!("rustc {version}")),
         _ => Some(line),
     }
+}
+
+/// Go's `{GOOS}/{GOARCH}` spelling (`linux/amd64`) of a Rust target's OS, architecture and
+/// byte order, as `node_version.platform` carries it.
+pub fn go_platform(os: &str, arch: &str, little_endian: bool) -> String {
+    format!("{}/{}", go_os(os), go_arch(arch, little_endian))
 }
 
 /// Go's `GOOS` name for a Rust `target_os`: they differ only for macOS.

@@ -86,6 +86,13 @@ pub use shared::{Refresh, SharedSampler};
 #[cfg(any(feature = "sampler", feature = "node-version"))]
 pub use subnodesync_core::{Metric, Metrics, NodeVersion};
 
+/// This machine's host name as the operating system reports it (Linux, macOS, Windows, the
+/// BSDs), or `None` where it has none.
+#[cfg(feature = "sampler")]
+pub fn host_name() -> Option<String> {
+    sysinfo::System::host_name().filter(|name| !name.trim().is_empty())
+}
+
 /// The application's [`NodeVersion`], from the values its build script captured with
 /// [`build_info::emit`].
 ///

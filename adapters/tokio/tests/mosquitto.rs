@@ -221,6 +221,6 @@ async fn invalid_settings_fail_before_any_connection_is_tried() {
         .unwrap_err();
     assert!(matches!(err, Error::Config { variable: Some("SUBNODE_NODE_NAME"), .. }), "{err}");
 
-    let err = NodeBuilder::new("app").env(|_| None).keepalive(Duration::from_millis(1500)).start().await.unwrap_err();
+    let err = NodeBuilder::new("app").env(|_| None).keep_alive(Duration::from_millis(1500)).start().await.unwrap_err();
     assert!(matches!(err, Error::Config { variable: None, .. }), "{err}");
 }

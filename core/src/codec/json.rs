@@ -56,6 +56,54 @@ impl<'a> RawJson<'a> {
     }
 }
 
+/// The string a JSON string's escaped contents mean (`a\"b\u00e9` → `a"bé`), written out by
+/// `Display` without allocating. Escapes that mean nothing (a lone surrogate, a broken `\u`)
+/// come out as U+FFFD, so text from the wire always displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unescaped<'a>(pub &'a str);
+
+impl core::fmt::Display for Unescaped<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write as _;
+        let mut rest = self.0;
+        while let Some(at) = rest.find('\\') {
+            f.write_str(rest.get(..at).unwrap_or_default())?;
+            let escape = rest.get(at + 1..).unwrap_or_default();
+            let mut chars = escape.chars();
+            let (c, used) = match chars.next() {
+                Some('b') => ('\u{8}', 1),
+                Some('f') => ('\u{c}', 1),
+                Some('n') => ('\n', 1),
+                Some('r') => ('\r', 1),
+                Some('t') => ('\t', 1),
+                Some('u') => unicode_escape(escape),
+                Some(other) => (other, other.len_utf8()),
+                None => ('\u{fffd}', 0),
+            };
+            f.write_char(c)?;
+            rest = escape.get(used..).unwrap_or_default();
+        }
+        f.write_str(rest)
+    }
+}
+
+/// `u` and four hex digits (and, for a surrogate pair, `\u` and four more) at the start of
+/// `escape`: the character and how many bytes it took.
+fn unicode_escape(escape: &str) -> (char, usize) {
+    let hex = |at: usize| escape.get(at..at + 4).and_then(|h| u32::from_str_radix(h, 16).ok());
+    match hex(1) {
+        Some(high @ 0xD800..=0xDBFF) => match (escape.get(5..7), hex(7)) {
+            (Some("\\u"), Some(low @ 0xDC00..=0xDFFF)) => {
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                (char::from_u32(code).unwrap_or('\u{fffd}'), 11)
+            }
+            _ => ('\u{fffd}', 5),
+        },
+        Some(code) => (char::from_u32(code).unwrap_or('\u{fffd}'), 5),
+        None => ('\u{fffd}', 1),
+    }
+}
+
 /// A valid JSON object, borrowed as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Object<'a>(RawJson<'a>);
@@ -532,6 +580,27 @@ mod tests {
         let mut w = Writer::new(&mut small);
         w.str("hello");
         assert_eq!(w.finish(), Err(EncodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn unescaping_gives_back_what_the_sender_meant() {
+        let un = |s: &str| std::format!("{}", Unescaped(s));
+        assert_eq!(un("plain"), "plain");
+        assert_eq!(un(r#"a\"b\u00e9\\n\/"#), "a\"bé\\n/");
+        assert_eq!(un(r"tab\tnl\ncr\r\b\f"), "tab\tnl\ncr\r\u{8}\u{c}");
+        assert_eq!(un(r"\ud83d\ude00!"), "😀!");
+        assert_eq!(un(r"lone \ud83d x"), "lone \u{fffd} x");
+        assert_eq!(un(r"broken\u12"), "broken\u{fffd}12");
+        assert_eq!(un(r"trailing\"), "trailing\u{fffd}");
+    }
+
+    #[test]
+    fn unescaping_agrees_with_serde_json_on_every_valid_string() {
+        for text in [r#""\u0041\"\\x\n""#, r#""\ud834\udd1e""#, r#""caf\u00e9 \/ \t""#] {
+            let want: std::string::String = serde_json::from_str(text).unwrap();
+            let escaped = RawJson::parse(text.as_bytes()).unwrap().as_escaped_str().unwrap();
+            assert_eq!(std::format!("{}", Unescaped(escaped)), want);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Bytes on the wire: MQTT framing and packets, and the JSON payloads of the wire contract.
 
-pub mod frame;
-pub mod json;
-pub mod message;
-pub mod packet;
+pub(crate) mod frame;
+pub(crate) mod json;
+pub(crate) mod message;
+pub(crate) mod packet;

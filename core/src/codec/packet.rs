@@ -5,6 +5,9 @@
 //! packet bytes over. PUBLISH and PUBACK, the two packets of every exchange, are split here once
 //! checked; the rest go through `mqttrs`. Packet types a broker never sends to a client are
 //! refused before they reach `mqttrs` at all.
+// `fuzzing` re-exports the decoder and two encoders for the property tests; in other builds
+// they are the crate's own.
+#![cfg_attr(not(any(test, feature = "_fuzzing")), allow(unreachable_pub))]
 
 use core::convert::TryFrom;
 
@@ -14,11 +17,11 @@ use super::frame::{FixedHeader, MAX_REMAINING_LEN};
 use crate::error::{ConnectRefused, DecodeError, EncodeError};
 
 /// PINGREQ: the whole packet.
-pub const PINGREQ: [u8; 2] = [0xC0, 0x00];
+pub(crate) const PINGREQ: [u8; 2] = [0xC0, 0x00];
 /// DISCONNECT: the whole packet.
-pub const DISCONNECT: [u8; 2] = [0xE0, 0x00];
+pub(crate) const DISCONNECT: [u8; 2] = [0xE0, 0x00];
 /// The most topic filters one SUBSCRIBE or SUBACK of ours carries (the `mqttrs` no_std limit).
-pub const MAX_SUBSCRIPTIONS: usize = 5;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 5;
 
 /// A PUBLISH received from the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +177,7 @@ fn pid(id: u16) -> Result<Pid, EncodeError> {
 
 /// The last will a CONNECT registers with the broker.
 #[derive(Debug, Clone, Copy)]
-pub struct Will<'a> {
+pub(crate) struct Will<'a> {
     /// Topic the broker publishes the will on.
     pub topic: &'a str,
     /// Will payload.
@@ -183,7 +186,7 @@ pub struct Will<'a> {
 
 /// The fields of our CONNECT.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectOptions<'a> {
+pub(crate) struct ConnectOptions<'a> {
     /// Client identifier.
     pub client_id: &'a str,
     /// Keep-alive in seconds.
@@ -199,7 +202,7 @@ pub struct ConnectOptions<'a> {
 }
 
 /// Encodes a CONNECT into `buf`, returning its length.
-pub fn encode_connect(opts: &ConnectOptions<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub(crate) fn encode_connect(opts: &ConnectOptions<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
     let packet = Packet::Connect(Connect {
         protocol: Protocol::MQTT311,
         keep_alive: opts.keep_alive_secs,
@@ -218,7 +221,7 @@ pub fn encode_connect(opts: &ConnectOptions<'_>, buf: &mut [u8]) -> Result<usize
 }
 
 /// Encodes a SUBSCRIBE for `topics`, each at QoS 1, into `buf`, returning its length.
-pub fn encode_subscribe(pid_: u16, topics: &[&str], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub(crate) fn encode_subscribe(pid_: u16, topics: &[&str], buf: &mut [u8]) -> Result<usize, EncodeError> {
     let mut list = heapless07::Vec::<mqttrs::SubscribeTopic, MAX_SUBSCRIPTIONS>::new();
     for topic in topics {
         let topic_path = heapless07_string(topic).ok_or(EncodeError::BufferTooSmall)?;
@@ -272,6 +275,7 @@ fn put_publish_head(w: &mut Cursor<'_>, header: &[u8], topic: &str, pid: Option<
 /// Every heartbeat and result is a PUBLISH, so it is written here rather than through `mqttrs`,
 /// which copies the payload a byte at a time; `tests/properties.rs` checks both write the same
 /// bytes.
+#[cfg(any(test, feature = "_fuzzing"))]
 pub fn encode_publish(
     topic: &str,
     payload: &[u8],
@@ -292,7 +296,7 @@ pub fn encode_publish(
 /// Encodes a PUBLISH whose payload `write_payload` writes in place, so the payload is never
 /// copied. Returns where in `buf` the packet ended up: it starts up to three bytes in, because
 /// room for the longest length field is kept until the payload's length is known.
-pub fn encode_publish_with(
+pub(crate) fn encode_publish_with(
     topic: &str,
     pid: Option<u16>,
     retain: bool,
@@ -332,7 +336,7 @@ pub fn encode_puback(pid: u16, buf: &mut [u8]) -> Result<usize, EncodeError> {
 }
 
 /// Copies a whole, fixed packet into `buf`, returning its length.
-pub fn copy_packet(packet: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub(crate) fn copy_packet(packet: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
     buf.get_mut(..packet.len()).ok_or(EncodeError::BufferTooSmall)?.copy_from_slice(packet);
     Ok(packet.len())
 }

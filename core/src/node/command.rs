@@ -3,8 +3,9 @@
 
 use core::ops::Range;
 
+use super::builtin::BUILT_INS;
 use crate::codec::json::{Object, RawJson};
-use crate::error::{CommandError, JsonError};
+use crate::error::{CommandError, CommandNameError, JsonError};
 use crate::time::{Duration, Instant};
 
 /// Longest `request_id` the node keeps, in bytes as received.
@@ -13,8 +14,6 @@ pub const REQUEST_ID_MAX: usize = 64;
 pub const COMMAND_MAX: usize = 32;
 /// How many finished request ids are remembered to recognise redeliveries.
 pub const RECENT_IDS: usize = 32;
-/// Commands the core answers itself.
-pub const BUILT_INS: [&str; 6] = ["ping", "status", "reregister", "set_heartbeat_interval", "stop", "restart"];
 
 /// A handle to a running command, for [`Node::complete`](crate::Node::complete) and
 /// [`Node::progress`](crate::Node::progress).
@@ -61,9 +60,31 @@ impl<'a> Outcome<'a> {
         Self { success: false, message, data: None }
     }
 
+    /// The answer to a declared command that has no handler: an adapter's table and
+    /// `Config::commands` disagree.
+    pub const fn no_handler() -> Outcome<'static> {
+        Outcome::fail("no handler for this command")
+    }
+
     /// The same outcome carrying `data`, JSON text.
     pub const fn with_data(self, data: &'a [u8]) -> Self {
         Self { data: Some(data), ..self }
+    }
+}
+
+/// Checks that the engine can reach an application command called `name`: not a built-in,
+/// at most [`COMMAND_MAX`] bytes, and nothing that arrives JSON-escaped.
+pub fn check_command_name(name: &str) -> Result<(), CommandNameError> {
+    if name.is_empty() {
+        Err(CommandNameError::Empty)
+    } else if BUILT_INS.contains(&name) {
+        Err(CommandNameError::BuiltIn)
+    } else if name.len() > COMMAND_MAX {
+        Err(CommandNameError::TooLong)
+    } else if name.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        Err(CommandNameError::InvalidCharacter)
+    } else {
+        Ok(())
     }
 }
 
@@ -314,6 +335,16 @@ mod tests {
         assert_eq!(parse_control(b"{").unwrap_err(), CommandError::Malformed(JsonError::Syntax(1)));
         assert_eq!(parse_control(br#"{"command":"x"}"#).unwrap_err(), CommandError::MissingField("request_id"));
         assert_eq!(parse_control(br#"{"request_id":1}"#).unwrap_err(), CommandError::WrongType("request_id"));
+    }
+
+    #[test]
+    fn command_names_must_be_reachable() {
+        assert_eq!(check_command_name("deploy"), Ok(()));
+        assert_eq!(check_command_name(""), Err(CommandNameError::Empty));
+        assert_eq!(check_command_name("ping"), Err(CommandNameError::BuiltIn));
+        assert_eq!(check_command_name(&"x".repeat(COMMAND_MAX + 1)), Err(CommandNameError::TooLong));
+        assert_eq!(check_command_name("a\"b"), Err(CommandNameError::InvalidCharacter));
+        assert_eq!(check_command_name("a\nb"), Err(CommandNameError::InvalidCharacter));
     }
 
     #[test]

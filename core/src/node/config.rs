@@ -2,6 +2,7 @@
 
 use core::fmt::Write as _;
 
+use super::command::check_command_name;
 use crate::codec::message::NodeVersion;
 use crate::error::ConfigError;
 use crate::time::Duration;
@@ -127,6 +128,9 @@ impl<'a> Config<'a> {
         if self.reconnect_min > self.reconnect_max {
             return Err(ConfigError::BackoffRange);
         }
+        for name in self.commands {
+            check_command_name(name).map_err(ConfigError::CommandName)?;
+        }
         let mut id = heapless::String::new();
         write!(id, "{}-{}-{}", self.node_name, self.hostname, self.pid)
             .map_err(|_| ConfigError::TooLong("instance_id", INSTANCE_ID_MAX))?;
@@ -173,6 +177,14 @@ mod tests {
         let long = "x".repeat(49);
         assert_eq!(bad(&long, "h", "p"), Err(ConfigError::TooLong("node_name", 48)));
         assert!(bad("a", "h", "corp/fleet").is_ok());
+    }
+
+    #[test]
+    fn declared_commands_must_be_reachable_names() {
+        let with = |commands| Config { commands, ..Config::new("a", "h", 1) }.validate();
+        assert!(with(&["deploy", "echo"]).is_ok());
+        assert_eq!(with(&["stop"]), Err(ConfigError::CommandName(crate::error::CommandNameError::BuiltIn)));
+        assert_eq!(with(&[""]), Err(ConfigError::CommandName(crate::error::CommandNameError::Empty)));
     }
 
     #[test]

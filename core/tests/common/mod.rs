@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::string::String;
 use std::vec::Vec;
 
-use subnodesync_core::codec::frame::FixedHeader;
+use subnodesync_core::FixedHeader;
 use subnodesync_core::{
     Buffers, CommandError, CommandId, Config, ControlTopic, DisconnectReason, Duration, Event, Instant, Metrics, Node,
     Output,

@@ -22,7 +22,7 @@ use async_io::Async;
 use embassy_executor::Executor;
 use embassy_time::Instant;
 use embedded_io_adapters::futures_03::FromFutures;
-use subnodesync_core::codec::json::Writer;
+use subnodesync_core::Writer;
 use subnodesync_core::{Command, Config, Metric, Metrics, Node, Outcome};
 use subnodesync_embassy::{run, Handler, Handlers, Notice, Resources, Sampler, Stopped};
 use subnodesync_tokio::config::{parse_broker_url, Scheme, BROKER_URL, NODE_NAME};

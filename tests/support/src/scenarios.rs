@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use subnodesync_host::{
-    handler_fn, BuildInfo, CommandResult, DisconnectReason, LifecycleEvent, NodeBuilder, NodeHandle, Runtime,
+    handler_fn, CommandResult, DisconnectReason, LifecycleEvent, NodeBuilder, NodeHandle, OwnedNodeVersion, Runtime,
     StopReason,
 };
 
@@ -20,7 +20,7 @@ pub fn suite_node<R: Runtime>(url: &str, name: &str) -> NodeBuilder<R> {
         .broker_url(url)
         .hostname("test-host")
         .heartbeat_interval(Duration::from_secs(1))
-        .keepalive(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(2))
         .reconnect_min(Duration::from_millis(100))
         .reconnect_max(Duration::from_secs(1))
         .connect_timeout(Duration::from_secs(2))
@@ -51,11 +51,11 @@ pub async fn register_status_and_heartbeat_carry_every_field<R: Runtime>(
         .metadata("region", "eu-1")
         .capability("echo")
         .metric("queue_depth", 7)
-        .node_version(BuildInfo {
+        .node_version(OwnedNodeVersion {
             git_version: "v1.2.3".into(),
             git_commit: "abc123".into(),
             build_date: "2024-01-01".into(),
-            compiler: "rustc 1.82.0".into(),
+            go_version: "rustc 1.82.0".into(),
             platform: "linux/amd64".into(),
         })
         .start()

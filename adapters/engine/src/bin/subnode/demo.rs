@@ -114,7 +114,7 @@ async fn start_nodes(url: &str, count: u16) -> Result<Vec<NodeHandle>, Failure> 
             .hostname(format!("demo{n}"))
             .version(if n % 2 == 0 { "1.1.0" } else { "1.0.0" })
             .heartbeat_interval(Duration::from_secs(2))
-            .keepalive(Duration::from_secs(5))
+            .keep_alive(Duration::from_secs(5))
             .reconnect_min(Duration::from_millis(200))
             .reconnect_max(Duration::from_secs(3))
             .handler(handler_fn("echo", |_ctx, cmd| async move {

@@ -1,0 +1,151 @@
+//! The commands the core answers itself, without the application: one table, [`BUILT_INS`],
+//! names them, and one `match` runs them.
+
+use core::ops::Range;
+
+use super::command::Request;
+use super::output::Pending;
+use super::Node;
+use crate::codec::json::{RawJson, Writer};
+use crate::codec::message::{self, ToJson};
+use crate::error::CommandError;
+use crate::time::{later, Duration};
+
+/// A command the core answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BuiltIn {
+    /// Answers `pong`: the node is alive and reading its control topic.
+    Ping,
+    /// Answers with uptime, heartbeat interval and connection counters.
+    Status,
+    /// Publishes the register message again.
+    Reregister,
+    /// Changes the heartbeat interval (`parameters.seconds`, 1 to 86,400).
+    SetHeartbeatInterval,
+    /// Answers, then asks the application to stop the node.
+    Stop,
+    /// Answers, then asks the application to stop and start its process again.
+    Restart,
+}
+
+impl BuiltIn {
+    /// Every built-in, in the order [`BUILT_INS`] lists their names.
+    const ALL: [Self; 6] =
+        [Self::Ping, Self::Status, Self::Reregister, Self::SetHeartbeatInterval, Self::Stop, Self::Restart];
+
+    /// Its name on the wire.
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Status => "status",
+            Self::Reregister => "reregister",
+            Self::SetHeartbeatInterval => "set_heartbeat_interval",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+        }
+    }
+
+    /// The built-in called `name`, if any.
+    pub(super) fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// Commands the core answers itself; application commands cannot take these names.
+// Evaluated at compile time, where an index out of bounds fails the build.
+#[allow(clippy::indexing_slicing)]
+pub const BUILT_INS: [&str; 6] = {
+    let mut names = [""; 6];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = BuiltIn::ALL[i].name();
+        i += 1;
+    }
+    names
+};
+
+impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
+    /// Runs a built-in and publishes its result.
+    pub(super) fn run_built_in(&mut self, built_in: BuiltIn, request: Request<'_>, parameters: Range<usize>) {
+        match built_in {
+            BuiltIn::Ping => self.answer(request, "pong", None),
+            BuiltIn::Status => {
+                let mut data = [0u8; 256];
+                let status = StatusData {
+                    uptime: self.now.saturating_duration_since(self.started).as_secs(),
+                    heartbeat_interval: self.heartbeat_interval.as_secs(),
+                    connects: self.stats.connects,
+                    results_dropped: self.stats.results_dropped,
+                };
+                let raw = json_data(&status, &mut data);
+                self.answer(request, "running", raw)
+            }
+            BuiltIn::Reregister => {
+                let _ = self.enqueue_register();
+                self.answer(request, "registered", None)
+            }
+            BuiltIn::SetHeartbeatInterval => {
+                let seconds = self.parameters_at(parameters).and_then(|p| p.get("seconds")?.deserialize::<u64>());
+                match seconds.filter(|s| (1..=86_400).contains(s)) {
+                    Some(s) => {
+                        self.heartbeat_interval = Duration::from_secs(s);
+                        self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, self.heartbeat_interval));
+                        let mut data = [0u8; 32];
+                        let raw = json_data(&SecondsData { seconds: s }, &mut data);
+                        self.answer(request, "heartbeat interval set", raw)
+                    }
+                    None => self.fail(request, CommandError::InvalidParameter("seconds")),
+                }
+            }
+            BuiltIn::Stop => {
+                self.answer(request, "stopping", None);
+                self.push_event(Pending::StopRequested);
+            }
+            BuiltIn::Restart => {
+                self.answer(request, "restarting", None);
+                self.push_event(Pending::RestartRequested);
+            }
+        }
+    }
+}
+
+/// `data` of the built-in `status` command.
+struct StatusData {
+    uptime: u64,
+    heartbeat_interval: u64,
+    connects: u32,
+    results_dropped: u32,
+}
+
+impl ToJson for StatusData {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"{\"status\":\"running\",\"uptime\":");
+        w.u64(self.uptime);
+        w.raw(b",\"heartbeat_interval\":");
+        w.u64(self.heartbeat_interval);
+        w.raw(b",\"connects\":");
+        w.u64(u64::from(self.connects));
+        w.raw(b",\"results_dropped\":");
+        w.u64(u64::from(self.results_dropped));
+        w.raw(b"}");
+    }
+}
+
+/// `data` of the built-in `set_heartbeat_interval` command.
+struct SecondsData {
+    seconds: u64,
+}
+
+impl ToJson for SecondsData {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.raw(b"{\"seconds\":");
+        w.u64(self.seconds);
+        w.raw(b"}");
+    }
+}
+
+/// Writes built-in result data into `buf`; it is our own JSON, so it parses.
+fn json_data<'b>(data: &impl ToJson, buf: &'b mut [u8]) -> Option<RawJson<'b>> {
+    let len = message::to_json(data, buf).ok()?;
+    RawJson::parse(buf.get(..len)?).ok()
+}

@@ -1,0 +1,159 @@
+//! What the node publishes: topics, the register, status and result messages, all QoS 1
+//! through the outbox.
+
+use super::command::Request;
+use super::output::Pending;
+use super::{Config, Node, FIXED_CAPABILITIES, TOPIC_MAX};
+use crate::codec::json::{RawJson, Writer};
+use crate::codec::message::{self, Capabilities, Metadata, ToJson};
+use crate::codec::packet;
+use crate::error::NodeError;
+use crate::session::outbox::{Dropped, Outbox};
+use crate::session::MessageKind;
+use crate::time::{Instant, WallClock};
+
+impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
+    pub(super) fn topic(&self, suffix: &str) -> heapless::String<TOPIC_MAX> {
+        let c = &self.config;
+        join([c.topic_prefix, "/", c.node_name, "/", &self.instance_id, "/", suffix])
+    }
+
+    pub(super) fn broadcast_topic(&self) -> heapless::String<TOPIC_MAX> {
+        join([self.config.topic_prefix, "/", self.config.node_name, "/control"])
+    }
+
+    /// Whether `topic` is our own or our name's broadcast control topic, without building either.
+    pub(super) fn is_control_topic(&self, topic: &str) -> bool {
+        let rest = topic
+            .strip_prefix(self.config.topic_prefix)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_prefix(self.config.node_name))
+            .and_then(|r| r.strip_prefix('/'));
+        match rest {
+            Some("control") => true,
+            Some(r) => r.strip_prefix(self.instance_id.as_str()) == Some("/control"),
+            None => false,
+        }
+    }
+
+    /// Accounts for what making room in the outbox dropped.
+    pub(super) fn note_dropped(&mut self, pushed: Result<Dropped, NodeError>) -> Result<(), NodeError> {
+        let dropped = pushed?;
+        if dropped != Dropped::default() {
+            self.stats.heartbeats_dropped += dropped.heartbeats;
+            self.stats.results_dropped += dropped.results;
+            self.push_event(Pending::MessagesDropped(dropped));
+        }
+        Ok(())
+    }
+
+    pub(super) fn enqueue_register(&mut self) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic("register"), self.alloc_pid());
+        let register = register_message(&self.config, &self.instance_id, &self.clock, self.now, self.started);
+        let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, &topic, true, &register);
+        self.note_dropped(pushed)
+    }
+
+    pub(super) fn enqueue_status(&mut self, status: &'static str) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic("status"), self.alloc_pid());
+        let message = message::StatusMessage {
+            timestamp: self.clock.at(self.now),
+            node_name: self.config.node_name,
+            instance_id: &self.instance_id,
+            status,
+        };
+        let pushed = push_json(&mut self.outbox, MessageKind::Status, pid, 0, &topic, true, &message);
+        self.note_dropped(pushed)
+    }
+
+    /// Publishes a result or progress update; a tag other than 0 lets a redelivery find it.
+    pub(super) fn publish_result(
+        &mut self,
+        request: Request<'_>,
+        success: bool,
+        message: &str,
+        data: Option<RawJson<'_>>,
+        state: &str,
+    ) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic("result"), self.alloc_pid());
+        let result = message::ResultMessage {
+            timestamp: self.clock.at(self.now),
+            node_name: self.config.node_name,
+            instance_id: &self.instance_id,
+            request_id: request.id,
+            command: request.command,
+            success,
+            message,
+            data,
+            state,
+        };
+        let pushed = push_json(&mut self.outbox, MessageKind::Result, pid, request.tag, &topic, false, &result);
+        self.note_dropped(pushed)
+    }
+
+    /// Publishes a final result and remembers the request id so a redelivery is not run again.
+    pub(super) fn finish(
+        &mut self,
+        request: Request<'_>,
+        success: bool,
+        message: &str,
+        data: Option<RawJson<'_>>,
+    ) -> Result<(), NodeError> {
+        self.commands.remember(request.tag);
+        self.publish_result(request, success, message, data, "done")
+    }
+}
+
+/// Concatenates topic parts; every part is bounded by the config checks, so TOPIC_MAX holds them.
+pub(super) fn join<const N: usize>(parts: [&str; N]) -> heapless::String<TOPIC_MAX> {
+    let mut topic = heapless::String::new();
+    for part in parts {
+        let _ = topic.push_str(part);
+    }
+    topic
+}
+
+/// The register message as of `now`. A free function, so that it may borrow the node's fields
+/// while the outbox is borrowed mutably.
+pub(super) fn register_message<'n>(
+    config: &Config<'n>,
+    instance_id: &'n str,
+    clock: &WallClock,
+    now: Instant,
+    started: Instant,
+) -> message::RegisterMessage<'n> {
+    message::RegisterMessage {
+        timestamp: clock.at(now),
+        node_name: config.node_name,
+        instance_id,
+        version: config.version,
+        pid: config.pid,
+        start_time: clock.at(started),
+        capabilities: Capabilities { fixed: &FIXED_CAPABILITIES, extra: config.capabilities },
+        metadata: Metadata { hostname: config.hostname, extra: config.metadata },
+        node_version: config.node_version,
+    }
+}
+
+/// Publishes `json` (QoS 1) on `topic` through the outbox, written in place. A free function, so
+/// that `json` may borrow the node's other fields.
+pub(super) fn push_json<const M: usize>(
+    outbox: &mut Outbox<'_, M>,
+    kind: MessageKind,
+    pid: u16,
+    tag: u64,
+    topic: &str,
+    retain: bool,
+    json: &dyn ToJson,
+) -> Result<Dropped, NodeError> {
+    outbox.push(kind, pid, tag, |buf| {
+        packet::encode_publish_with(topic, Some(pid), retain, buf, |payload| message::to_json(json, payload))
+    })
+}
+
+/// No payload at all: an empty retained PUBLISH deletes the retained message.
+pub(super) struct Nothing;
+
+impl ToJson for Nothing {
+    fn write_json(&self, _: &mut Writer<'_>) {}
+}
