@@ -3,11 +3,12 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
-use mqttrs::{Packet, Pid, QosPid};
+use mqttrs::Packet;
 use subnodesync_core::codec::frame::FixedHeader;
 use subnodesync_core::{
     Buffers, CommandId, DisconnectReason, Duration, Event, Instant, Metrics, Node, NodeError, Outcome, Output,
 };
+use subnodesync_fixtures::wire;
 
 use crate::{Failure, Handler, Reply, Report, Rng, SimConfig, Stats};
 
@@ -999,7 +1000,8 @@ impl<'a, 'h> World<'a, 'h> {
                 if self.faulty() && self.rng.chance(self.cfg.faults.refuse_connack) {
                     self.stats.faults[5] += 1;
                     self.log("fault", || format!("broker refuses conn {id}"));
-                    self.broker_send(id, vec![0x20, 0x02, 0x00, 0x03]);
+                    // Return code 3: server unavailable.
+                    self.broker_send(id, wire::connack(false, 3));
                     return self.broker_close(id, false);
                 }
                 let client = c.client_id.to_string();
@@ -1020,7 +1022,7 @@ impl<'a, 'h> World<'a, 'h> {
                 self.broker.clients.insert(client.clone(), id);
                 let session = self.broker.sessions.entry(client.clone()).or_default();
                 session.conn = Some(id);
-                self.broker_send(id, vec![0x20, 0x02, u8::from(present), 0x00]);
+                self.broker_send(id, wire::connack(present, 0));
                 // Resume: everything unacknowledged goes out again, DUP if it went out before.
                 let resend: Vec<(u16, String, Vec<u8>, bool)> = self
                     .broker
@@ -1038,7 +1040,9 @@ impl<'a, 'h> World<'a, 'h> {
                     })
                     .unwrap_or_default();
                 for (pid, topic, payload, dup) in resend {
-                    self.broker_send(id, encode_publish(&topic, &payload, Some(pid), dup, false));
+                    let publish =
+                        wire::Publish { topic: &topic, payload: &payload, pid: Some(pid), dup, retain: false };
+                    self.broker_send(id, publish.encode());
                 }
             }
             (Packet::Connect(_), Some(_)) => {
@@ -1054,10 +1058,8 @@ impl<'a, 'h> World<'a, 'h> {
                         }
                     }
                 }
-                let [hi, lo] = s.pid.get().to_be_bytes();
-                let mut suback = vec![0x90, 2 + topics.len() as u8, hi, lo];
-                suback.extend(topics.iter().map(|_| 1u8));
-                self.broker_send(id, suback);
+                // Every filter granted QoS 1.
+                self.broker_send(id, wire::suback(s.pid.get(), &vec![1; topics.len()]));
                 let retained: Vec<(String, Vec<u8>)> = self
                     .broker
                     .retained
@@ -1071,8 +1073,7 @@ impl<'a, 'h> World<'a, 'h> {
             }
             (Packet::Publish(p), Some(_)) => {
                 if let Some(pid) = p.qospid.pid() {
-                    let [hi, lo] = pid.get().to_be_bytes();
-                    self.broker_send(id, vec![0x40, 0x02, hi, lo]);
+                    self.broker_send(id, wire::puback(pid.get()));
                 }
                 let (topic, payload) = (p.topic_name.to_string(), p.payload.to_vec());
                 self.route(&topic, payload, p.retain, false);
@@ -1082,7 +1083,7 @@ impl<'a, 'h> World<'a, 'h> {
                     s.inflight.remove(&pid.get());
                 }
             }
-            (Packet::Pingreq, Some(_)) => self.broker_send(id, vec![0xD0, 0x00]),
+            (Packet::Pingreq, Some(_)) => self.broker_send(id, wire::pingresp()),
             (Packet::Disconnect, Some(_)) => {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.clean = true;
@@ -1128,7 +1129,10 @@ impl<'a, 'h> World<'a, 'h> {
         let conn = session.conn;
         if !qos1 {
             if let Some(id) = conn {
-                self.broker_send(id, encode_publish(topic, &payload, None, false, retain));
+                self.broker_send(
+                    id,
+                    wire::Publish { topic, payload: &payload, pid: None, dup: false, retain }.encode(),
+                );
             }
             return;
         }
@@ -1140,7 +1144,7 @@ impl<'a, 'h> World<'a, 'h> {
             }
         }
         session.next_pid = pid;
-        let bytes = encode_publish(topic, &payload, Some(pid), false, retain);
+        let bytes = wire::Publish { topic, payload: &payload, pid: Some(pid), dup: false, retain }.encode();
         session.inflight.insert(pid, Queued { topic: topic.to_string(), payload, sent: conn.is_some() });
         if let Some(id) = conn {
             self.broker_send(id, bytes);
@@ -1192,9 +1196,7 @@ impl<'a, 'h> World<'a, 'h> {
             (_, 0) => format!("{{\"text\":\"t{n}\",\"timeout_ms\":{}}}", self.rng.range(500, 5_000)),
             _ => format!("{{\"text\":\"t{n}\"}}"),
         };
-        let payload = format!(
-            "{{\"command\":\"{command}\",\"timestamp\":\"2024-01-01T12:00:00Z\",\"request_id\":\"{request_id}\",\"parameters\":{parameters}}}"
-        );
+        let payload = wire::command_json(command, &request_id, &parameters);
         let targets: Vec<usize> = if broadcast { (0..self.nodes.len()).collect() } else { vec![i] };
         for node in targets {
             self.stats.requests += 1;
@@ -1297,19 +1299,6 @@ impl<'a, 'h> World<'a, 'h> {
             Some(_) => {}
         }
     }
-}
-
-fn encode_publish(topic: &str, payload: &[u8], pid: Option<u16>, dup: bool, retain: bool) -> Vec<u8> {
-    let qospid = match pid.and_then(|p| Pid::try_from(p).ok()) {
-        Some(p) => QosPid::AtLeastOnce(p),
-        None => QosPid::AtMostOnce,
-    };
-    let mut buf = vec![0u8; payload.len() + topic.len() + 16];
-    let publish = mqttrs::Publish { dup, qospid, retain, topic_name: topic, payload };
-    // The buffer has room for the fixed header, the topic, the packet id and the payload.
-    let n = mqttrs::encode_slice(&Packet::Publish(publish), &mut buf).expect("publish fits its buffer");
-    buf.truncate(n);
-    buf
 }
 
 /// One line per packet for the trace.
