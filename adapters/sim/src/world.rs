@@ -10,7 +10,7 @@ use subnodesync_core::{
 };
 use subnodesync_fixtures::wire;
 
-use crate::{Failure, Handler, Reply, Report, Rng, SimConfig, Stats};
+use crate::{Failure, Faults, Handler, Reply, Report, Rng, SimConfig, Stats, FAULT_KINDS};
 
 /// Virtual time, microseconds.
 type T = u64;
@@ -43,10 +43,44 @@ enum Ev {
     Complete(usize, CommandId, Reply),
     EngineNew,
     EngineRetry,
-    Fault(usize),
+    Fault(Fault),
     BrokerUp(u64),
     FaultsOff,
 }
+
+/// A kind of fault, in the order of [`FAULT_KINDS`] and `Stats::faults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Reset,
+    HalfOpen,
+    BrokerRestart,
+    SessionsLost,
+    ClockJump,
+    RefusedConnack,
+    Duplicate,
+}
+
+impl Fault {
+    /// The faults with a clock of their own, in the order their first draws are made: changing
+    /// it changes every seed's run.
+    const TIMED: [Self; 4] = [Self::Reset, Self::HalfOpen, Self::BrokerRestart, Self::ClockJump];
+
+    /// Occurrences per hour of simulated time for the whole world; zero for the faults that
+    /// ride on an occasion (a restart, a CONNECT, a command publish), which are never scheduled.
+    fn rate(self, faults: &Faults, nodes: usize) -> f64 {
+        let n = nodes as f64;
+        match self {
+            Self::Reset => faults.resets_per_hour * n,
+            Self::HalfOpen => faults.half_opens_per_hour * n,
+            Self::BrokerRestart => faults.broker_restarts_per_hour,
+            Self::ClockJump => faults.clock_jumps_per_hour * n,
+            Self::SessionsLost | Self::RefusedConnack | Self::Duplicate => 0.0,
+        }
+    }
+}
+
+// `Stats::faults` is indexed by `Fault as usize`: one name per kind.
+const _: () = assert!(FAULT_KINDS.len() == Fault::Duplicate as usize + 1);
 
 struct Sched {
     t: T,
@@ -301,21 +335,11 @@ impl<'a, 'h> World<'a, 'h> {
         for i in 0..self.nodes.len() {
             self.drive(i, |_, _| {});
         }
-        let f = self.cfg.faults;
-        let n = self.nodes.len() as f64;
-        for (kind, rate) in [
-            (0, f.resets_per_hour * n),
-            (1, f.half_opens_per_hour * n),
-            (2, f.broker_restarts_per_hour),
-            (4, f.clock_jumps_per_hour * n),
-        ] {
-            let dt = self.rng.exp_micros(rate);
-            if dt != u64::MAX {
-                self.at(self.now + dt, Ev::Fault(kind));
-            }
+        for fault in Fault::TIMED {
+            self.schedule_fault(fault);
         }
         if let Some(at) = self.cfg.broker_restart_at {
-            self.at(START + us(at), Ev::Fault(2));
+            self.at(START + us(at), Ev::Fault(Fault::BrokerRestart));
         }
         self.at(self.fault_end, Ev::FaultsOff);
         self.schedule_engine_new();
@@ -378,7 +402,7 @@ impl<'a, 'h> World<'a, 'h> {
             }
             Ev::EngineNew => self.engine_new(),
             Ev::EngineRetry => self.engine_retry(),
-            Ev::Fault(kind) => self.fault(kind),
+            Ev::Fault(fault) => self.fault(fault),
             Ev::BrokerUp(generation) => {
                 if !self.broker.up && self.broker.generation == generation {
                     self.broker.up = true;
@@ -824,30 +848,32 @@ impl<'a, 'h> World<'a, 'h> {
 
     // ----- faults -----
 
-    fn fault(&mut self, kind: usize) {
+    fn count(&mut self, fault: Fault) {
+        self.stats.faults[fault as usize] += 1;
+    }
+
+    /// Schedules the next `fault` of its kind, if its rate is not zero.
+    fn schedule_fault(&mut self, fault: Fault) {
+        let dt = self.rng.exp_micros(fault.rate(&self.cfg.faults, self.nodes.len()));
+        if dt != u64::MAX {
+            self.at(self.now + dt, Ev::Fault(fault));
+        }
+    }
+
+    /// A timed fault strikes (if faults are still on), and the next of its kind is scheduled.
+    fn fault(&mut self, fault: Fault) {
         if !self.faulty() {
             return;
         }
+        self.schedule_fault(fault);
         let f = self.cfg.faults;
-        let n = self.nodes.len() as f64;
-        let rate = [
-            f.resets_per_hour * n,
-            f.half_opens_per_hour * n,
-            f.broker_restarts_per_hour,
-            0.0,
-            f.clock_jumps_per_hour * n,
-        ][kind];
-        let dt = self.rng.exp_micros(rate);
-        if dt != u64::MAX {
-            self.at(self.now + dt, Ev::Fault(kind));
-        }
         let live: Vec<u64> =
             self.conns.iter().filter(|(_, c)| c.node_open && c.broker_open).map(|(&id, _)| id).collect();
-        match kind {
-            0 | 1 if !live.is_empty() => {
+        match fault {
+            Fault::Reset | Fault::HalfOpen if !live.is_empty() => {
                 let id = live[self.rng.below(live.len() as u64) as usize];
-                self.stats.faults[kind] += 1;
-                if kind == 0 {
+                self.count(fault);
+                if fault == Fault::Reset {
                     self.reset(id);
                 } else {
                     let dir = self.rng.below(2) as usize;
@@ -860,8 +886,8 @@ impl<'a, 'h> World<'a, 'h> {
                     }
                 }
             }
-            2 if self.broker.up => {
-                self.stats.faults[2] += 1;
+            Fault::BrokerRestart if self.broker.up => {
+                self.count(Fault::BrokerRestart);
                 let lose = self.rng.chance(f.lose_sessions);
                 let down = self.rng.range(1_000_000, 20_000_000);
                 self.log("fault", || {
@@ -879,16 +905,16 @@ impl<'a, 'h> World<'a, 'h> {
                 self.broker.up = false;
                 self.broker.generation += 1;
                 if lose {
-                    self.stats.faults[3] += 1;
+                    self.count(Fault::SessionsLost);
                     self.broker.sessions.clear();
                 }
                 let generation = self.broker.generation;
                 self.at(self.now + down, Ev::BrokerUp(generation));
             }
-            4 => {
+            Fault::ClockJump => {
                 let i = self.rng.below(self.nodes.len() as u64) as usize;
                 let jump = self.rng.range(1, us(f.max_clock_jump).max(1));
-                self.stats.faults[4] += 1;
+                self.count(Fault::ClockJump);
                 self.nodes[i].offset += jump;
                 self.refresh_timer(i);
                 // The heartbeat promise is about time that passed, not about the clock's jump.
@@ -898,6 +924,8 @@ impl<'a, 'h> World<'a, 'h> {
                 self.log("fault", || format!("n{i} clock jumps {:.3}s forward", jump as f64 / 1e6));
                 self.drive(i, |node, now| node.handle_timeout(now));
             }
+            // No connection to break, the broker already down, or a fault that rides on an
+            // occasion and is never scheduled.
             _ => {}
         }
     }
@@ -998,7 +1026,7 @@ impl<'a, 'h> World<'a, 'h> {
         match (packet, client) {
             (Packet::Connect(c), None) => {
                 if self.faulty() && self.rng.chance(self.cfg.faults.refuse_connack) {
-                    self.stats.faults[5] += 1;
+                    self.count(Fault::RefusedConnack);
                     self.log("fault", || format!("broker refuses conn {id}"));
                     // Return code 3: server unavailable.
                     self.broker_send(id, wire::connack(false, 3));
@@ -1114,7 +1142,7 @@ impl<'a, 'h> World<'a, 'h> {
         for client in subscribers {
             self.deliver(&client, topic, payload.clone(), true, false);
             if from_engine && self.faulty() && self.rng.chance(self.cfg.faults.duplicate) {
-                self.stats.faults[6] += 1;
+                self.count(Fault::Duplicate);
                 self.log("fault", || format!("broker delivers a duplicate to {client}"));
                 self.deliver(&client, topic, payload.clone(), true, false);
             }
