@@ -61,6 +61,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod broker;
+mod engine;
+mod faults;
+mod network;
+mod node;
 mod rng;
 mod world;
 
