@@ -2,8 +2,8 @@
 //! (subscriptions and unacknowledged QoS 1 messages, resent with DUP on resume), publishes the
 //! will on an unclean end (a crash publishes none), takes over a client id from an older
 //! connection, stores retained messages, answers PINGREQ and drops a client silent for 1.5 × its
-//! keep-alive. Every packet it sends comes from `subnodesync_fixtures::wire`, the same bytes the
-//! core's other tests feed it.
+//! keep-alive. Every packet it sends comes from `subnodesync_fixtures::wire`, encoded by hand
+//! with no code shared with the core's decoder, so the two cannot agree on a mistake.
 
 use std::collections::BTreeMap;
 
