@@ -57,10 +57,26 @@
 //! sees everything nodes publish, and publishes commands (QoS 1, not retained) on instance
 //! control topics, resending any request without a final result after
 //! [`SimConfig::engine_retry`].
+//!
+//! ## Layout
+//!
+//! For anyone changing the simulator (these modules are private): `world` holds virtual time,
+//! the event queue and its loop, and the checks at the end of a run; `node` drives each real
+//! node and checks what it does; `network` carries the bytes, with delays, splits, resets and
+//! half-open streams; `broker` is the simulated MQTT broker, whose packets come from
+//! `subnodesync-fixtures` (hand-encoded, sharing no code with the core's decoder); `engine` is
+//! the management engine inside it; `faults` schedules the faults that have a clock of their own;
+//! `rng` is the seeded generator. Everything draws from one [`Rng`] in one order, so a change
+//! that adds, drops or moves a draw changes the run of every seed.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod broker;
+mod engine;
+mod faults;
+mod network;
+mod node;
 mod rng;
 mod world;
 
