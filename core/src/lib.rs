@@ -62,7 +62,7 @@ pub mod fuzzing;
 // The node: construct, feed input, handle timeouts, poll output.
 pub use node::{
     check_command_name, Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, Outcome,
-    Output, Stats, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, RECENT_IDS,
+    Output, NodeStats, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, RECENT_IDS,
     REQUEST_ID_MAX, TOPIC_MAX,
 };
 pub use session::{Backoff, MessageKind};

@@ -13,14 +13,14 @@ use crate::SimConfig;
 
 /// What the engine has asked and heard.
 pub(crate) struct Engine {
-    pub(crate) requests: Vec<Request>,
+    pub(crate) requests: Vec<PendingCommand>,
     /// (request_id, node) to the request; a broadcast is one request per node.
     by_request_id: BTreeMap<(String, usize), usize>,
     broadcast_topic: String,
 }
 
 /// One command to one node.
-pub(crate) struct Request {
+pub(crate) struct PendingCommand {
     pub(crate) node: usize,
     pub(crate) request_id: String,
     payload: Vec<u8>,
@@ -93,7 +93,7 @@ impl World<'_, '_> {
             self.stats.requests += 1;
             self.nodes[node].requests += 1;
             self.engine.by_request_id.insert((request_id.clone(), node), self.engine.requests.len());
-            self.engine.requests.push(Request {
+            self.engine.requests.push(PendingCommand {
                 node,
                 request_id: request_id.clone(),
                 payload: payload.clone().into_bytes(),

@@ -7,7 +7,7 @@ use crate::network::{ConnId, Direction};
 use crate::world::{micros, SimEvent, World, START};
 use crate::{Faults, FAULT_KINDS};
 
-/// A kind of fault, in the order of [`FAULT_KINDS`] and `Stats::faults`.
+/// A kind of fault, in the order of [`FAULT_KINDS`] and `SimStats::faults`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
     Reset,
@@ -38,7 +38,7 @@ impl Fault {
     }
 }
 
-// `Stats::faults` is indexed by `Fault as usize`: one name per kind.
+// `SimStats::faults` is indexed by `Fault as usize`: one name per kind.
 const _: () = assert!(FAULT_KINDS.len() == Fault::Duplicate as usize + 1);
 
 impl World<'_, '_> {

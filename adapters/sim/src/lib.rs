@@ -263,13 +263,13 @@ impl Handler for Echo {
     }
 }
 
-/// The kinds of injected faults, in the order of [`Stats::faults`].
+/// The kinds of injected faults, in the order of [`SimStats::faults`].
 pub const FAULT_KINDS: [&str; 7] =
     ["resets", "half-opens", "broker restarts", "sessions lost", "clock jumps", "refused connacks", "duplicates"];
 
 /// Counters of one run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct SimStats {
     /// CONNACKs accepted, over all nodes.
     pub connects: u32,
     /// Connections lost, over all nodes.
@@ -301,7 +301,7 @@ pub struct Report {
     /// The seed that produced it.
     pub seed: u64,
     /// Counters.
-    pub stats: Stats,
+    pub stats: SimStats,
     /// A hash of every step's time and kind: equal for equal runs.
     pub digest: u64,
     /// The readable trace, when [`SimConfig::trace`] was set.

@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::faults::Fault;
 use crate::network::{ConnId, Connection, Direction};
 use crate::node::SimNode;
-use crate::{Failure, Handler, Reply, Report, Rng, SimConfig, Stats};
+use crate::{Failure, Handler, Reply, Report, Rng, SimConfig, SimStats};
 
 /// Virtual time, or a span of it, in microseconds.
 pub(crate) type Micros = u64;
@@ -102,7 +102,7 @@ pub(crate) struct World<'a, 'h> {
     pub(crate) filed_deadline: Vec<Option<Micros>>,
     pub(crate) handler: &'h mut dyn Handler,
     trace: Option<Vec<String>>,
-    pub(crate) stats: Stats,
+    pub(crate) stats: SimStats,
     digest: u64,
     pub(crate) failure: Option<String>,
 }
@@ -139,7 +139,7 @@ pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler)
         deadlines: BTreeSet::new(),
         handler,
         trace: config.trace.then(Vec::new),
-        stats: Stats::default(),
+        stats: SimStats::default(),
         digest: 0xCBF2_9CE4_8422_2325,
         failure: None,
     };

@@ -3,7 +3,7 @@
 
 use core::ops::Range;
 
-use super::command::Request;
+use super::command::ReplyTo;
 use super::output::Pending;
 use super::Node;
 use crate::codec::json::{RawJson, Writer};
@@ -66,7 +66,7 @@ pub const BUILT_INS: [&str; 6] = {
 
 impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     /// Runs a built-in and publishes its result.
-    pub(super) fn run_built_in(&mut self, built_in: BuiltIn, request: Request<'_>, parameters: Range<usize>) {
+    pub(super) fn run_built_in(&mut self, built_in: BuiltIn, request: ReplyTo<'_>, parameters: Range<usize>) {
         match built_in {
             BuiltIn::Ping => self.answer(request, "pong", None),
             BuiltIn::Status => {

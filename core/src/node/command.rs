@@ -189,7 +189,7 @@ pub(crate) fn fingerprint(request_id: &str) -> u64 {
 
 /// Who a result answers: the request id and command name as received, and the id's fingerprint.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Request<'r> {
+pub(crate) struct ReplyTo<'r> {
     pub(crate) id: &'r str,
     pub(crate) command: &'r str,
     pub(crate) tag: u64,
@@ -270,12 +270,12 @@ impl<const N: usize> Commands<N> {
 
 impl Running {
     /// The request this command answers.
-    pub(crate) fn request(&self) -> Request<'_> {
-        Request { id: &self.request_id, command: &self.name, tag: self.tag }
+    pub(crate) fn request(&self) -> ReplyTo<'_> {
+        ReplyTo { id: &self.request_id, command: &self.name, tag: self.tag }
     }
 
     pub(crate) fn new(
-        request: Request<'_>,
+        request: ReplyTo<'_>,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
         parameters: Range<usize>,
@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn slots_are_reused_without_confusing_old_handles() {
         let mut c = Commands::<1>::new();
-        let r = || Running::new(Request { id: "a", command: "x", tag: 3 }, None, None, 0..0).unwrap();
+        let r = || Running::new(ReplyTo { id: "a", command: "x", tag: 3 }, None, None, 0..0).unwrap();
         let first = c.start(r()).unwrap();
         assert!(c.start(r()).is_none());
         assert!(c.take(first).is_some());

@@ -5,7 +5,7 @@ use core::fmt::Write as _;
 use core::ops::Range;
 
 use super::builtin::BuiltIn;
-use super::command::{fingerprint, parse_control, Request, Running};
+use super::command::{fingerprint, parse_control, ReplyTo, Running};
 use super::link::offset_in;
 use super::output::Pending;
 use super::{CommandId, Node, COMMAND_MAX, REQUEST_ID_MAX};
@@ -38,11 +38,11 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             Err(e) => {
                 let name: heapless::String<COMMAND_MAX> =
                     heapless::String::try_from(control.name.unwrap_or_default()).unwrap_or_default();
-                return self.fail(Request { id: &request_id, command: &name, tag }, e);
+                return self.fail(ReplyTo { id: &request_id, command: &name, tag }, e);
             }
         };
         let name: heapless::String<COMMAND_MAX> = heapless::String::try_from(body.name).unwrap_or_default();
-        let request = Request { id: &request_id, command: &name, tag };
+        let request = ReplyTo { id: &request_id, command: &name, tag };
         // `{}` for absent parameters is a static string outside rx: an empty range stands for it.
         let parameters = offset_in(self.rx, body.parameters.as_raw().as_str().as_bytes());
         let timeout = body.timeout;
@@ -61,12 +61,12 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         }
     }
 
-    pub(super) fn answer(&mut self, request: Request<'_>, message: &str, data: Option<RawJson<'_>>) {
+    pub(super) fn answer(&mut self, request: ReplyTo<'_>, message: &str, data: Option<RawJson<'_>>) {
         // A full outbox is reported through MessagesDropped by `enqueue`; nothing else to do.
         let _ = self.finish(request, true, message, data);
     }
 
-    pub(super) fn fail(&mut self, request: Request<'_>, error: CommandError) {
+    pub(super) fn fail(&mut self, request: ReplyTo<'_>, error: CommandError) {
         let mut message = heapless::String::<96>::new();
         let _ = write!(message, "{error}");
         let _ = self.finish(request, false, &message, None);

@@ -30,9 +30,9 @@ use core::fmt::Write as _;
 pub use builtin::BUILT_INS;
 pub use command::{check_command_name, Command, CommandId, Outcome, COMMAND_MAX, RECENT_IDS, REQUEST_ID_MAX};
 pub use config::{Config, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, TOPIC_MAX};
-pub use output::{ControlTopic, DisconnectReason, Event, Output, Stats};
+pub use output::{ControlTopic, DisconnectReason, Event, Output, NodeStats};
 
-use self::command::{parse_data, Commands, Request};
+use self::command::{parse_data, Commands, ReplyTo};
 use self::link::{Ctrl, Link};
 use self::output::Pending;
 use self::publish::{push_json, register_message, Nothing};
@@ -104,7 +104,7 @@ pub struct Node<'a, const CMDS: usize = 8, const MSGS: usize = 16> {
     commands: Commands<CMDS>,
     ctrl: heapless::Deque<Ctrl, 8>,
     events: heapless::Deque<Pending, 16>,
-    stats: Stats,
+    stats: NodeStats,
 }
 
 impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
@@ -140,7 +140,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             commands: Commands::new(),
             ctrl: heapless::Deque::new(),
             events: heapless::Deque::new(),
-            stats: Stats::default(),
+            stats: NodeStats::default(),
         };
         // Prove now, not at the first connect, that the largest packets fit the caller's buffers.
         node.encode_ctrl(Ctrl::Connect).ok_or(ConfigError::BufferTooSmall("tx"))?;
@@ -163,7 +163,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     /// Counters since construction.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> NodeStats {
         self.stats
     }
 
@@ -426,7 +426,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         let data = parse_data(data).map_err(NodeError::InvalidData)?;
         let running = self.commands.get(id).ok_or(NodeError::UnknownRequest)?.clone();
         // Tag 0: a redelivered command is answered with the final result, never a progress update.
-        let request = Request { tag: 0, ..running.request() };
+        let request = ReplyTo { tag: 0, ..running.request() };
         self.publish_result(request, true, message, data, "in_progress")
     }
 

@@ -121,7 +121,7 @@ pub enum Event<'a> {
 
 /// Counters for monitoring; they only grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct NodeStats {
     /// CONNACKs accepted.
     pub connects: u32,
     /// Connections lost or closed, for any reason.

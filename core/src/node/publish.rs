@@ -1,7 +1,7 @@
 //! What the node publishes: topics, the register, status and result messages, all QoS 1
 //! through the outbox.
 
-use super::command::Request;
+use super::command::ReplyTo;
 use super::output::Pending;
 use super::{Config, Node, FIXED_CAPABILITIES, TOPIC_MAX};
 use crate::codec::json::{RawJson, Writer};
@@ -69,7 +69,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     /// Publishes a result or progress update; a tag other than 0 lets a redelivery find it.
     pub(super) fn publish_result(
         &mut self,
-        request: Request<'_>,
+        request: ReplyTo<'_>,
         success: bool,
         message: &str,
         data: Option<RawJson<'_>>,
@@ -94,7 +94,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     /// Publishes a final result and remembers the request id so a redelivery is not run again.
     pub(super) fn finish(
         &mut self,
-        request: Request<'_>,
+        request: ReplyTo<'_>,
         success: bool,
         message: &str,
         data: Option<RawJson<'_>>,
