@@ -61,8 +61,8 @@ pub mod fuzzing;
 
 // The node: construct, feed input, handle timeouts, poll output.
 pub use node::{
-    check_command_name, Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, Outcome,
-    Output, NodeStats, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, RECENT_IDS,
+    check_command_name, Buffers, Command, CommandId, Config, ControlTopic, DisconnectReason, Event, Node, NodeStats,
+    Outcome, Output, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, RECENT_IDS,
     REQUEST_ID_MAX, TOPIC_MAX,
 };
 pub use session::{Backoff, MessageKind};

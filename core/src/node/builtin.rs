@@ -7,7 +7,7 @@ use super::command::ReplyTo;
 use super::output::Pending;
 use super::Node;
 use crate::codec::json::{RawJson, Writer};
-use crate::codec::message::{self, ToJson};
+use crate::codec::message::{self, field, key, open, ToJson};
 use crate::error::CommandError;
 use crate::time::{later, Duration};
 
@@ -85,7 +85,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 self.answer(request, "registered", None)
             }
             BuiltIn::SetHeartbeatInterval => {
-                let seconds = self.parameters_at(parameters).and_then(|p| p.get("seconds")?.deserialize::<u64>());
+                let seconds = self.parameters_at(parameters).and_then(|p| p.get(field::SECONDS)?.deserialize::<u64>());
                 match seconds.filter(|s| (1..=86_400).contains(s)) {
                     Some(s) => {
                         self.heartbeat_interval = Duration::from_secs(s);
@@ -94,7 +94,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                         let raw = json_data(&SecondsData { seconds: s }, &mut data);
                         self.answer(request, "heartbeat interval set", raw)
                     }
-                    None => self.fail(request, CommandError::InvalidParameter("seconds")),
+                    None => self.fail(request, CommandError::InvalidParameter(field::SECONDS)),
                 }
             }
             BuiltIn::Stop => {
@@ -119,13 +119,15 @@ struct StatusData {
 
 impl ToJson for StatusData {
     fn write_json(&self, w: &mut Writer<'_>) {
-        w.raw(b"{\"status\":\"running\",\"uptime\":");
+        open(w, key::STATUS);
+        w.raw(b"\"running\"");
+        w.raw(key::UPTIME);
         w.u64(self.uptime);
-        w.raw(b",\"heartbeat_interval\":");
+        w.raw(key::HEARTBEAT_INTERVAL);
         w.u64(self.heartbeat_interval);
-        w.raw(b",\"connects\":");
+        w.raw(key::CONNECTS);
         w.u64(u64::from(self.connects));
-        w.raw(b",\"results_dropped\":");
+        w.raw(key::RESULTS_DROPPED);
         w.u64(u64::from(self.results_dropped));
         w.raw(b"}");
     }
@@ -138,7 +140,7 @@ struct SecondsData {
 
 impl ToJson for SecondsData {
     fn write_json(&self, w: &mut Writer<'_>) {
-        w.raw(b"{\"seconds\":");
+        open(w, key::SECONDS);
         w.u64(self.seconds);
         w.raw(b"}");
     }

@@ -2,15 +2,9 @@
 //! each writing itself with [`Writer`], fields in the order the design shows them.
 
 use super::names::{field, key};
-use super::ToJson;
+use super::{open, ToJson};
 use crate::codec::json::{Object, RawJson, Writer};
 use crate::time::Timestamp;
-
-/// Opens an object with its first member's key (`key` without its leading comma).
-fn open(w: &mut Writer<'_>, key: &[u8]) {
-    w.raw(b"{");
-    w.raw(key.get(1..).unwrap_or_default());
-}
 
 /// Opens an object with the three fields every node message starts with. The config refuses
 /// names that would need escaping, so they are written as they are.

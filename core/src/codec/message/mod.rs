@@ -13,10 +13,17 @@ pub use encode::{
     ResultMessage, StatusMessage,
 };
 pub use names::field;
+pub(crate) use names::key;
 pub use view::{HeartbeatView, RegisterView, ResultView, StatusView};
 
 use super::json::Writer;
 use crate::error::EncodeError;
+
+/// Opens an object with its first member's key (`key` without its leading comma).
+pub(crate) fn open(w: &mut Writer<'_>, key: &[u8]) {
+    w.raw(b"{");
+    w.raw(key.get(1..).unwrap_or_default());
+}
 
 /// A payload that writes itself as JSON.
 pub trait ToJson {

@@ -73,4 +73,12 @@ fields! {
     STATE = "state";
     /// Control: the `parameters` object.
     PARAMETERS = "parameters";
+    /// `status` result data: the heartbeat interval in seconds.
+    HEARTBEAT_INTERVAL = "heartbeat_interval";
+    /// `status` result data: CONNACKs accepted since start.
+    CONNECTS = "connects";
+    /// `status` result data: results the full outbox dropped.
+    RESULTS_DROPPED = "results_dropped";
+    /// `set_heartbeat_interval` parameter and result data: the new interval in seconds.
+    SECONDS = "seconds";
 }
