@@ -486,7 +486,8 @@ fn os_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::{handler_fn, CommandResult};
+    use crate::command::CommandResult;
+    use crate::handler::handler_fn;
     use crate::settings::variable_for;
     use subnodesync_core::ConfigError;
 

@@ -21,7 +21,6 @@ use subnodesync_core::{Buffers, Config, Event, Node, NodeError, Output};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
-use crate::commands::{Commands, Incoming};
 use crate::config::BrokerUrl;
 use crate::error::Error;
 use crate::handle::{LifecycleEvent, Shared, StopReason};
@@ -30,6 +29,7 @@ use crate::inbox::{Inbox, Msg};
 use crate::metrics::CustomMetrics;
 use crate::runtime::{self, Runtime};
 use crate::settings::{variable_for, SampleSource, Settings};
+use crate::supervisor::{Incoming, Supervisor};
 use crate::time::{to_core, to_std, unix_micros, Clock};
 use crate::tls::Tls;
 use crate::transport::Transport;
@@ -134,7 +134,7 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
         last_error: None,
         inbox,
         shared,
-        commands: Commands::new(&settings.handlers, settings.handler_timeout),
+        commands: Supervisor::new(&settings.handlers, settings.handler_timeout),
         sampler: settings.sampler,
         metrics: settings.metrics,
         stop_on_request: settings.stop_on_request,
@@ -200,7 +200,7 @@ struct Driver<'h, R: Runtime> {
     last_error: Option<String>,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
-    commands: Commands<'h>,
+    commands: Supervisor<'h>,
     sampler: SampleSource,
     metrics: CustomMetrics,
     stop_on_request: bool,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use subnodesync_core::CommandId;
 use subnodesync_sysinfo::Sample;
 
-use crate::handler::CommandResult;
+use crate::command::CommandResult;
 use crate::metrics::{MetricValue, Sampler};
 
 /// What the handle, handlers and the sampler tell the node task.

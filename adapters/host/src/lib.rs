@@ -14,7 +14,7 @@
 #![deny(missing_docs)]
 
 mod builder;
-mod commands;
+mod command;
 pub mod config;
 mod driver;
 mod error;
@@ -27,18 +27,17 @@ mod logging;
 mod metrics;
 mod runtime;
 mod settings;
+mod supervisor;
 mod time;
 mod tls;
 mod transport;
 
 pub use builder::NodeBuilder;
+pub use command::{Command, CommandResult};
 pub use config::LogFormat;
 pub use error::{Error, InvalidValue};
 pub use handle::{LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
-pub use handler::{
-    handler_fn, BoxFuture, Command, CommandContext, CommandHandler, CommandResult, FnHandler, HandlerError,
-    HandlerResult,
-};
+pub use handler::{handler_fn, BoxFuture, CommandContext, CommandHandler, FnHandler, HandlerError, HandlerResult};
 #[cfg(feature = "logging")]
 pub use logging::init_logging;
 pub use metrics::{MetricValue, Sampler};

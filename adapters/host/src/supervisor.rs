@@ -15,13 +15,14 @@ use subnodesync_core::{CommandId, Instant, Node, NodeError, Outcome, Unescaped};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::handler::{Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
+use crate::command::{Command, CommandResult};
+use crate::handler::{CommandContext, CommandHandler, HandlerResult};
 use crate::inbox::{Inbox, Msg};
 use crate::runtime::{self, Runtime};
 use crate::time::Clock;
 
 /// The running handlers of one node.
-pub(crate) struct Commands<'h> {
+pub(crate) struct Supervisor<'h> {
     handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
     /// For handlers that set no timeout of their own.
     handler_timeout: Option<Duration>,
@@ -44,7 +45,7 @@ pub(crate) struct Incoming {
     pub(crate) deadline: Option<Instant>,
 }
 
-impl<'h> Commands<'h> {
+impl<'h> Supervisor<'h> {
     /// No command running yet; `handlers` by name.
     pub(crate) fn new(
         handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
