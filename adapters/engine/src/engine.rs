@@ -17,8 +17,9 @@ use tokio::time::Instant;
 
 use crate::config::EngineConfig;
 use crate::error::Error;
+use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{FleetEvent, Ingested, Instance, Registry, Status};
-use crate::store::{CommandRecord, Database, ResultRecord};
+use crate::store::Database;
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
