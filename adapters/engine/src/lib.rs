@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "embedded-broker")]
 mod broker;
 mod config;
 mod engine;
@@ -8,6 +9,7 @@ mod record;
 mod registry;
 mod store;
 
+#[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, DB};
 pub use engine::{Engine, Outcome, Request, Selector, Stats, Target};
