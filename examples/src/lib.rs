@@ -1,15 +1,13 @@
 //! What the example nodes share: their two application commands and how they exit.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use std::time::Duration;
-use subnodesync_host::serde_json::json;
 
-use subnodesync_host::{
-    handler_fn, init_logging, BufferSizes, CommandResult, NodeBuilder, NodeHandle, Runtime, StopReason,
-};
+use subnodesync_host::{init_logging, BufferSizes, NodeBuilder, NodeHandle, Runtime, StopReason};
+
+/// The example nodes' two commands, `echo` and `count`: written once in the test kit, whose
+/// broker scenarios check them on every runtime adapter.
+pub use subnodesync_testkit::scenarios::echo_and_count;
 
 /// The node name of every benchmark fleet node (instance ids differ by host name).
 pub const FLEET_NODE_NAME: &str = "fleet";
@@ -44,23 +42,6 @@ pub async fn start_from_env<R: Runtime>(example: &str) -> Result<NodeHandle, Exi
         tracing::error!(error = %e, "cannot start");
         ExitCode::from(2)
     })
-}
-
-/// Adds the examples' two commands to `builder`:
-///
-/// * `echo` returns its parameters as `data`;
-/// * `count` returns `{"count": n}`, n being how many times it has run in this process.
-pub fn echo_and_count<R>(builder: NodeBuilder<R>) -> NodeBuilder<R> {
-    let runs = Arc::new(AtomicU64::new(0));
-    builder
-        .handler(handler_fn(
-            "echo",
-            |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
-        ))
-        .handler(handler_fn("count", move |_ctx, _cmd| {
-            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { Ok(CommandResult::ok("counted").with_data(json!({ "count": n }))) }
-        }))
 }
 
 /// How a node process ends: 0 after a stop, a fresh run of itself after the engine's `restart`,

@@ -13,28 +13,18 @@ use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use subnodesync_core::Rng;
 use subnodesync_core::{Command, Config, DecodeError, DisconnectReason, Event, Metrics, Node, NodeError, Outcome};
 use subnodesync_embassy::{run, Connector, Handler, Handlers, Notice, Resources, Sampler, Stopped, TransportError};
+use subnodesync_fixtures::wire;
 
-const CONNACK: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 const CONTROL: &str = "subnodesync/scripted/scripted-host-1/control";
+
+/// An accepting CONNACK without a session.
+fn connack() -> Vec<u8> {
+    wire::connack(false, 0)
+}
 
 /// A QoS 0 PUBLISH of `payload` on the node's control topic.
 fn control(payload: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&u16::try_from(CONTROL.len()).expect("short topic").to_be_bytes());
-    body.extend_from_slice(CONTROL.as_bytes());
-    body.extend_from_slice(payload.as_bytes());
-    let mut packet = vec![0x30];
-    let mut len = body.len();
-    loop {
-        let byte = u8::try_from(len % 128).expect("7 bits");
-        len /= 128;
-        packet.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend(body);
-    packet
+    wire::publish(CONTROL, payload.as_bytes(), None)
 }
 
 fn stop() -> Vec<u8> {
@@ -187,7 +177,7 @@ fn written_text(seen: &Seen) -> String {
 
 #[test]
 fn refused_connects_are_reported_and_retried_until_one_succeeds() {
-    let (stopped, seen) = drive(vec![Plan::Refuse, Plan::Refuse, serve(vec![CONNACK.to_vec(), stop()])]);
+    let (stopped, seen) = drive(vec![Plan::Refuse, Plan::Refuse, serve(vec![connack(), stop()])]);
     assert_eq!(stopped, Stopped::StopRequested);
     assert_eq!(seen.connects, 3);
     assert_eq!(seen.transport, [TransportError::Connect("refused"), TransportError::Connect("refused")]);
@@ -198,7 +188,7 @@ fn refused_connects_are_reported_and_retried_until_one_succeeds() {
 #[test]
 fn a_connect_that_never_finishes_is_dropped_at_the_connect_timeout() {
     let started = Instant::now();
-    let (stopped, seen) = drive(vec![Plan::Hang, serve(vec![CONNACK.to_vec(), stop()])]);
+    let (stopped, seen) = drive(vec![Plan::Hang, serve(vec![connack(), stop()])]);
     assert_eq!(stopped, Stopped::StopRequested);
     assert_eq!(seen.transport, [TransportError::ConnectTimeout]);
     assert_eq!(seen.disconnects, [DisconnectReason::ConnectTimeout]);
@@ -208,9 +198,9 @@ fn a_connect_that_never_finishes_is_dropped_at_the_connect_timeout() {
 #[test]
 fn end_of_stream_and_failed_writes_are_reported_and_reconnected() {
     let (stopped, seen) = drive(vec![
-        serve(vec![CONNACK.to_vec(), Vec::new()]),
-        Plan::Serve { chunks: vec![CONNACK.to_vec()], fail_writes: true },
-        serve(vec![CONNACK.to_vec(), stop()]),
+        serve(vec![connack(), Vec::new()]),
+        Plan::Serve { chunks: vec![connack()], fail_writes: true },
+        serve(vec![connack(), stop()]),
     ]);
     assert_eq!(stopped, Stopped::StopRequested);
     assert_eq!(seen.transport, [TransportError::Closed, TransportError::Write(ErrorKind::BrokenPipe)]);
@@ -220,8 +210,7 @@ fn end_of_stream_and_failed_writes_are_reported_and_reconnected() {
 #[test]
 fn a_packet_no_broker_sends_closes_the_connection_as_a_protocol_violation() {
     // CONNECT travels from clients to brokers only.
-    let (stopped, seen) =
-        drive(vec![serve(vec![CONNACK.to_vec(), vec![0x10, 0x00]]), serve(vec![CONNACK.to_vec(), stop()])]);
+    let (stopped, seen) = drive(vec![serve(vec![connack(), vec![0x10, 0x00]]), serve(vec![connack(), stop()])]);
     assert_eq!(stopped, Stopped::StopRequested);
     assert_eq!(seen.disconnects, [DisconnectReason::Protocol(DecodeError::UnexpectedPacket(1))]);
     // The core closed the connection itself: no transport error.
@@ -234,8 +223,8 @@ fn random_bytes_from_the_broker_never_panic_and_the_node_reconnects() {
     for round in 0..50 {
         let garbage: Vec<u8> = (0..64).map(|_| rng.next_u64().to_le_bytes()[0]).collect();
         // Whatever the bytes do, the connection ends: the core closes it, or end of stream.
-        let first = serve(vec![CONNACK.to_vec(), garbage.clone(), Vec::new()]);
-        let (stopped, seen) = drive(vec![first, serve(vec![CONNACK.to_vec(), stop()])]);
+        let first = serve(vec![connack(), garbage.clone(), Vec::new()]);
+        let (stopped, seen) = drive(vec![first, serve(vec![connack(), stop()])]);
         assert_eq!((stopped, seen.connects), (Stopped::StopRequested, 2), "round {round}: {garbage:02x?}");
         assert!(
             matches!(seen.disconnects.as_slice(), [DisconnectReason::Protocol(_) | DisconnectReason::Transport]),
@@ -248,7 +237,7 @@ fn random_bytes_from_the_broker_never_panic_and_the_node_reconnects() {
 #[test]
 fn a_result_that_is_not_json_is_refused_and_answered_with_a_failure() {
     let bad = control(r#"{"command":"bad","request_id":"r-bad"}"#);
-    let (stopped, seen) = drive(vec![serve(vec![CONNACK.to_vec(), bad, stop()])]);
+    let (stopped, seen) = drive(vec![serve(vec![connack(), bad, stop()])]);
     assert_eq!(stopped, Stopped::StopRequested);
     assert!(matches!(seen.refused.as_slice(), [NodeError::InvalidData(_)]), "{:?}", seen.refused);
     let text = written_text(&seen);

@@ -11,11 +11,12 @@
 //! heartbeats on the engine's one connection. Registrations after the restart are read from the
 //! registry (`registered_ms`), so no event can be missed.
 //!
-//! Needs mosquitto (`/usr/sbin/mosquitto` or `$MOSQUITTO`), and a hard limit on open files above
-//! N: the broker and the node process are started through `sh -c 'ulimit -n $(ulimit -Hn); exec ...'`.
+//! Needs mosquitto (`$MOSQUITTO`, the usual install paths, or on `PATH`), and a hard limit on open
+//! files above N: the broker and the node process raise their limits to the hard limit (`sh -c
+//! 'ulimit -n $(ulimit -Hn); exec ...'`).
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ use subnodesync_core::Timestamp;
 use subnodesync_core::{to_json, ResultMessage};
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Status};
 use subnodesync_examples::FLEET_NODE_NAME;
+use subnodesync_fixtures::{Mosquitto, MosquittoOptions};
 use subnodesync_tokio::{BufferSizes, LifecycleEvent, Sample, Tokio};
 
 fn arg(name: &str) -> Option<String> {
@@ -100,31 +102,17 @@ async fn nodes_phase(port: u16, n: usize) {
     }
 }
 
-fn mosquitto(port: u16, dir: &std::path::Path) -> Child {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
+/// mosquitto on a free loopback port for the whole fleet, with its open-file limit raised.
+fn mosquitto() -> Mosquitto {
+    Mosquitto::start(MosquittoOptions {
         // `max_queued_messages`: mosquitto's default (1000) cuts the flood of retained register
         // and status messages a subscribing engine gets from a large fleet; see the engine README.
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n\
-             max_queued_messages 100000\nlog_dest none\n"
-        ),
-    )
-    .expect("write mosquitto.conf");
-    let binary = std::env::var("MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-    let child = Command::new("sh")
-        .args(["-c", "ulimit -n $(ulimit -Hn); exec \"$0\" -c \"$1\"", &binary, &conf.display().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+        config: "allow_anonymous true\nmax_connections -1\nmax_queued_messages 100000\n".into(),
+        raise_fd_limit: true,
+        log: false,
+        ..MosquittoOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -147,14 +135,11 @@ async fn main() {
     let csv = arg("--csv")
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fleet_e2e_reconnects.csv").into());
 
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18_830);
-    let dir = std::env::temp_dir().join(format!("subnode-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut broker = mosquitto(port, &dir);
+    let mut broker = mosquitto();
+    let port = broker.port();
 
     let config = EngineConfig {
-        db: dir.join("engine.db"),
+        db: broker.dir().join("engine.db"),
         heartbeat_interval: Duration::from_secs(1),
         ..EngineConfig::from_lookup(&|_| None).expect("defaults")
     }
@@ -224,7 +209,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // Steady window.
-    let pids = [("engine", std::process::id()), ("nodes", nodes.id()), ("mosquitto", broker.id())];
+    let broker_pid = broker.pid().expect("mosquitto runs");
+    let pids = [("engine", std::process::id()), ("nodes", nodes.id()), ("mosquitto", broker_pid)];
     let before: Vec<u64> = pids.iter().map(|(_, p)| cpu_ticks(*p)).collect();
     let hb_before = engine.stats().heartbeats;
     measuring.store(1, Ordering::Relaxed);
@@ -251,10 +237,9 @@ async fn main() {
     );
 
     // Broker restart.
-    let _ = broker.kill();
-    let _ = broker.wait();
+    broker.kill();
     let restart_ms = unix_ms();
-    broker = mosquitto(port, &dir);
+    broker.restart().unwrap_or_else(|e| panic!("{e}"));
     let t = Instant::now();
     let registered_since = |engine: &Engine| -> Vec<u64> {
         let since = i64::try_from(restart_ms).unwrap_or(i64::MAX);
@@ -302,10 +287,10 @@ async fn main() {
 
     let _ = nodes.kill();
     let _ = nodes.wait();
-    let _ = broker.kill();
-    let _ = broker.wait();
+    broker.kill();
     engine.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    // Dropping the broker removes its directory, the engine's database with it.
+    drop(broker);
 }
 
 /// The probe's instance id.

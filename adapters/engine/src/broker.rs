@@ -1,4 +1,5 @@
-//! The embedded broker's settings, for `subnode broker`, the demo and tests.
+//! The embedded broker's settings, for `subnode broker`, the demo and tests (the
+//! `embedded-broker` feature, on by default).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,6 +8,8 @@ use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// rumqttd serving MQTT 3.1.1 on `bind:port`, without TLS, websockets or a console, sized for a
 /// demo or a bench fleet. Run it with `rumqttd::Broker::new(config).start()`, which blocks.
+///
+/// Needs the `embedded-broker` feature (a default one).
 pub fn broker_config(bind: IpAddr, port: u16) -> Config {
     let server = ServerSettings {
         name: format!("v4-{port}"),

@@ -1,12 +1,12 @@
 //! Engine settings: set in code (or by a flag), else the node's `SUBNODE_*` variable, else the
-//! default. Variable names and value parsers are the node adapter's, so both ends read the
-//! same environment the same way.
+//! default. Variable names and value parsers are the nodes' own (`subnodesync-host`), so both
+//! ends read the same environment the same way.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use subnodesync_tokio::config::{self as env, BrokerUrl, Scheme};
-use subnodesync_tokio::InvalidValue;
+use subnodesync_host::config::{self as env, BrokerUrl, Scheme};
+use subnodesync_host::InvalidValue;
 
 use crate::error::Error;
 

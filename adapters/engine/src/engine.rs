@@ -10,15 +10,16 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Subscribe
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
 use subnodesync_core::{COMMAND_MAX, REQUEST_ID_MAX};
-use subnodesync_tokio::config::Scheme;
+use subnodesync_host::config::Scheme;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::EngineConfig;
 use crate::error::Error;
+use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{FleetEvent, Ingested, Instance, Registry, Status};
-use crate::store::{CommandRecord, Database, ResultRecord};
+use crate::store::Database;
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
@@ -248,7 +249,7 @@ impl Engine {
         // TLS files are read now, so a bad one is an error from `start`, not a reconnect loop.
         let tls = match config.broker.scheme {
             Scheme::Mqtts => Some(
-                subnodesync_tokio::tls_client_config(
+                subnodesync_host::tls_client_config(
                     config.tls_ca.clone(),
                     config.tls_cert.clone(),
                     config.tls_key.clone(),

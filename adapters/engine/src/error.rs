@@ -9,7 +9,7 @@ use subnodesync_core::PayloadError;
 #[non_exhaustive]
 pub enum Error {
     /// A setting (flag or `SUBNODE_*` variable) cannot be used.
-    Setting(subnodesync_tokio::InvalidValue),
+    Setting(subnodesync_host::InvalidValue),
     /// A TLS file cannot be used (unreadable, no certificate, a certificate without its key).
     Tls(String),
     /// The database cannot be opened, read or written.

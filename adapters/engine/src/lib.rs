@@ -1,18 +1,22 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "embedded-broker")]
 mod broker;
 mod config;
 mod engine;
 mod error;
+mod record;
 mod registry;
 mod store;
 
+#[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, DB};
 pub use engine::{Engine, Outcome, Request, Selector, Stats, Target};
 pub use error::{Error, IngestError};
+pub use record::{CommandRecord, ResultRecord};
 pub use registry::{FleetEvent, Instance, Registry, Status};
-pub use store::{CommandRecord, Database, ResultRecord};
+pub use store::Database;
 
 /// Ingest without a broker, for the benchmark: feeds messages straight into a registry and
 /// writes it to a database the way the engine does. Not a stable API.

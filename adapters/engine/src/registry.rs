@@ -7,7 +7,7 @@ use std::fmt;
 use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView};
 
 use crate::error::IngestError;
-use crate::store::ResultRecord;
+use crate::record::ResultRecord;
 
 /// What the engine believes about an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 
 use crate::error::Error;
+use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Instance, Status};
 
 /// The schema, one step per version: `PRAGMA user_version` says how many have been applied.
@@ -66,103 +67,6 @@ const MIGRATIONS: &[&str] = &[
     // 2: when the last register message arrived (reconnect storms are measured with it).
     "ALTER TABLE instances ADD COLUMN registered_ms INTEGER;",
 ];
-
-/// A command as the history records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandRecord {
-    /// The request id sent (every retry reuses it).
-    pub request_id: String,
-    /// Command name.
-    pub command: String,
-    /// The `parameters` object, as JSON text.
-    pub parameters: String,
-    /// The target as the user gave it, e.g. `my-app/*`.
-    pub target: String,
-    /// Instances expected to answer, comma-separated.
-    pub expected: String,
-    /// When it was first sent, Unix milliseconds.
-    pub sent_ms: i64,
-    /// How many times it was published.
-    pub attempts: u32,
-}
-
-/// A result (or progress update) as the history records it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResultRecord {
-    /// The request it answers.
-    pub request_id: String,
-    /// The instance that answered.
-    pub instance_id: String,
-    /// Its application name.
-    pub node_name: String,
-    /// Command name as the node echoed it.
-    pub command: String,
-    /// Whether the command succeeded.
-    pub success: bool,
-    /// Human-readable outcome, unescaped.
-    pub message: String,
-    /// Command output as JSON text; `None` for `null`.
-    pub data: Option<String>,
-    /// `in_progress` or `done`.
-    pub state: String,
-    /// The node's timestamp.
-    pub timestamp: String,
-    /// When the engine received it, Unix milliseconds.
-    pub received_ms: i64,
-}
-
-impl ResultRecord {
-    /// Whether this is the final result rather than a progress update.
-    pub fn is_final(&self) -> bool {
-        self.state == "done"
-    }
-
-    /// The result as JSON, `data` embedded as a value.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "request_id": self.request_id,
-            "instance_id": self.instance_id,
-            "node_name": self.node_name,
-            "command": self.command,
-            "success": self.success,
-            "message": self.message,
-            "data": self.data.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()),
-            "state": self.state,
-            "timestamp": self.timestamp,
-            "received_ms": self.received_ms,
-        })
-    }
-}
-
-impl std::fmt::Display for ResultRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verdict = match (self.is_final(), self.success) {
-            (false, _) => "progress",
-            (true, true) => "ok",
-            (true, false) => "FAILED",
-        };
-        write!(f, "{} {} {verdict}: {}", self.instance_id, self.command, self.message)?;
-        if let Some(data) = &self.data {
-            write!(f, " {data}")?;
-        }
-        Ok(())
-    }
-}
-
-impl CommandRecord {
-    /// The command as JSON, `parameters` embedded as a value.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "request_id": self.request_id,
-            "command": self.command,
-            "parameters": serde_json::from_str::<serde_json::Value>(&self.parameters).unwrap_or_default(),
-            "target": self.target,
-            "expected": self.expected.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
-            "sent_ms": self.sent_ms,
-            "attempts": self.attempts,
-        })
-    }
-}
 
 /// The SQLite file holding the registry and the history. The engine writes it; `subnode nodes
 /// --offline` and `subnode history` read it without a broker.

@@ -1,28 +1,14 @@
 //! The engine as a library against rumqttd embedded in the test process (its own loopback port)
 //! and tokio-adapter nodes in the same process.
 
-use std::net::{IpAddr, TcpStream};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use subnodesync_engine::{broker_config, Engine, EngineConfig, FleetEvent, Request, Selector, Status, Target};
-use subnodesync_testkit::{free_port, WAIT};
+use common::Rumqttd;
+use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Request, Selector, Status, Target};
+use subnodesync_testkit::WAIT;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
-
-/// Starts rumqttd on a free port; it lives until the test binary exits (rumqttd 0.20 cannot be
-/// stopped).
-fn rumqttd() -> String {
-    let port = free_port();
-    let config = broker_config(IpAddr::from([127, 0, 0, 1]), port);
-    std::thread::spawn(move || {
-        let _ = rumqttd::Broker::new(config).start();
-    });
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rumqttd did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    format!("mqtt://127.0.0.1:{port}")
-}
 
 async fn node(url: &str, host: &str, version: &str) -> NodeHandle {
     NodeBuilder::new("shop")
@@ -56,7 +42,7 @@ fn engine_config(url: &str, name: &str) -> EngineConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_and_filtered_commands_collect_one_result_per_instance() {
-    let url = rumqttd();
+    let url = Rumqttd::start().url();
     let engine = Engine::start(engine_config(&url, "broadcast")).await.expect("engine starts");
     let mut events = engine.events();
     let nodes = [node(&url, "h1", "1.0.0").await, node(&url, "h2", "1.0.0").await, node(&url, "h3", "2.0.0").await];
@@ -106,7 +92,7 @@ async fn broadcast_and_filtered_commands_collect_one_result_per_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_targets_get_resends_under_the_same_request_id_until_the_timeout() {
-    let url = rumqttd();
+    let url = Rumqttd::start().url();
     let engine = Engine::start(engine_config(&url, "retry")).await.expect("engine starts");
     let node = node(&url, "h1", "1.0.0").await;
     let deadline = Instant::now() + WAIT;

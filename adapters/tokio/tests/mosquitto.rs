@@ -35,7 +35,7 @@ struct Ended {
 /// The shared `echo` and `count`, plus `progress`, `sleep` (until cancelled), `fail` and
 /// `slow` (a 200 ms handler timeout), on top of `builder`.
 fn with_handlers(builder: NodeBuilder, ended: Arc<Ended>) -> NodeBuilder {
-    scenarios::with_handlers(builder)
+    scenarios::echo_and_count(builder)
         .handler(handler_fn("progress", |ctx, _cmd| async move {
             ctx.progress("half way", Some(json!({ "percent": 50 })));
             Ok(CommandResult::ok("done"))

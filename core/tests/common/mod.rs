@@ -167,56 +167,17 @@ pub fn drain(node: &mut Node<'static>, out: &mut VecDeque<Out>) {
     }
 }
 
-/// Broker-side packet builders.
+/// Broker-side packets: the shared fixtures (`subnodesync-fixtures`), and a command as the
+/// engine sends it to this node.
 pub mod broker {
-    use super::*;
+    // Each test file uses some of them.
+    #[allow(unused_imports)]
+    pub use subnodesync_fixtures::wire::{connack, pingresp, puback, publish, suback};
 
-    fn encode(p: &mqttrs::Packet<'_>) -> Vec<u8> {
-        let mut buf = vec![0u8; 65_536 + 64];
-        let n = mqttrs::encode_slice(p, &mut buf).unwrap();
-        buf.truncate(n);
-        buf
-    }
-
-    pub fn connack(session_present: bool, code: u8) -> Vec<u8> {
-        vec![0x20, 0x02, u8::from(session_present), code]
-    }
-
-    pub fn suback(pid: u16, codes: &[u8]) -> Vec<u8> {
-        let mut v = vec![0x90, (2 + codes.len()) as u8];
-        v.extend_from_slice(&pid.to_be_bytes());
-        v.extend_from_slice(codes);
-        v
-    }
-
-    pub fn puback(pid: u16) -> Vec<u8> {
-        let [hi, lo] = pid.to_be_bytes();
-        vec![0x40, 0x02, hi, lo]
-    }
-
-    pub fn pingresp() -> Vec<u8> {
-        vec![0xD0, 0x00]
-    }
-
-    pub fn publish(topic: &str, payload: &[u8], pid: Option<u16>) -> Vec<u8> {
-        let qospid = match pid {
-            Some(p) => mqttrs::QosPid::AtLeastOnce(mqttrs::Pid::try_from(p).unwrap()),
-            None => mqttrs::QosPid::AtMostOnce,
-        };
-        encode(&mqttrs::Packet::Publish(mqttrs::Publish {
-            dup: false,
-            qospid,
-            retain: false,
-            topic_name: topic,
-            payload,
-        }))
-    }
-
+    /// A control message on the node's own control topic, QoS 1 with packet id 7.
     pub fn command(name: &str, request_id: &str, parameters: &str) -> Vec<u8> {
-        let payload = format!(
-            r#"{{"command":"{name}","timestamp":"2024-01-01T12:00:00Z","request_id":"{request_id}","parameters":{parameters}}}"#
-        );
-        publish(&format!("{BASE}/control"), payload.as_bytes(), Some(7))
+        let payload = subnodesync_fixtures::wire::command_json(name, request_id, parameters);
+        publish(&format!("{}/control", super::BASE), payload.as_bytes(), Some(7))
     }
 }
 

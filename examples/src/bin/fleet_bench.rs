@@ -4,26 +4,27 @@
 //!
 //! `cargo run --release --bin fleet_bench -- --nodes 10000 --seconds 30`
 //!
-//! The binary starts its own mosquitto (`/usr/sbin/mosquitto`, or `$MOSQUITTO`) on a free
-//! loopback port, then runs each side in a fresh child process of itself (`--phase adapter` and
-//! `--phase rumqttc`), so neither side inherits the other's heap. Each child measures its own
+//! The binary starts its own mosquitto (`$MOSQUITTO`, the usual install paths, or on `PATH`) on a
+//! free loopback port, then runs each side in a fresh child process of itself (`--phase adapter`
+//! and `--phase rumqttc`), so neither side inherits the other's heap. Each child measures its own
 //! `VmRSS` (`/proc/self/status`) before the nodes start and at the end of a steady window of
 //! `--seconds`, and its CPU (`utime + stime`, `/proc/self/stat`) over that window. Heartbeat flow
 //! is checked with the broker's own counter (`$SYS/broker/publish/messages/received`, published
 //! every second), so counting costs the measured process nothing.
 //!
-//! The process needs one file descriptor per node (plus a few); the broker is started through
-//! `sh -c 'ulimit -n 65536; exec mosquitto ...'`, which works as root. Without root, raise
-//! `ulimit -n` above the node count before running.
+//! The process needs one file descriptor per node (plus a few): raise `ulimit -n` above the node
+//! count before running. The broker raises its own limit to the hard limit, or to 65536 where it
+//! may raise the hard limit too (root).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use subnodesync_examples::FLEET_NODE_NAME as NODE_NAME;
+use subnodesync_fixtures::{Mosquitto, MosquittoOptions};
 use subnodesync_tokio::{BufferSizes, LifecycleEvent, NodeHandle, Sample, Tokio};
 use tokio::sync::watch;
 
@@ -121,50 +122,18 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // The parent: broker, children, table.
 
-/// Kills and reaps the broker (and removes its directory) however the parent ends.
-struct Broker {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_broker() -> Result<(Broker, u16), String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port: {e}"))?
-        .port();
-    let dir = std::env::temp_dir().join(format!("fleet_bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let conf = dir.join("mosquitto.conf");
-    let text = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n\
-         sys_interval 1\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\n"
-    );
-    std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
-    let exe = std::env::var("MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-    let script =
-        format!("ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec '{exe}' -c '{}'", conf.display());
-    let child = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start mosquitto: {e}"))?;
-    let broker = Broker { child, dir };
-    let until = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > until {
-            return Err(format!("mosquitto did not listen on port {port} within 10 s"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((broker, port))
+/// mosquitto on a free loopback port, with room for the whole fleet, its errors and warnings on
+/// this process's stderr and `$SYS` counters every second; killed (and its directory removed)
+/// however the parent ends.
+fn start_broker() -> Result<Mosquitto, String> {
+    Mosquitto::start(MosquittoOptions {
+        config: "allow_anonymous true\nmax_connections -1\nsys_interval 1\nmax_queued_messages 100000\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n"
+            .into(),
+        raise_fd_limit: true,
+        log: true,
+        stderr: true,
+    })
 }
 
 /// One child's `RESULT` line, as key → value.
@@ -224,8 +193,8 @@ fn run_phase(phase: &str, args: &Args, port: u16, broker_pid: u32) -> Result<Rep
 }
 
 fn parent(args: &Args) -> Result<(), String> {
-    let (broker, port) = start_broker()?;
-    let broker_pid = broker.child.id();
+    let broker = start_broker()?;
+    let (port, broker_pid) = (broker.port(), broker.pid().ok_or("mosquitto is not running")?);
     println!(
         "fleet_bench: {} nodes, {} s window, buffers rx {} / tx {} / outbox {} B, mosquitto pid {broker_pid} on \
          127.0.0.1:{port}",

@@ -10,10 +10,11 @@
 
 use std::collections::VecDeque;
 
-use mqttrs::{Packet, Pid, Publish, QosPid};
+use mqttrs::{Packet, Pid};
 use subnodesync_core::{
     Buffers, CommandId, Config, Duration, Event, Instant, Metric, Metrics, Node, NodeVersion, Outcome, Output,
 };
+use subnodesync_fixtures::wire;
 
 /// 2024-01-01T12:00:00Z in Unix microseconds: the wall clock when the session starts.
 const START_UNIX_MICROS: u64 = 1_704_110_400_000_000;
@@ -148,17 +149,17 @@ impl Session<'_> {
                 let will = c.last_will.as_ref().map(|w| (w.topic, String::from_utf8_lossy(w.message)));
                 let (topic, payload) = will.unwrap_or_default();
                 let present = u8::from(self.session_stored);
+                let connack = wire::connack(self.session_stored, 0);
                 self.session_stored = true;
                 let text = format!(
                     "CONNECT client_id={} keep_alive={}s clean_session={}\n{PAD}will (QoS 1, retained) on {topic}:\n{PAD}{}",
                     c.client_id, c.keep_alive, c.clean_session, pretty(&payload)
                 );
-                (text, Some((format!("CONNACK session_present={present} (accepted)"), vec![0x20, 2, present, 0])))
+                (text, Some((format!("CONNACK session_present={present} (accepted)"), connack)))
             }
             Packet::Subscribe(s) => {
                 let topics: Vec<&str> = s.topics.iter().map(|t| t.topic_path.as_str()).collect();
-                let [hi, lo] = s.pid.get().to_be_bytes();
-                let suback = vec![0x90, 4, hi, lo, 1, 1];
+                let suback = wire::suback(s.pid.get(), &[1, 1]);
                 let text =
                     format!("SUBSCRIBE pid={} at QoS 1:\n{PAD}{}", s.pid.get(), topics.join(&format!("\n{PAD}")));
                 (text, Some((format!("SUBACK pid={} granted QoS 1, QoS 1", s.pid.get()), suback)))
@@ -171,12 +172,11 @@ impl Session<'_> {
                     json => pretty(&String::from_utf8_lossy(json)),
                 };
                 let text = format!("PUBLISH {} pid={pid} QoS 1{flags}\n{PAD}{body}", p.topic_name);
-                let [hi, lo] = pid.to_be_bytes();
-                (text, Some((format!("PUBACK pid={pid}"), vec![0x40, 2, hi, lo])))
+                (text, Some((format!("PUBACK pid={pid}"), wire::puback(pid))))
             }
             Packet::Puback(pid) => (format!("PUBACK pid={}", pid.get()), None),
             Packet::Disconnect => ("DISCONNECT".to_owned(), None),
-            Packet::Pingreq => ("PINGREQ".to_owned(), Some(("PINGRESP".to_owned(), vec![0xD0, 0]))),
+            Packet::Pingreq => ("PINGREQ".to_owned(), Some(("PINGRESP".to_owned(), wire::pingresp()))),
             other => (format!("{other:?}").replace("Packet::", ""), None),
         };
         // Short packets are easier to read as their bytes than as a dump.
@@ -192,18 +192,10 @@ impl Session<'_> {
 
     /// The management engine publishes a command; the broker forwards it straight away.
     fn engine_sends(&mut self, topic: &str, json: &str) {
-        let packet = Packet::Publish(Publish {
-            dup: false,
-            qospid: QosPid::AtLeastOnce(self.broker_pid),
-            retain: false,
-            topic_name: topic,
-            payload: json.as_bytes(),
-        });
-        let mut buf = [0u8; 512];
-        let len = mqttrs::encode_slice(&packet, &mut buf).unwrap_or(0);
+        let packet = wire::publish(topic, json.as_bytes(), Some(self.broker_pid.get()));
         let label = format!("PUBLISH {topic} pid={} QoS 1\n{PAD}{}", self.broker_pid.get(), pretty(json));
         self.broker_pid = self.broker_pid + 1;
-        self.wire.push_front((self.now, label, buf[..len].to_vec()));
+        self.wire.push_front((self.now, label, packet));
         self.run_until(self.now);
     }
 

@@ -1,18 +1,20 @@
 //! Test fixtures shared by every crate's integration tests: a real mosquitto on a free loopback
-//! port, started and killed by the test, and an engine made of a plain MQTT client (rumqttc) that
-//! reads only what goes over MQTT; and the broker scenarios every adapter must pass.
+//! port, started and killed by the test (`subnodesync-fixtures`' launcher, behind an API that
+//! fails the test instead of returning errors), and an engine made of a plain MQTT client
+//! (rumqttc) that reads only what goes over MQTT; and the broker scenarios every adapter must
+//! pass, with the example nodes' `echo` and `count` they exercise.
 
 pub mod scenarios;
 pub mod tls;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
+use subnodesync_fixtures::{Mosquitto, MosquittoOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -25,48 +27,13 @@ fn unique() -> u32 {
     UNIQUE.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The mosquitto binary, or a failure that says how to get one: a missing broker must fail the
-/// suite, never skip it.
-fn mosquitto_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOSQUITTO").map(PathBuf::from) {
-        assert!(path.is_file(), "MOSQUITTO={} is not a file", path.display());
-        return path;
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("mosquitto")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"]
-        .into_iter()
-        .map(PathBuf::from)
-        .chain(on_path)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "mosquitto is not installed: these integration tests start a real broker. Install the Debian \
-                 package `mosquitto` (.ci/run does), or set MOSQUITTO=/path/to/mosquitto"
-            )
-        })
-}
-
-/// `mosquitto_passwd`, next to the broker or on the usual paths.
-fn mosquitto_passwd_binary() -> PathBuf {
-    let beside = mosquitto_binary().parent().map(|d| d.join("mosquitto_passwd"));
-    beside
-        .into_iter()
-        .chain(
-            ["/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd", "/opt/homebrew/bin/mosquitto_passwd"]
-                .map(PathBuf::from),
-        )
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("mosquitto_passwd is not installed (it comes with the `mosquitto` package)"))
-}
-
 /// Writes a mosquitto password file with `users` (name, password) into `dir`; returns its path.
 pub fn password_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("passwd");
     std::fs::write(&path, "").expect("create the password file");
+    let passwd = Mosquitto::passwd_binary().unwrap_or_else(|e| panic!("{e}"));
     for (user, password) in users {
-        let status = Command::new(mosquitto_passwd_binary())
+        let status = Command::new(&passwd)
             .arg("-b")
             .arg(&path)
             .arg(user)
@@ -80,14 +47,10 @@ pub fn password_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     path
 }
 
-/// A mosquitto process listening on 127.0.0.1:`port`, killed on drop.
-pub struct Broker {
-    port: u16,
-    dir: PathBuf,
-    /// Configuration lines after the `listener` line (listener options, then global ones).
-    extra: String,
-    child: Option<Child>,
-}
+/// A mosquitto process listening on 127.0.0.1 (`subnodesync-fixtures`' [`Mosquitto`]), killed on
+/// drop; every failure fails the test. A missing broker fails the suite, never skips it.
+#[derive(Debug)]
+pub struct Broker(Mosquitto);
 
 impl Broker {
     /// Starts a broker on a free port that lets anyone in.
@@ -99,104 +62,39 @@ impl Broker {
     /// `setup` returns; `setup` gets the broker's own directory to write files (passwords,
     /// ACLs, certificates) into.
     pub fn start_with(setup: impl FnOnce(&Path) -> String) -> Self {
-        let dir = std::env::temp_dir().join(format!("subnodesync-test-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir).expect("create the broker's temp dir");
-        let extra = setup(&dir);
-        for _ in 0..5 {
-            let port = free_port();
-            let mut broker = Self { port, dir: dir.clone(), extra: extra.clone(), child: None };
-            if broker.launch() {
-                return broker;
-            }
-        }
-        panic!("mosquitto did not start on any of 5 free ports; see {}", dir.display());
+        let options = MosquittoOptions { config: String::new(), ..MosquittoOptions::default() };
+        Self(Mosquitto::start_in(options, setup).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// The broker's directory (its configuration, log and whatever `setup` wrote).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.0.dir()
     }
 
     /// `mqtt://127.0.0.1:<port>`, as `SUBNODE_BROKER_URL` takes it.
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// Kills the broker at once (SIGKILL): connections drop without any goodbye.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.kill();
     }
 
     /// Starts the broker again on the same port (it lost all state: persistence is off).
     pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + WAIT;
-        while !self.launch() {
-            assert!(Instant::now() < deadline, "mosquitto did not restart on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Starts mosquitto and waits until it accepts connections; false if it exited instead.
-    fn launch(&mut self) -> bool {
-        let config = self.dir.join("mosquitto.conf");
-        let log = self.dir.join("mosquitto.log");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {} 127.0.0.1\n{}\npersistence false\nlog_dest file {}\n",
-                self.port,
-                self.extra,
-                log.display()
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let mut child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                self.child = Some(child);
-                return true;
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                return false;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.0.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
 /// A loopback port nobody listened on a moment ago.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    subnodesync_fixtures::free_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A message the engine saw.

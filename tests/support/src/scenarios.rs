@@ -2,6 +2,8 @@
 //! each broker implementation (mosquitto, rumqttd) and each adapter (tokio, smol). Each takes the
 //! broker's port and a function that makes a bare node builder for it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -26,10 +28,22 @@ pub fn suite_node<R: Runtime>(url: &str, name: &str) -> NodeBuilder<R> {
         .connect_timeout(Duration::from_secs(2))
 }
 
-/// `echo` (its parameters back as data) and `count` (how often it ran) on top of `builder`:
-/// the example nodes' own commands.
-pub fn with_handlers<R: Runtime>(builder: NodeBuilder<R>) -> NodeBuilder<R> {
-    subnodesync_examples::echo_and_count(builder)
+/// Adds the example nodes' two commands to `builder` (`examples/` starts its nodes with them,
+/// and the scenarios below exercise them):
+///
+/// * `echo` returns its parameters as `data`;
+/// * `count` returns `{"count": n}`, n being how many times it has run in this process.
+pub fn echo_and_count<R>(builder: NodeBuilder<R>) -> NodeBuilder<R> {
+    let runs = Arc::new(AtomicU64::new(0));
+    builder
+        .handler(handler_fn(
+            "echo",
+            |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
+        ))
+        .handler(handler_fn("count", move |_ctx, _cmd| {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok(CommandResult::ok("counted").with_data(json!({ "count": n }))) }
+        }))
 }
 
 /// Starts `builder`'s node and waits until the engine sees it online.
@@ -152,7 +166,7 @@ pub async fn register_status_and_heartbeat_carry_every_field<R: Runtime>(
 /// A command redelivered with the same request_id is answered without running again.
 pub async fn a_duplicate_request_id_is_not_run_again<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
-    let (handle, base) = online(with_handlers(node("dup")), &mut engine).await;
+    let (handle, base) = online(echo_and_count(node("dup")), &mut engine).await;
 
     engine.command(&base, "r-1", "count", json!({})).await;
     assert_eq!(engine.result(&base, "r-1").await["data"], json!({ "count": 1 }));
@@ -210,7 +224,7 @@ pub async fn a_clean_stop_leaves_status_offline_retained_and_no_register<R: Runt
     node: impl Fn(&str) -> NodeBuilder<R>,
 ) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
-    let (handle, base) = online(with_handlers(node("leaver")), &mut engine).await;
+    let (handle, base) = online(echo_and_count(node("leaver")), &mut engine).await;
     let mut events = handle.events();
     let register = format!("{base}/register");
     let status = format!("{base}/status");
@@ -258,7 +272,7 @@ pub async fn ping_and_an_application_command_are_answered<R: Runtime>(
     node: impl Fn(&str) -> NodeBuilder<R>,
 ) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
-    let (handle, base) = online(with_handlers(node("cmds")), &mut engine).await;
+    let (handle, base) = online(echo_and_count(node("cmds")), &mut engine).await;
 
     engine.command(&base, "r-ping", "ping", json!({})).await;
     let pong = engine.result(&base, "r-ping").await;
@@ -279,7 +293,7 @@ pub async fn ping_and_an_application_command_are_answered<R: Runtime>(
 /// An unknown command gets a failed result naming it.
 pub async fn an_unknown_command_fails<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
-    let (handle, base) = online(with_handlers(node("bad")), &mut engine).await;
+    let (handle, base) = online(echo_and_count(node("bad")), &mut engine).await;
 
     engine.command(&base, "r-unknown", "reboot", json!({})).await;
     let unknown = engine.result(&base, "r-unknown").await;
@@ -309,7 +323,7 @@ pub async fn a_panicking_handler_fails_its_command_and_the_node_carries_on<R: Ru
     let at_once = handler_fn("panic-now", |_ctx, _cmd| -> std::future::Ready<subnodesync_host::HandlerResult> {
         panic!("boom at once")
     });
-    let builder = with_handlers(node("panicky")).handler(panicky).handler(at_once);
+    let builder = echo_and_count(node("panicky")).handler(panicky).handler(at_once);
     let (handle, base) = online(builder, &mut engine).await;
 
     for (request_id, command, message) in
