@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::record::{CommandRecord, ResultRecord};
-use crate::registry::{FleetEvent, Ingested, Instance, Registry, Status};
+use crate::registry::{FleetEvent, Ingested, Instance, Registry};
 use crate::store::Database;
+use crate::target::{Selector, Target};
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
@@ -32,63 +33,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Which instances a command goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// One instance. Without `node_name` the registry supplies it.
-    Instance {
-        /// Its application name, if known to the caller.
-        node_name: Option<String>,
-        /// Its instance id.
-        instance_id: String,
-    },
-    /// Every instance of an application, through the broadcast control topic.
-    Node(String),
-    /// The registry's instances that match, each sent on its own control topic.
-    Select(Selector),
-}
-
-impl Target {
-    /// Reads the CLI's target syntax: `node/*` (broadcast), `node/instance_id`, `*` (every
-    /// reachable instance) or a bare `instance_id`.
-    pub fn parse(text: &str) -> Self {
-        match text.split_once('/') {
-            _ if text == "*" => Self::Select(Selector::default()),
-            Some((node, "*")) => Self::Node(node.to_owned()),
-            Some((node, id)) => Self::Instance { node_name: Some(node.to_owned()), instance_id: id.to_owned() },
-            None => Self::Instance { node_name: None, instance_id: text.to_owned() },
-        }
-    }
-}
-
-/// A filter over the registry; every field set must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selector {
-    /// Application name.
-    pub node_name: Option<String>,
-    /// Application version.
-    pub version: Option<String>,
-    /// Host name.
-    pub hostname: Option<String>,
-    /// Status; by default `online` and `missing` (the instances that may answer).
-    pub status: Option<Status>,
-}
-
-impl Selector {
-    /// Whether `i` is selected.
-    pub fn matches(&self, i: &Instance) -> bool {
-        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        let status = match self.status {
-            Some(s) => i.status == s,
-            None => matches!(i.status, Status::Online | Status::Missing),
-        };
-        status && eq(&self.node_name, &i.node_name) && eq(&self.version, &i.version) && eq(&self.hostname, &i.hostname)
-    }
-}
-
 /// A command to send.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct SendRequest {
     /// Who gets it.
     pub target: Target,
     /// Command name.
@@ -102,7 +49,7 @@ pub struct Request {
     pub retries: u32,
 }
 
-impl Request {
+impl SendRequest {
     /// `command` to `target`, no parameters, 10 s timeout, 2 retries.
     pub fn new(target: Target, command: impl Into<String>) -> Self {
         Self { target, command: command.into(), parameters: "{}".into(), timeout: Duration::from_secs(10), retries: 2 }
@@ -111,7 +58,7 @@ impl Request {
 
 /// What came of a request.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct SendOutcome {
     /// The request id used for every attempt.
     pub request_id: String,
     /// The instances that were expected to answer.
@@ -124,7 +71,7 @@ pub struct Outcome {
     pub attempts: u32,
 }
 
-impl Outcome {
+impl SendOutcome {
     /// Whether something answered, nothing timed out and every result is a success.
     pub fn all_succeeded(&self) -> bool {
         self.timed_out.is_empty() && !self.results.is_empty() && self.results.values().all(|r| r.success)
@@ -141,7 +88,7 @@ struct Counters {
 
 /// Counters since the engine started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
+pub struct IngestStats {
     /// Messages received from the broker.
     pub messages: u64,
     /// Heartbeats ingested.
@@ -221,11 +168,11 @@ impl Shared {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), subnodesync_engine::Error> {
-/// use subnodesync_engine::{Engine, EngineConfig, Request, Target};
+/// use subnodesync_engine::{Engine, EngineConfig, SendRequest, Target};
 ///
 /// let engine = Engine::start(EngineConfig::from_env()?).await?;
 /// engine.wait_synced(std::time::Duration::from_secs(2)).await;
-/// let outcome = engine.send(&Request::new(Target::Node("my-app".into()), "ping")).await?;
+/// let outcome = engine.send(&SendRequest::new(Target::Node("my-app".into()), "ping")).await?;
 /// println!("{} of {} answered", outcome.results.len(), outcome.expected.len());
 /// engine.shutdown().await;
 /// # Ok(()) }
@@ -356,9 +303,9 @@ impl Engine {
     }
 
     /// Counters since start.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> IngestStats {
         let c = &self.shared.counters;
-        Stats {
+        IngestStats {
             messages: c.messages.load(Ordering::Relaxed),
             heartbeats: c.heartbeats.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
@@ -384,7 +331,7 @@ impl Engine {
     }
 
     /// Sends a request and waits for its results.
-    pub async fn send(&self, request: &Request) -> Result<Outcome, Error> {
+    pub async fn send(&self, request: &SendRequest) -> Result<SendOutcome, Error> {
         self.send_with_progress(request, |_, _| {}).await
     }
 
@@ -392,9 +339,9 @@ impl Engine {
     /// progress update as it arrives.
     pub async fn send_with_progress(
         &self,
-        request: &Request,
+        request: &SendRequest,
         mut progress: impl FnMut(&ResultRecord, usize),
-    ) -> Result<Outcome, Error> {
+    ) -> Result<SendOutcome, Error> {
         if request.command.is_empty() || request.command.len() > COMMAND_MAX {
             return Err(Error::InvalidCommand("the name must be 1 to 32 bytes"));
         }
@@ -428,7 +375,7 @@ impl Engine {
             request_id: request_id.clone(),
             command: request.command.clone(),
             parameters: request.parameters.clone(),
-            target: describe(&request.target, prefix),
+            target: request.target.describe(prefix),
             expected: expected.join(","),
             sent_ms: now_ms(),
             attempts: 1,
@@ -475,7 +422,7 @@ impl Engine {
             }
         }
         let timed_out = expected.iter().filter(|e| !results.contains_key(*e)).cloned().collect();
-        Ok(Outcome { request_id, expected, results, timed_out, attempts: record.attempts })
+        Ok(SendOutcome { request_id, expected, results, timed_out, attempts: record.attempts })
     }
 
     /// The control topics to publish on and the instances expected to answer.
@@ -537,30 +484,6 @@ impl Drop for Engine {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
-        }
-    }
-}
-
-fn describe(target: &Target, prefix: &str) -> String {
-    match target {
-        Target::Instance { node_name: Some(n), instance_id } => format!("{n}/{instance_id}"),
-        Target::Instance { node_name: None, instance_id } => instance_id.clone(),
-        Target::Node(n) => format!("{n}/*"),
-        Target::Select(s) => {
-            let mut parts = vec![];
-            for (k, v) in [("node", &s.node_name), ("version", &s.version), ("host", &s.hostname)] {
-                if let Some(v) = v {
-                    parts.push(format!("{k}={v}"));
-                }
-            }
-            if let Some(st) = s.status {
-                parts.push(format!("status={st}"));
-            }
-            if parts.is_empty() {
-                format!("{prefix}: *")
-            } else {
-                parts.join(",")
-            }
         }
     }
 }
@@ -648,38 +571,5 @@ async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.flush()).await {
             tracing::warn!(error = %e, "cannot write the registry");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_read_as_the_cli_writes_them() {
-        let instance = |node: Option<&str>, id: &str| Target::Instance {
-            node_name: node.map(str::to_owned),
-            instance_id: id.to_owned(),
-        };
-        assert_eq!(Target::parse("shop/*"), Target::Node("shop".into()));
-        assert_eq!(Target::parse("shop/shop-h-1"), instance(Some("shop"), "shop-h-1"));
-        assert_eq!(Target::parse("shop-h-1"), instance(None, "shop-h-1"));
-        assert_eq!(Target::parse("*"), Target::Select(Selector::default()));
-    }
-
-    #[test]
-    fn a_selector_takes_reachable_instances_unless_told_a_status() {
-        let mut i = Registry::default();
-        let hb = br#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"a","instance_id":"a-h-1","status":"running","pid":1,"uptime":5,"version":"1.0","hostname":"h","metrics":{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":4}}"#;
-        i.ingest("p", "p/a/a-h-1/heartbeat", hb, 0).unwrap();
-        let inst = i.get("a-h-1").unwrap().clone();
-        assert!(Selector::default().matches(&inst));
-        assert!(
-            Selector { version: Some("1.0".into()), hostname: Some("h".into()), ..Selector::default() }.matches(&inst)
-        );
-        assert!(!Selector { version: Some("2.0".into()), ..Selector::default() }.matches(&inst));
-        assert!(!Selector { status: Some(Status::Lost), ..Selector::default() }.matches(&inst));
-        let lost = Instance { status: Status::Lost, ..inst };
-        assert!(!Selector::default().matches(&lost));
     }
 }

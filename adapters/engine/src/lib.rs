@@ -8,15 +8,17 @@ mod error;
 mod record;
 mod registry;
 mod store;
+mod target;
 
 #[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, DB};
-pub use engine::{Engine, Outcome, Request, Selector, Stats, Target};
+pub use engine::{Engine, IngestStats, SendOutcome, SendRequest};
 pub use error::{Error, IngestError};
 pub use record::{CommandRecord, ResultRecord};
 pub use registry::{FleetEvent, Instance, Registry, Status};
 pub use store::Database;
+pub use target::{Selector, Target};
 
 /// Ingest without a broker, for the benchmark: feeds messages straight into a registry and
 /// writes it to a database the way the engine does. Not a stable API.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView};
+use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView, Unescaped};
 
 use crate::error::IngestError;
 use crate::record::ResultRecord;
@@ -267,14 +267,6 @@ pub(crate) fn split_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, 
     Some((node, instance, kind))
 }
 
-/// Unescapes a JSON string body as received (`a\"b` → `a"b`); most need nothing.
-fn unescape(escaped: &str) -> String {
-    if !escaped.contains('\\') {
-        return escaped.to_owned();
-    }
-    serde_json::from_str(&format!("\"{escaped}\"")).unwrap_or_else(|_| escaped.to_owned())
-}
-
 /// The registry: instances in arrival order plus an index by id, and which ones changed.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -433,14 +425,14 @@ impl Registry {
                 let r = ResultView::parse(payload)?;
                 check(r.node_name, r.instance_id)?;
                 Ok(Ingested::Result(ResultRecord {
-                    request_id: unescape(r.request_id),
+                    request_id: Unescaped(r.request_id).to_string(),
                     instance_id: instance.to_owned(),
                     node_name: node.to_owned(),
-                    command: unescape(r.command),
+                    command: Unescaped(r.command).to_string(),
                     success: r.success,
-                    message: unescape(r.message),
+                    message: Unescaped(r.message).to_string(),
                     data: r.data.map(|d| d.as_str().to_owned()),
-                    state: unescape(r.state),
+                    state: Unescaped(r.state).to_string(),
                     timestamp: r.timestamp.to_owned(),
                     received_ms: now_ms,
                 }))

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Rumqttd;
-use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Request, Selector, Status, Target};
+use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Selector, SendRequest, Status, Target};
 use subnodesync_testkit::WAIT;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
 
@@ -56,7 +56,7 @@ async fn broadcast_and_filtered_commands_collect_one_result_per_instance() {
         }
     }
 
-    let mut ping = Request::new(Target::Node("shop".into()), "ping");
+    let mut ping = SendRequest::new(Target::Node("shop".into()), "ping");
     ping.timeout = Duration::from_secs(5);
     let outcome = engine.send(&ping).await.expect("send");
     assert!(outcome.all_succeeded(), "{outcome:?}");
@@ -65,7 +65,7 @@ async fn broadcast_and_filtered_commands_collect_one_result_per_instance() {
 
     // Only the 2.0.0 instance, on its own control topic, with parameters.
     let selector = Selector { version: Some("2.0.0".into()), ..Selector::default() };
-    let mut echo = Request::new(Target::Select(selector), "echo");
+    let mut echo = SendRequest::new(Target::Select(selector), "echo");
     echo.parameters = r#"{"text":"hi"}"#.into();
     let outcome = engine.send(&echo).await.expect("send");
     assert_eq!(outcome.expected, vec![nodes[2].instance_id().to_owned()]);
@@ -103,7 +103,7 @@ async fn silent_targets_get_resends_under_the_same_request_id_until_the_timeout(
     // A target nobody answers is resent twice (the default retries) within the timeout; a live
     // one answers the first attempt.
     let ghost = Target::Instance { node_name: Some("shop".into()), instance_id: "shop-ghost-1".into() };
-    let mut request = Request::new(ghost, "ping");
+    let mut request = SendRequest::new(ghost, "ping");
     request.timeout = Duration::from_millis(900);
     let outcome = engine.send(&request).await.expect("send");
     assert_eq!((outcome.attempts, outcome.timed_out.len(), outcome.all_succeeded()), (3, 1, false));
@@ -111,7 +111,7 @@ async fn silent_targets_get_resends_under_the_same_request_id_until_the_timeout(
     assert_eq!((history[0].0.request_id.as_str(), history[0].0.attempts), (outcome.request_id.as_str(), 3));
 
     let live = Target::Instance { node_name: None, instance_id: node.instance_id().to_owned() };
-    let outcome = engine.send(&Request::new(live, "status")).await.expect("send");
+    let outcome = engine.send(&SendRequest::new(live, "status")).await.expect("send");
     assert_eq!((outcome.attempts, outcome.results.len()), (1, 1));
     node.stop().await;
     engine.shutdown().await;

@@ -33,12 +33,15 @@ type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Configures and starts a node. Each setting is taken from code if set here, else from its
 /// environment variable, else from the default.
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), subnodesync_tokio::Error> {
-/// use std::time::Duration;
-/// use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
+/// Applications use their runtime adapter's alias (`subnodesync_tokio::NodeBuilder`,
+/// `subnodesync_smol::NodeBuilder`); here the runtime is left generic:
 ///
-/// let node = NodeBuilder::new("my-app")
+/// ```no_run
+/// # async fn run<R: subnodesync_host::Runtime>() -> Result<(), subnodesync_host::Error> {
+/// use std::time::Duration;
+/// use subnodesync_host::{handler_fn, CommandResult, NodeBuilder};
+///
+/// let node = NodeBuilder::<R>::new("my-app")
 ///     .broker_url("mqtt://broker.local:1883")
 ///     .heartbeat_interval(Duration::from_secs(10))
 ///     .handler(handler_fn("echo", |_ctx, cmd| async move {

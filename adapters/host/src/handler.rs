@@ -33,7 +33,7 @@ pub type HandlerResult = Result<CommandResult, HandlerError>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use subnodesync_tokio::{BoxFuture, Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
+/// use subnodesync_host::{BoxFuture, Command, CommandContext, CommandHandler, CommandResult, HandlerResult};
 ///
 /// struct Greet;
 ///
@@ -89,7 +89,7 @@ impl<F> std::fmt::Debug for FnHandler<F> {
 /// A handler from a closure: `handler_fn("echo", |ctx, cmd| async move { ... })`.
 ///
 /// ```
-/// use subnodesync_tokio::{handler_fn, CommandResult};
+/// use subnodesync_host::{handler_fn, CommandResult};
 ///
 /// let echo = handler_fn("echo", |_ctx, cmd| async move {
 ///     Ok(CommandResult::ok("echoed").with_data(cmd.parameters))

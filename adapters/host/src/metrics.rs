@@ -11,8 +11,10 @@ use subnodesync_sysinfo::{ProcessSampler, Sample};
 /// give a node a `ProcessSampler` or any closure `FnMut() -> Sample` to sample on its own:
 ///
 /// ```no_run
-/// # use subnodesync_tokio::{NodeBuilder, Sample};
+/// # use subnodesync_host::{NodeBuilder, Sample};
+/// # fn configure<R>() -> NodeBuilder<R> {
 /// let builder = NodeBuilder::new("my-app").sampler(|| Sample { cpu_centipercent: 50, memory_mb: 64, threads: 8 });
+/// # builder }
 /// ```
 pub trait Sampler: Send + 'static {
     /// Takes one sample. CPU use is the average since the previous call.

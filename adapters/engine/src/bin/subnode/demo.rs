@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Request, Selector, Target};
+use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Selector, SendRequest, Target};
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -129,7 +129,7 @@ async fn start_nodes(url: &str, count: u16) -> Result<Vec<NodeHandle>, Failure> 
 }
 
 /// Sends `request` in the background and logs its outcome.
-fn send(engine: &Arc<Engine>, log: &Log, what: &str, request: Request) {
+fn send(engine: &Arc<Engine>, log: &Log, what: &str, request: SendRequest) {
     let (engine, log, what) = (engine.clone(), log.clone(), what.to_owned());
     log.push(format!("send          {what}"));
     tokio::spawn(async move {
@@ -212,22 +212,26 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
             }
             let everyone = || Target::Select(Selector::default());
             match step {
-                0 => {
-                    send(&engine, &log, "ping to shop/* (broadcast)", Request::new(Target::Node("shop".into()), "ping"))
-                }
+                0 => send(
+                    &engine,
+                    &log,
+                    "ping to shop/* (broadcast)",
+                    SendRequest::new(Target::Node("shop".into()), "ping"),
+                ),
                 1 => {
                     let first = nodes.first().map(|n| n.instance_id().to_owned()).unwrap_or_default();
-                    let mut r = Request::new(Target::Instance { node_name: None, instance_id: first.clone() }, "echo");
+                    let mut r =
+                        SendRequest::new(Target::Instance { node_name: None, instance_id: first.clone() }, "echo");
                     r.parameters = r#"{"text":"hello"}"#.into();
                     send(&engine, &log, &format!("echo to {first}"), r);
                 }
-                2 => send(&engine, &log, "status to * (each instance)", Request::new(everyone(), "status")),
+                2 => send(&engine, &log, "status to * (each instance)", SendRequest::new(everyone(), "status")),
                 3 => {
                     log.push("restart       killing the broker and starting a new one on the same port");
                     *restarted.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), HashSet::new()));
                     broker.restart().await?;
                 }
-                _ => send(&engine, &log, "ping to * after the restart", Request::new(everyone(), "ping")),
+                _ => send(&engine, &log, "ping to * after the restart", SendRequest::new(everyone(), "ping")),
             }
             step += 1;
         }

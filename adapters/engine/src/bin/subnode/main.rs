@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
-use subnodesync_engine::{Database, Engine, EngineConfig, Error, Request, Selector, Status, Target};
+use subnodesync_engine::{Database, Engine, EngineConfig, Error, Selector, SendRequest, Status, Target};
 use subnodesync_tokio::config::parse_duration;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
@@ -391,7 +391,7 @@ fn target(args: &SendArgs) -> Result<Target, Failure> {
 }
 
 async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
-    let request = Request {
+    let request = SendRequest {
         target: target(&args)?,
         command: args.command.clone(),
         parameters: parameters(&args)?,

@@ -1,0 +1,116 @@
+//! Who a command goes to: one instance, every instance of a name, or a filtered set.
+
+use crate::registry::{Instance, Status};
+
+/// Which instances a command goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One instance. Without `node_name` the registry supplies it.
+    Instance {
+        /// Its application name, if known to the caller.
+        node_name: Option<String>,
+        /// Its instance id.
+        instance_id: String,
+    },
+    /// Every instance of an application, through the broadcast control topic.
+    Node(String),
+    /// The registry's instances that match, each sent on its own control topic.
+    Select(Selector),
+}
+
+impl Target {
+    /// Reads the CLI's target syntax: `node/*` (broadcast), `node/instance_id`, `*` (every
+    /// reachable instance) or a bare `instance_id`.
+    pub fn parse(text: &str) -> Self {
+        match text.split_once('/') {
+            _ if text == "*" => Self::Select(Selector::default()),
+            Some((node, "*")) => Self::Node(node.to_owned()),
+            Some((node, id)) => Self::Instance { node_name: Some(node.to_owned()), instance_id: id.to_owned() },
+            None => Self::Instance { node_name: None, instance_id: text.to_owned() },
+        }
+    }
+
+    /// How history shows the target: as the CLI takes it, or the selector's settings.
+    pub(crate) fn describe(&self, prefix: &str) -> String {
+        match self {
+            Target::Instance { node_name: Some(n), instance_id } => format!("{n}/{instance_id}"),
+            Target::Instance { node_name: None, instance_id } => instance_id.clone(),
+            Target::Node(n) => format!("{n}/*"),
+            Target::Select(s) => {
+                let mut parts = vec![];
+                for (k, v) in [("node", &s.node_name), ("version", &s.version), ("host", &s.hostname)] {
+                    if let Some(v) = v {
+                        parts.push(format!("{k}={v}"));
+                    }
+                }
+                if let Some(st) = s.status {
+                    parts.push(format!("status={st}"));
+                }
+                if parts.is_empty() {
+                    format!("{prefix}: *")
+                } else {
+                    parts.join(",")
+                }
+            }
+        }
+    }
+}
+
+/// A filter over the registry; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// Application name.
+    pub node_name: Option<String>,
+    /// Application version.
+    pub version: Option<String>,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Status; by default `online` and `missing` (the instances that may answer).
+    pub status: Option<Status>,
+}
+
+impl Selector {
+    /// Whether `i` is selected.
+    pub fn matches(&self, i: &Instance) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        let status = match self.status {
+            Some(s) => i.status == s,
+            None => matches!(i.status, Status::Online | Status::Missing),
+        };
+        status && eq(&self.node_name, &i.node_name) && eq(&self.version, &i.version) && eq(&self.hostname, &i.hostname)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    #[test]
+    fn targets_read_as_the_cli_writes_them() {
+        let instance = |node: Option<&str>, id: &str| Target::Instance {
+            node_name: node.map(str::to_owned),
+            instance_id: id.to_owned(),
+        };
+        assert_eq!(Target::parse("shop/*"), Target::Node("shop".into()));
+        assert_eq!(Target::parse("shop/shop-h-1"), instance(Some("shop"), "shop-h-1"));
+        assert_eq!(Target::parse("shop-h-1"), instance(None, "shop-h-1"));
+        assert_eq!(Target::parse("*"), Target::Select(Selector::default()));
+    }
+
+    #[test]
+    fn a_selector_takes_reachable_instances_unless_told_a_status() {
+        let mut i = Registry::default();
+        let hb = br#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"a","instance_id":"a-h-1","status":"running","pid":1,"uptime":5,"version":"1.0","hostname":"h","metrics":{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":4}}"#;
+        i.ingest("p", "p/a/a-h-1/heartbeat", hb, 0).unwrap();
+        let inst = i.get("a-h-1").unwrap().clone();
+        assert!(Selector::default().matches(&inst));
+        assert!(
+            Selector { version: Some("1.0".into()), hostname: Some("h".into()), ..Selector::default() }.matches(&inst)
+        );
+        assert!(!Selector { version: Some("2.0".into()), ..Selector::default() }.matches(&inst));
+        assert!(!Selector { status: Some(Status::Lost), ..Selector::default() }.matches(&inst));
+        let lost = Instance { status: Status::Lost, ..inst };
+        assert!(!Selector::default().matches(&lost));
+    }
+}
