@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use subnodesync_core::{CommandError, JsonError, NodeError, Outcome};
+use subnodesync_fixtures::wire::Publish;
 
 #[test]
 fn ping_is_answered_by_the_core_with_a_full_result() {
@@ -294,4 +295,22 @@ fn commands_that_find_the_queues_full_are_answered_without_waiting_for_more_inpu
     let answered =
         t.out.iter().filter(|o| matches!(o, Out::Packet(Sent::Publish(p)) if p.topic.ends_with("/result"))).count();
     assert_eq!(answered, 12, "every command answered, with no further input");
+}
+
+#[test]
+fn a_retained_control_message_is_acknowledged_but_neither_run_nor_answered() {
+    let mut t = Script::connected(config());
+    let topic = format!("{BASE}/control");
+    for name in ["restart", "stop", "echo", "ping"] {
+        let payload = subnodesync_fixtures::wire::command_json(name, &format!("old-{name}"), "{}");
+        let retained = Publish { retain: true, ..Publish::new(&topic, payload.as_bytes(), Some(9)) };
+        t.broker_sends(&retained.encode());
+        t.expect_packet(Sent::Puback(9));
+        t.expect_event(Out::RetainedCommandIgnored);
+        t.expect_nothing();
+    }
+    assert_eq!(t.node.stats().retained_commands_ignored, 4);
+    // The same order delivered live (RETAIN 0) runs, once.
+    let r = t.command_result("ping", "old-ping", "{}");
+    assert_eq!(r.json()["message"], "pong");
 }

@@ -373,6 +373,10 @@ impl<R: Runtime> Driver<'_, R> {
                 self.stopped = true;
                 return Then::Nothing;
             }
+            Event::RetainedCommandIgnored => {
+                tracing::warn!("a retained control message was ignored: commands are never retained");
+                return Then::Nothing;
+            }
             Event::CommandRejected(e) => {
                 tracing::warn!(error = %e, "control message without a readable request_id ignored");
                 return Then::Nothing;

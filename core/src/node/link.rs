@@ -184,6 +184,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             Inbound::Publish(p) => Some(Received {
                 pid: p.pid,
                 control: self.is_control_topic(p.topic),
+                retained: p.retain,
                 payload: offset_in(rx, p.payload),
             }),
             _ => None,
@@ -257,8 +258,15 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             // We hold the message now, and redelivery is handled by request_id, so ack at once.
             self.push_ctrl(Ctrl::Puback(pid));
         }
-        if publish.control {
-            self.on_control(publish.payload);
+        match (publish.control, publish.retained) {
+            // Commands are orders, never state: a retained one (handed to every new
+            // subscription) would run again on every reconnect of every instance.
+            (true, true) => {
+                self.stats.retained_commands_ignored += 1;
+                self.push_event(Pending::RetainedCommandIgnored);
+            }
+            (true, false) => self.on_control(publish.payload),
+            (false, _) => {}
         }
     }
 }
@@ -268,6 +276,8 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
 pub(super) struct Received {
     pid: Option<u16>,
     control: bool,
+    /// The broker delivered a retained message to our new subscription.
+    retained: bool,
     payload: Range<usize>,
 }
 

@@ -89,6 +89,9 @@ pub enum Event<'a> {
     CommandTimedOut(CommandId),
     /// A control message without a readable `request_id`: nobody can be answered.
     CommandRejected(CommandError),
+    /// A control message arrived retained (left on the broker with the RETAIN flag): it was
+    /// acknowledged and neither run nor answered, since it would run again on every reconnect.
+    RetainedCommandIgnored,
     /// A redelivered command was not run again; `replayed` says whether its result was published
     /// again (false while the command still runs, while its result is still on its way, and once
     /// the result has left the outbox).
@@ -136,6 +139,8 @@ pub struct NodeStats {
     pub commands_rejected: u32,
     /// Redelivered commands that were not run again.
     pub duplicate_commands: u32,
+    /// Retained control messages, acknowledged and neither run nor answered.
+    pub retained_commands_ignored: u32,
 }
 
 /// An event waiting in the node's queue until it is polled; borrowed data is looked up then.
@@ -148,6 +153,7 @@ pub(super) enum Pending {
     Command(CommandId),
     CommandTimedOut(CommandId),
     CommandRejected(CommandError),
+    RetainedCommandIgnored,
     DuplicateCommand(bool),
     PacketTooLarge(usize, bool),
     MessagesDropped(Dropped),
@@ -176,6 +182,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             }
             Pending::CommandTimedOut(id) => Event::CommandTimedOut(id),
             Pending::CommandRejected(e) => Event::CommandRejected(e),
+            Pending::RetainedCommandIgnored => Event::RetainedCommandIgnored,
             Pending::DuplicateCommand(replayed) => Event::DuplicateCommand { replayed },
             Pending::PacketTooLarge(size, acked) => Event::PacketTooLarge { size, acked },
             Pending::MessagesDropped(d) => Event::MessagesDropped { heartbeats: d.heartbeats, results: d.results },

@@ -189,6 +189,35 @@ pub async fn a_duplicate_request_id_is_not_run_again<R: Runtime>(port: u16, node
     handle.stop().await;
 }
 
+/// Control messages left retained on the broker are never run from the retained copy: a `stop`
+/// for the node name and a `count` for the instance, handed over at every subscribe, are
+/// acknowledged and neither run nor answered. A retained publish reaching an instance that is
+/// already subscribed is a live delivery (RETAIN 0) and runs, once.
+pub async fn retained_orders_are_never_run<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
+    let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
+    let stop = json!({ "command": "stop", "request_id": "r-old-stop", "parameters": {} });
+    engine.publish_retained("subnodesync/retained/control", stop.to_string()).await;
+    let (handle, base) = online(echo_and_count(node("retained")), &mut engine).await;
+    let count = json!({ "command": "count", "request_id": "r-old-count", "parameters": {} });
+    engine.publish_retained(&format!("{base}/control"), count.to_string()).await;
+    assert_eq!(engine.result(&base, "r-old-count").await["data"], json!({ "count": 1 }), "the live delivery runs");
+    assert_eq!(handle.stop_reason(), None, "the retained stop stopped the node");
+    handle.stop().await;
+
+    // The same instance again (same process, so the same id): a fresh process would have no
+    // memory of r-old-count, and both retained copies arrive at its subscribe.
+    let (handle, base) = online(echo_and_count(node("retained")), &mut engine).await;
+    engine.command(&base, "r-live", "count", json!({})).await;
+    let topic = format!("{base}/result");
+    let next = engine.expect("the live command's result", |m| m.topic == topic).await.json();
+    assert_eq!(next["request_id"], "r-live", "a retained order was answered: {next}");
+    assert_eq!(next["data"], json!({ "count": 1 }), "the retained count ran again");
+    assert_eq!(handle.stop_reason(), None, "the retained stop stopped the node");
+    handle.stop().await;
+    engine.publish_retained("subnodesync/retained/control", Vec::new()).await;
+    engine.publish_retained(&format!("{base}/control"), Vec::new()).await;
+}
+
 /// A command on the broadcast topic reaches every instance of the node name.
 pub async fn a_broadcast_command_reaches_every_instance<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
@@ -427,6 +456,7 @@ macro_rules! broker_scenarios {
             ping_and_an_application_command_are_answered,
             an_unknown_command_fails,
             a_duplicate_request_id_is_not_run_again,
+            retained_orders_are_never_run,
             a_broadcast_command_reaches_every_instance,
             a_panicking_handler_fails_its_command_and_the_node_carries_on,
             a_handler_past_the_engines_deadline_gets_a_failed_result,
