@@ -8,6 +8,7 @@ use crate::time::Timestamp;
 
 /// Opens an object with the three fields every node message starts with. The config refuses
 /// names that would need escaping, so they are written as they are.
+#[inline(always)]
 fn head(w: &mut Writer<'_>, timestamp: Timestamp, node_name: &str, instance_id: &str) {
     open(w, key::TIMESTAMP);
     w.timestamp(timestamp);

@@ -19,7 +19,9 @@ pub use view::{HeartbeatView, RegisterView, ResultView, StatusView};
 use super::json::Writer;
 use crate::error::EncodeError;
 
-/// Opens an object with its first member's key (`key` without its leading comma).
+/// Opens an object with its first member's key (`key` without its leading comma). Inlined, as
+/// [`Writer::raw`] is, so the key stays a constant to copy.
+#[inline(always)]
 pub(crate) fn open(w: &mut Writer<'_>, key: &[u8]) {
     w.raw(b"{");
     w.raw(key.get(1..).unwrap_or_default());
