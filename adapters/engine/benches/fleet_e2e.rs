@@ -25,7 +25,7 @@ use subnodesync_core::Timestamp;
 use subnodesync_core::{to_json, ResultMessage};
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Status};
 use subnodesync_examples::FLEET_NODE_NAME;
-use subnodesync_fixtures::{Mosquitto, MosquittoOptions};
+use subnodesync_fixtures::{Mosquitto, MosquittoLog, MosquittoOptions};
 use subnodesync_tokio::{BufferSizes, LifecycleEvent, Sample, Tokio};
 
 fn arg(name: &str) -> Option<String> {
@@ -109,8 +109,7 @@ fn mosquitto() -> Mosquitto {
         // and status messages a subscribing engine gets from a large fleet; see the engine README.
         config: "allow_anonymous true\nmax_connections -1\nmax_queued_messages 100000\n".into(),
         raise_fd_limit: true,
-        log: false,
-        ..MosquittoOptions::default()
+        log: MosquittoLog::Off,
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }

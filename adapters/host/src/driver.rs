@@ -121,8 +121,8 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
 
     let mut driver = Driver {
         clock,
-        broker: settings.broker,
-        tls: settings.tls,
+        broker: &settings.broker,
+        tls: settings.tls.as_ref(),
         write_timeout: to_std(node.write_timeout()),
         transport: None,
         connecting: None,
@@ -135,8 +135,8 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
         inbox,
         shared,
         commands: Supervisor::new(&settings.handlers, settings.handler_timeout),
-        sampler: settings.sampler,
-        metrics: settings.metrics,
+        sampler: &mut settings.sampler,
+        metrics: &mut settings.metrics,
         stop_on_request: settings.stop_on_request,
         stop_reason: None,
         stopped: false,
@@ -183,8 +183,9 @@ enum Wake<R: Runtime> {
 
 struct Driver<'h, R: Runtime> {
     clock: Clock<R>,
-    broker: BrokerUrl,
-    tls: Option<Tls>,
+    // Borrowed from the settings the core's configuration borrows too: stored once in the task.
+    broker: &'h BrokerUrl,
+    tls: Option<&'h Tls>,
     write_timeout: Duration,
     transport: Option<Transport<R>>,
     connecting: Option<Connecting<R>>,
@@ -201,8 +202,8 @@ struct Driver<'h, R: Runtime> {
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
     commands: Supervisor<'h>,
-    sampler: SampleSource,
-    metrics: CustomMetrics,
+    sampler: &'h mut SampleSource,
+    metrics: &'h mut CustomMetrics,
     stop_on_request: bool,
     stop_reason: Option<StopReason>,
     stopped: bool,
@@ -441,7 +442,7 @@ impl<R: Runtime> Driver<'_, R> {
         if std::mem::take(&mut self.open) {
             tracing::debug!(broker = %self.broker, "opening transport");
             self.transport = None;
-            self.connecting = Some(Box::pin(Transport::connect(self.broker.clone(), self.tls.clone())));
+            self.connecting = Some(Box::pin(Transport::connect(self.broker.clone(), self.tls.cloned())));
         }
         told
     }
@@ -474,7 +475,7 @@ impl<R: Runtime> Driver<'_, R> {
             }
             Msg::Sampled(sample) => self.heartbeat(node, sample),
             Msg::SamplerBack(sampler) => {
-                self.sampler = SampleSource::Own(Some(sampler.unwrap_or_else(|| {
+                *self.sampler = SampleSource::Own(Some(sampler.unwrap_or_else(|| {
                     tracing::error!("the metrics sampler panicked; heartbeats carry zeros from now on");
                     Box::new(Sample::default)
                 })));
@@ -500,7 +501,7 @@ impl<R: Runtime> Driver<'_, R> {
     /// once when there is one, otherwise a sample from a blocking thread, sent back as a
     /// message.
     fn start_sample(&mut self) -> Then {
-        match &mut self.sampler {
+        match self.sampler {
             SampleSource::Shared => {
                 let shared = SharedSampler::global();
                 let (latest, refresh) = shared.latest(SHARED_SAMPLE_MAX_AGE);

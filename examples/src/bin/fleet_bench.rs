@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use subnodesync_examples::FLEET_NODE_NAME as NODE_NAME;
-use subnodesync_fixtures::{Mosquitto, MosquittoOptions};
+use subnodesync_fixtures::{Mosquitto, MosquittoLog, MosquittoOptions};
 use subnodesync_tokio::{BufferSizes, LifecycleEvent, NodeHandle, Sample, Tokio};
 use tokio::sync::watch;
 
@@ -128,11 +128,10 @@ fn main() -> ExitCode {
 fn start_broker() -> Result<Mosquitto, String> {
     Mosquitto::start(MosquittoOptions {
         config: "allow_anonymous true\nmax_connections -1\nsys_interval 1\nmax_queued_messages 100000\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
+                 log_type error\nlog_type warning\n"
             .into(),
         raise_fd_limit: true,
-        log: true,
-        stderr: true,
+        log: MosquittoLog::Stderr,
     })
 }
 
