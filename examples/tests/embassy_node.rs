@@ -21,19 +21,15 @@ async fn heartbeats_carry_uptime_the_led_command_answers_and_stop_exits_0() {
     // The wall clock was set before the first message, not only at the first heartbeat.
     assert!(is_timestamp(heartbeat["timestamp"].as_str().unwrap_or_default()), "{heartbeat}");
 
-    engine.command(&base, "r-on", "led", json!({ "on": true })).await;
-    assert_eq!(engine.result(&base, "r-on").await["data"], json!({ "on": true }));
-    engine.command(&base, "r-query", "led", json!({})).await;
-    assert_eq!(engine.result(&base, "r-query").await["data"], json!({ "on": true }));
-    engine.command(&base, "r-bad", "led", json!({ "on": "yes" })).await;
-    let bad = engine.result(&base, "r-bad").await;
+    assert_eq!(engine.ask(&base, "r-on", "led", json!({ "on": true })).await["data"], json!({ "on": true }));
+    assert_eq!(engine.ask(&base, "r-query", "led", json!({})).await["data"], json!({ "on": true }));
+    let bad = engine.ask(&base, "r-bad", "led", json!({ "on": "yes" })).await;
     assert_eq!(
         (bad["success"].clone(), bad["message"].clone()),
         (json!(false), json!("parameter `on` must be true or false"))
     );
 
-    engine.command(&base, "r-stop", "stop", json!({})).await;
-    assert_eq!(engine.result(&base, "r-stop").await["message"], "stopping");
+    assert_eq!(engine.ask(&base, "r-stop", "stop", json!({})).await["message"], "stopping");
     engine.expect_status(&base, "offline").await;
     assert!(node.exit().await.success());
 }

@@ -46,16 +46,14 @@ async fn the_stop_command_exits_0_and_custom_commands_work_until_then() {
         let mut node = NodeProcess::start(bin, &broker, &mut engine, "stopper").await;
         let base = node.base.clone();
 
-        engine.command(&base, "r-echo", "echo", json!({ "text": "hi" })).await;
-        assert_eq!(engine.result(&base, "r-echo").await["data"], json!({ "text": "hi" }));
+        assert_eq!(engine.ask(&base, "r-echo", "echo", json!({ "text": "hi" })).await["data"], json!({ "text": "hi" }));
         for n in 1..=2 {
             let id = format!("r-count-{n}");
             engine.command(&base, &id, "count", json!({})).await;
             assert_eq!(engine.result(&base, &id).await["data"], json!({ "count": n }));
         }
 
-        engine.command(&base, "r-stop", "stop", json!({})).await;
-        assert_eq!(engine.result(&base, "r-stop").await["message"], "stopping");
+        assert_eq!(engine.ask(&base, "r-stop", "stop", json!({})).await["message"], "stopping");
         engine.expect_status(&base, "offline").await;
         assert!(node.exit().await.success());
     }
@@ -69,16 +67,17 @@ async fn the_restart_command_re_executes_the_process() {
         let mut node = NodeProcess::start(bin, &broker, &mut engine, "phoenix").await;
         let base = node.base.clone();
 
-        engine.command(&base, "r-count", "count", json!({})).await;
-        assert_eq!(engine.result(&base, "r-count").await["data"], json!({ "count": 1 }));
-        engine.command(&base, "r-restart", "restart", json!({})).await;
-        assert_eq!(engine.result(&base, "r-restart").await["message"], "restarting");
+        assert_eq!(engine.ask(&base, "r-count", "count", json!({})).await["data"], json!({ "count": 1 }));
+        assert_eq!(engine.ask(&base, "r-restart", "restart", json!({})).await["message"], "restarting");
         engine.expect_status(&base, "offline").await;
         // exec keeps the pid, so the instance id and topics are the same; the process is new.
         engine.expect_status(&base, "online").await;
         assert!(node.child.try_wait().expect("wait").is_none(), "the process exited instead of re-executing");
-        engine.command(&base, "r-count-again", "count", json!({})).await;
-        assert_eq!(engine.result(&base, "r-count-again").await["data"], json!({ "count": 1 }), "state survived");
+        assert_eq!(
+            engine.ask(&base, "r-count-again", "count", json!({})).await["data"],
+            json!({ "count": 1 }),
+            "state survived"
+        );
 
         node.signal("TERM");
         engine.expect_status(&base, "offline").await;

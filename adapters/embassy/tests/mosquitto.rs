@@ -121,8 +121,7 @@ async fn registers_heartbeats_answers_a_command_and_rejoins_after_a_broker_resta
     assert!(heartbeat["metrics"]["uptime_s"].is_i64(), "no uptime metric in {heartbeat}");
     assert_eq!(heartbeat["metrics"]["process_goroutine_count"], 1);
 
-    engine.command(&base, "r-1", "double", json!({ "n": 21 })).await;
-    let result = engine.result(&base, "r-1").await;
+    let result = engine.ask(&base, "r-1", "double", json!({ "n": 21 })).await;
     assert_eq!((result["success"].clone(), result["data"].clone()), (json!(true), json!({ "n": 42 })));
 
     // The broker forgets everything: the node must reconnect, resubscribe and register again.
@@ -130,17 +129,14 @@ async fn registers_heartbeats_answers_a_command_and_rejoins_after_a_broker_resta
     let register = engine.expect_on(&format!("{base}/register")).await.json();
     assert_eq!(register["instance_id"], format!("{name}-host-{}", std::process::id()));
     engine.expect_status(&base, "online").await;
-    engine.command(&base, "r-2", "double", json!({ "n": 2 })).await;
-    assert_eq!(engine.result(&base, "r-2").await["data"], json!({ "n": 4 }));
-    engine.command(&base, "r-3", "double", json!({ "n": "x" })).await;
-    let result = engine.result(&base, "r-3").await;
+    assert_eq!(engine.ask(&base, "r-2", "double", json!({ "n": 2 })).await["data"], json!({ "n": 4 }));
+    let result = engine.ask(&base, "r-3", "double", json!({ "n": "x" })).await;
     assert_eq!(
         (result["success"].clone(), result["message"].clone()),
         (json!(false), json!("parameter `n` must be an integer"))
     );
 
-    engine.command(&base, "r-stop", "stop", json!({})).await;
-    assert_eq!(engine.result(&base, "r-stop").await["message"], "stopping");
+    assert_eq!(engine.ask(&base, "r-stop", "stop", json!({})).await["message"], "stopping");
     engine.expect_status(&base, "offline").await;
     assert_eq!(stopped(node).await, Some(Stopped::StopRequested));
 }
@@ -159,8 +155,7 @@ async fn keeps_trying_until_a_broker_appears_and_restart_ends_run() {
     let base = instance_base(name);
     engine.expect_status(&base, "online").await;
 
-    engine.command(&base, "r-restart", "restart", json!({})).await;
-    assert_eq!(engine.result(&base, "r-restart").await["message"], "restarting");
+    assert_eq!(engine.ask(&base, "r-restart", "restart", json!({})).await["message"], "restarting");
     engine.expect_status(&base, "offline").await;
     assert_eq!(stopped(node).await, Some(Stopped::RestartRequested));
 }

@@ -29,10 +29,11 @@ async fn a_node_started_from_async_std_registers_answers_and_stops() {
     let base = base("std-app", &format!("std-app-test-host-{}", std::process::id()));
     engine.expect_status(&base, "online").await;
     engine.expect_on(&format!("{base}/heartbeat")).await;
-    engine.command(&base, "r-greet", "greet", json!({ "name": "async-std" })).await;
-    assert_eq!(engine.result(&base, "r-greet").await["message"], "hello, async-std");
-    engine.command(&base, "r-stop", "stop", json!({})).await;
-    assert_eq!(engine.result(&base, "r-stop").await["success"], true);
+    assert_eq!(
+        engine.ask(&base, "r-greet", "greet", json!({ "name": "async-std" })).await["message"],
+        "hello, async-std"
+    );
+    assert_eq!(engine.ask(&base, "r-stop", "stop", json!({})).await["success"], true);
     engine.expect_status(&base, "offline").await;
     let reason =
         tokio::task::spawn_blocking(move || app.join().expect("the application thread ends")).await.expect("joined");

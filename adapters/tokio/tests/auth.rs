@@ -112,8 +112,7 @@ async fn under_an_acl_for_its_own_topics_a_node_registers_heartbeats_and_runs_co
     engine.expect_status(&base, "online").await;
     engine.expect_on(&format!("{base}/heartbeat")).await;
     // Its own control topic and the one for every instance of the name both reach it.
-    engine.command(&base, "r-own", "ping", json!({})).await;
-    assert_eq!(engine.result(&base, "r-own").await["message"], "pong");
+    assert_eq!(engine.ask(&base, "r-own", "ping", json!({})).await["message"], "pong");
     engine.command("subnodesync/app", "r-all", "ping", json!({})).await;
     assert_eq!(engine.result(&base, "r-all").await["message"], "pong");
 

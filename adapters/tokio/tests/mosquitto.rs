@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::scenarios;
 use common::scenarios::next_event;
-use common::{base, Broker, Engine, WAIT};
+use common::{base, outcome, Broker, Engine, WAIT};
 use serde_json::{json, Value};
 use subnodesync_tokio::{handler_fn, CommandResult, Error, LifecycleEvent, NodeBuilder, NodeHandle, StopReason};
 
@@ -101,9 +101,8 @@ async fn application_commands_count_report_progress_and_fail() {
     assert_eq!((update["message"].as_str(), &update["data"]), (Some("half way"), &json!({ "percent": 50 })));
     assert_eq!(engine.result(&base, "r-progress").await["message"], "done");
 
-    engine.command(&base, "r-fail", "fail", json!({})).await;
-    let failed = engine.result(&base, "r-fail").await;
-    assert_eq!((failed["success"].as_bool(), failed["message"].as_str()), (Some(false), Some("disk on fire")));
+    let failed = engine.ask(&base, "r-fail", "fail", json!({})).await;
+    assert_eq!(outcome(&failed), (Some(false), Some("disk on fire")));
     handle.stop().await;
 }
 
@@ -148,12 +147,8 @@ async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
     engine.expect_status(&base, "online").await;
 
     // The engine's deadline: the core answers, the adapter aborts the handler.
-    engine.command(&base, "r-deadline", "sleep", json!({ "timeout_ms": 300 })).await;
-    let timed_out = engine.result(&base, "r-deadline").await;
-    assert_eq!(
-        (timed_out["success"].as_bool(), timed_out["message"].as_str()),
-        (Some(false), Some("timed out after 300 ms"))
-    );
+    let timed_out = engine.ask(&base, "r-deadline", "sleep", json!({ "timeout_ms": 300 })).await;
+    assert_eq!(outcome(&timed_out), (Some(false), Some("timed out after 300 ms")));
     assert!(ended.had_deadline.load(Ordering::SeqCst), "the handler did not see its deadline");
     let deadline = tokio::time::Instant::now() + WAIT;
     while !(ended.dropped.load(Ordering::SeqCst) && ended.cancelled.load(Ordering::SeqCst)) {
@@ -162,15 +157,10 @@ async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
     }
 
     // The handler's own timeout.
-    engine.command(&base, "r-slow", "slow", json!({})).await;
-    let slow = engine.result(&base, "r-slow").await;
-    assert_eq!(
-        (slow["success"].as_bool(), slow["message"].as_str()),
-        (Some(false), Some("timed out after 200 ms (handler timeout)"))
-    );
+    let slow = engine.ask(&base, "r-slow", "slow", json!({})).await;
+    assert_eq!(outcome(&slow), (Some(false), Some("timed out after 200 ms (handler timeout)")));
 
-    engine.command(&base, "r-ping", "ping", json!({})).await;
-    assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
+    assert_eq!(engine.ask(&base, "r-ping", "ping", json!({})).await["message"], "pong");
     handle.stop().await;
 }
 

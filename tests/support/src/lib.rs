@@ -276,6 +276,12 @@ impl Engine {
         self.publish(&format!("{base}/control"), payload.to_string()).await;
     }
 
+    /// Sends `command` as [`command`](Self::command) does and waits for its final result.
+    pub async fn ask(&mut self, base: &str, request_id: &str, command: &str, parameters: Value) -> Value {
+        self.command(base, request_id, command, parameters).await;
+        self.result(base, request_id).await
+    }
+
     /// The final result (`state` `done`) for `request_id` on `base/result`.
     pub async fn result(&mut self, base: &str, request_id: &str) -> Value {
         let topic = format!("{base}/result");
@@ -296,6 +302,11 @@ impl Drop for Engine {
 /// `{prefix}/{node_name}/{instance_id}` for the default prefix.
 pub fn base(node_name: &str, instance_id: &str) -> String {
     format!("subnodesync/{node_name}/{instance_id}")
+}
+
+/// A result message's `success` and `message`, to compare with what a test expects.
+pub fn outcome(result: &Value) -> (Option<bool>, Option<&str>) {
+    (result["success"].as_bool(), result["message"].as_str())
 }
 
 /// Whether `s` is an RFC 3339 UTC timestamp with second precision from this century.

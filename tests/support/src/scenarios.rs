@@ -12,7 +12,7 @@ use subnodesync_host::{
     StopReason,
 };
 
-use crate::{assert_key_order, assert_no_retained, base, is_timestamp, Broker, Engine, WAIT};
+use crate::{assert_key_order, assert_no_retained, base, is_timestamp, outcome, Broker, Engine, WAIT};
 
 /// A node on the broker at `url` with the suites' short intervals, ignoring the process
 /// environment.
@@ -168,8 +168,7 @@ pub async fn a_duplicate_request_id_is_not_run_again<R: Runtime>(port: u16, node
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(echo_and_count(node("dup")), &mut engine).await;
 
-    engine.command(&base, "r-1", "count", json!({})).await;
-    assert_eq!(engine.result(&base, "r-1").await["data"], json!({ "count": 1 }));
+    assert_eq!(engine.ask(&base, "r-1", "count", json!({})).await["data"], json!({ "count": 1 }));
     // The redelivery may be answered by a byte-for-byte replay of the first result, never by a
     // second run: the next fresh request counts 2.
     engine.command(&base, "r-1", "count", json!({})).await;
@@ -303,17 +302,15 @@ pub async fn ping_and_an_application_command_are_answered<R: Runtime>(
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(echo_and_count(node("cmds")), &mut engine).await;
 
-    engine.command(&base, "r-ping", "ping", json!({})).await;
-    let pong = engine.result(&base, "r-ping").await;
-    assert_eq!((pong["success"].as_bool(), pong["message"].as_str()), (Some(true), Some("pong")));
+    let pong = engine.ask(&base, "r-ping", "ping", json!({})).await;
+    assert_eq!(outcome(&pong), (Some(true), Some("pong")));
     assert_eq!(pong["command"], "ping");
     assert_eq!(pong["instance_id"], handle.instance_id());
     assert!(pong["data"].is_null());
 
     let parameters = json!({ "text": "hello", "n": [1, 2.5, null], "nested": { "ok": true } });
-    engine.command(&base, "r-echo", "echo", parameters.clone()).await;
-    let echo = engine.result(&base, "r-echo").await;
-    assert_eq!((echo["success"].as_bool(), echo["message"].as_str()), (Some(true), Some("echoed")));
+    let echo = engine.ask(&base, "r-echo", "echo", parameters.clone()).await;
+    assert_eq!(outcome(&echo), (Some(true), Some("echoed")));
     assert_eq!(echo["command"], "echo");
     assert_eq!(echo["data"], parameters);
     handle.stop().await;
@@ -324,14 +321,12 @@ pub async fn an_unknown_command_fails<R: Runtime>(port: u16, node: impl Fn(&str)
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
     let (handle, base) = online(echo_and_count(node("bad")), &mut engine).await;
 
-    engine.command(&base, "r-unknown", "reboot", json!({})).await;
-    let unknown = engine.result(&base, "r-unknown").await;
-    assert_eq!((unknown["success"].as_bool(), unknown["message"].as_str()), (Some(false), Some("unknown command")));
+    let unknown = engine.ask(&base, "r-unknown", "reboot", json!({})).await;
+    assert_eq!(outcome(&unknown), (Some(false), Some("unknown command")));
     assert_eq!(unknown["command"], "reboot");
 
     // The node carries on.
-    engine.command(&base, "r-ping", "ping", Value::Null).await;
-    assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
+    assert_eq!(engine.ask(&base, "r-ping", "ping", Value::Null).await["message"], "pong");
     assert!(handle.is_connected());
     handle.stop().await;
 }
@@ -360,10 +355,12 @@ pub async fn a_panicking_handler_fails_its_command_and_the_node_carries_on<R: Ru
     {
         engine.command(&base, request_id, command, json!({})).await;
         let panicked = engine.result(&base, request_id).await;
-        assert_eq!((panicked["success"].as_bool(), panicked["message"].as_str()), (Some(false), Some(message)));
+        assert_eq!(outcome(&panicked), (Some(false), Some(message)));
     }
-    engine.command(&base, "r-echo", "echo", json!({ "still": "here" })).await;
-    assert_eq!(engine.result(&base, "r-echo").await["data"], json!({ "still": "here" }));
+    assert_eq!(
+        engine.ask(&base, "r-echo", "echo", json!({ "still": "here" })).await["data"],
+        json!({ "still": "here" })
+    );
     assert!(handle.is_connected());
     handle.stop().await;
 }
@@ -430,14 +427,9 @@ pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime
         Ok(CommandResult::ok("unreachable"))
     });
     let (handle, base) = online(node("patient").handler(forever), &mut engine).await;
-    engine.command(&base, "r-forever", "forever", json!({ "timeout_ms": 200 })).await;
-    let result = engine.result(&base, "r-forever").await;
-    assert_eq!(
-        (result["success"].as_bool(), result["message"].as_str()),
-        (Some(false), Some("timed out after 200 ms"))
-    );
-    engine.command(&base, "r-ping", "ping", json!({})).await;
-    assert_eq!(engine.result(&base, "r-ping").await["message"], "pong");
+    let result = engine.ask(&base, "r-forever", "forever", json!({ "timeout_ms": 200 })).await;
+    assert_eq!(outcome(&result), (Some(false), Some("timed out after 200 ms")));
+    assert_eq!(engine.ask(&base, "r-ping", "ping", json!({})).await["message"], "pong");
     handle.stop().await;
 }
 

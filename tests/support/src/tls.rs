@@ -134,8 +134,7 @@ pub async fn over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_
     assert_eq!(register.json()["instance_id"], handle.instance_id());
     engine.expect_status(&base, "online").await;
     engine.expect_on(&format!("{base}/heartbeat")).await;
-    engine.command(&base, "r-1", "ping", json!({})).await;
-    assert_eq!(engine.result(&base, "r-1").await["message"], "pong");
+    assert_eq!(engine.ask(&base, "r-1", "ping", json!({})).await["message"], "pong");
 
     // A clean stop over TLS: status offline, register cleared.
     tokio::time::timeout(WAIT, handle.stop()).await.expect("stop returns");
@@ -172,8 +171,7 @@ pub async fn a_broker_that_requires_a_client_certificate_accepts_the_node_that_p
         .expect("node starts");
     let base = base("client-cert", handle.instance_id());
     engine.expect_status(&base, "online").await;
-    engine.command(&base, "r-1", "ping", json!({})).await;
-    assert_eq!(engine.result(&base, "r-1").await["message"], "pong");
+    assert_eq!(engine.ask(&base, "r-1", "ping", json!({})).await["message"], "pong");
     handle.stop().await;
 
     // Without one, the broker ends the handshake.
