@@ -23,7 +23,7 @@ use crate::handler::CommandHandler;
 use crate::inbox::Inbox;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
 use crate::runtime::{Runtime, Timer};
-use crate::settings::{BufferSizes, OwnedNodeVersion, SampleSource, Settings};
+use crate::settings::{BufferSizes, Identity, OwnedNodeVersion, SampleSource, Settings, Timing};
 use crate::time::to_std;
 use crate::tls::{self, FileSetting, TlsFiles};
 
@@ -395,22 +395,26 @@ impl<R> NodeBuilder<R> {
             None => config::system_hostname(&*self.env),
         };
         Ok(Settings {
-            node_name,
-            hostname,
-            pid: std::process::id(),
-            version,
-            topic_prefix,
-            username,
-            password,
-            keep_alive,
-            heartbeat_interval,
-            reconnect_min,
-            reconnect_max,
-            connect_timeout: self.connect_timeout.unwrap_or(to_std(defaults.connect_timeout)),
-            stop_timeout: self.stop_timeout.unwrap_or(to_std(defaults.stop_timeout)),
-            metadata: self.metadata,
-            capabilities: self.capabilities,
-            node_version: self.node_version,
+            identity: Identity {
+                node_name,
+                hostname,
+                pid: std::process::id(),
+                version,
+                topic_prefix,
+                username,
+                password,
+                metadata: self.metadata,
+                capabilities: self.capabilities,
+                node_version: self.node_version,
+            },
+            timing: Timing {
+                keep_alive,
+                heartbeat_interval,
+                reconnect_min,
+                reconnect_max,
+                connect_timeout: self.connect_timeout.unwrap_or(to_std(defaults.connect_timeout)),
+                stop_timeout: self.stop_timeout.unwrap_or(to_std(defaults.stop_timeout)),
+            },
             broker,
             tls,
             http_register_url,
@@ -435,21 +439,22 @@ impl<R: Runtime> NodeBuilder<R> {
         if matches!(settings.sampler, SampleSource::Shared) {
             driver::prime_shared_sample::<R>().await;
         }
-        let instance_id = format!("{}-{}-{}", settings.node_name, settings.hostname, settings.pid);
+        let instance_id =
+            format!("{}-{}-{}", settings.identity.node_name, settings.identity.hostname, settings.identity.pid);
         let tx = Arc::new(Inbox::default());
         let shared = Arc::new(Shared {
-            node_name: settings.node_name.clone(),
+            node_name: settings.identity.node_name.clone(),
             instance_id: instance_id.clone(),
             events: Mutex::default(),
             connected: AtomicBool::new(false),
-            stop_timeout: settings.stop_timeout,
+            stop_timeout: settings.timing.stop_timeout,
             task: Mutex::new(None),
             timer: Timer::of::<R>(),
             stopped: Mutex::new(None),
             stopped_notify: Notify::new(),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        let span = tracing::info_span!("node", node_name = %settings.node_name, instance_id = %instance_id);
+        let span = tracing::info_span!("node", node_name = %settings.identity.node_name, instance_id = %instance_id);
         let io = driver::Io { inbox: tx.clone(), shared: shared.clone(), ready: ready_tx };
         let (abort, registration) = AbortHandle::new_pair();
         *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(abort);
@@ -511,14 +516,14 @@ mod tests {
                 .heartbeat_interval(Duration::from_secs(7))
                 .resolve()
                 .unwrap();
-        assert_eq!(s.node_name, "app");
-        assert_eq!(s.heartbeat_interval, Duration::from_secs(7));
-        assert_eq!(s.keep_alive, Duration::from_secs(5));
-        assert_eq!(s.reconnect_max, Duration::from_secs(900));
+        assert_eq!(s.identity.node_name, "app");
+        assert_eq!(s.timing.heartbeat_interval, Duration::from_secs(7));
+        assert_eq!(s.timing.keep_alive, Duration::from_secs(5));
+        assert_eq!(s.timing.reconnect_max, Duration::from_secs(900));
         assert_eq!(s.broker.to_string(), "mqtt://localhost:1883");
         assert_eq!(s.sources, [("keep_alive", "SUBNODE_KEEPALIVE")]);
         let from_env = NodeBuilder::<()>::from_env().env(|k| (k == "SUBNODE_NODE_NAME").then(|| "env".into()));
-        assert_eq!(from_env.resolve().unwrap().node_name, "env");
+        assert_eq!(from_env.resolve().unwrap().identity.node_name, "env");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::FutureExt as _;
 use serde_json::Value;
-use subnodesync_core::{Buffers, Config, Event, Node, NodeError, Output};
+use subnodesync_core::{Buffers, Event, Node, NodeError, Output};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -30,7 +30,7 @@ use crate::metrics::CustomMetrics;
 use crate::runtime::{self, Runtime};
 use crate::settings::{variable_for, SampleSource, Settings};
 use crate::supervisor::{Incoming, Supervisor};
-use crate::time::{to_core, to_std, unix_micros, Clock};
+use crate::time::{to_std, unix_micros, Clock};
 use crate::tls::Tls;
 use crate::transport::Transport;
 use subnodesync_sysinfo::{Refresh, Sample, SharedSampler};
@@ -60,25 +60,10 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
 
     // Everything the node borrows lives in this future, declared before the node.
     let commands: Vec<&str> = settings.handlers.keys().map(String::as_str).collect();
-    let capabilities: Vec<&str> = settings.capabilities.iter().map(String::as_str).collect();
-    let metadata: Vec<(&str, &str)> = settings.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let config = Config {
-        version: &settings.version,
-        topic_prefix: &settings.topic_prefix,
-        username: settings.username.as_deref(),
-        password: settings.password.as_deref().map(str::as_bytes),
-        keep_alive: to_core(settings.keep_alive),
-        heartbeat_interval: to_core(settings.heartbeat_interval),
-        reconnect_min: to_core(settings.reconnect_min),
-        reconnect_max: to_core(settings.reconnect_max),
-        connect_timeout: to_core(settings.connect_timeout),
-        stop_timeout: to_core(settings.stop_timeout),
-        commands: &commands,
-        capabilities: &capabilities,
-        metadata: &metadata,
-        node_version: settings.node_version.as_node_version(),
-        ..Config::new(&settings.node_name, &settings.hostname, settings.pid)
-    };
+    let identity = &settings.identity;
+    let capabilities: Vec<&str> = identity.capabilities.iter().map(String::as_str).collect();
+    let metadata: Vec<(&str, &str)> = identity.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let config = identity.config(settings.timing, &commands, &capabilities, &metadata);
     let sizes = settings.buffers;
     let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; sizes.rx], vec![0; sizes.tx], vec![0; sizes.outbox]);
     let clock = Clock::<R>::start();
@@ -108,9 +93,9 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
         let registration = Registration {
             url,
             body,
-            attempt_timeout: settings.connect_timeout,
-            reconnect_min: settings.reconnect_min,
-            reconnect_max: settings.reconnect_max,
+            attempt_timeout: settings.timing.connect_timeout,
+            reconnect_min: settings.timing.reconnect_min,
+            reconnect_max: settings.timing.reconnect_max,
             seed: settings.seed,
         };
         let (abort, registration_handle) = AbortHandle::new_pair();

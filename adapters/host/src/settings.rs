@@ -5,31 +5,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subnodesync_core::{ConfigError, NodeVersion};
+use subnodesync_core::{Config, ConfigError, NodeVersion};
 
 use crate::config::{BrokerUrl, HttpUrl};
 use crate::handler::CommandHandler;
 use crate::metrics::{CustomMetrics, Sampler};
+use crate::time::to_core;
 use crate::tls::Tls;
 
 /// Everything the builder resolved: owned, so the node task can lend it to the core.
 pub(crate) struct Settings {
-    pub(crate) node_name: String,
-    pub(crate) hostname: String,
-    pub(crate) pid: u32,
-    pub(crate) version: String,
-    pub(crate) topic_prefix: String,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) keep_alive: Duration,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) reconnect_min: Duration,
-    pub(crate) reconnect_max: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) stop_timeout: Duration,
-    pub(crate) metadata: Vec<(String, String)>,
-    pub(crate) capabilities: Vec<String>,
-    pub(crate) node_version: OwnedNodeVersion,
+    /// What the core's configuration borrows for the node's whole life.
+    pub(crate) identity: Identity,
+    pub(crate) timing: Timing,
     pub(crate) broker: BrokerUrl,
     /// Set exactly for `mqtts://`.
     pub(crate) tls: Option<Tls>,
@@ -45,11 +33,66 @@ pub(crate) struct Settings {
     pub(crate) sources: Vec<(&'static str, &'static str)>,
 }
 
+/// Who the node is and what it announces: the text the core's [`Config`] borrows.
+pub(crate) struct Identity {
+    pub(crate) node_name: String,
+    pub(crate) hostname: String,
+    pub(crate) pid: u32,
+    pub(crate) version: String,
+    pub(crate) topic_prefix: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) metadata: Vec<(String, String)>,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) node_version: OwnedNodeVersion,
+}
+
+/// The core's durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub(crate) keep_alive: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
+}
+
+impl Identity {
+    /// The core's configuration: this identity, `timing`, and the lists the caller keeps alive
+    /// (the core takes `&str` slices, the identity owns `String`s).
+    pub(crate) fn config<'a>(
+        &'a self,
+        timing: Timing,
+        commands: &'a [&'a str],
+        capabilities: &'a [&'a str],
+        metadata: &'a [(&'a str, &'a str)],
+    ) -> Config<'a> {
+        Config {
+            version: &self.version,
+            topic_prefix: &self.topic_prefix,
+            username: self.username.as_deref(),
+            password: self.password.as_deref().map(str::as_bytes),
+            keep_alive: to_core(timing.keep_alive),
+            heartbeat_interval: to_core(timing.heartbeat_interval),
+            reconnect_min: to_core(timing.reconnect_min),
+            reconnect_max: to_core(timing.reconnect_max),
+            connect_timeout: to_core(timing.connect_timeout),
+            stop_timeout: to_core(timing.stop_timeout),
+            commands,
+            capabilities,
+            metadata,
+            node_version: self.node_version.as_node_version(),
+            ..Config::new(&self.node_name, &self.hostname, self.pid)
+        }
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("node_name", &self.node_name)
-            .field("hostname", &self.hostname)
+            .field("node_name", &self.identity.node_name)
+            .field("hostname", &self.identity.hostname)
             .field("broker", &self.broker)
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
