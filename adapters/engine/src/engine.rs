@@ -345,8 +345,8 @@ impl Engine {
         if request.command.is_empty() || request.command.len() > COMMAND_MAX {
             return Err(Error::InvalidCommand("the name must be 1 to 32 bytes"));
         }
-        let parameters =
-            Object::parse(request.parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
+        let parameters = with_timeout_ms(&request.parameters, request.timeout)?;
+        let parameters = Object::parse(parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
         let prefix = &self.shared.config.topic_prefix;
         let (topics, expected) = self.resolve(&request.target)?;
         let request_id = new_request_id();
@@ -356,7 +356,7 @@ impl Engine {
             request_id: &request_id,
             parameters: Some(parameters),
         };
-        let mut buf = vec![0u8; request.parameters.len() + request.command.len() * 2 + 256];
+        let mut buf = vec![0u8; parameters.as_raw().as_str().len() + request.command.len() * 2 + 256];
         let n = to_json(&control, &mut buf).map_err(|_| Error::InvalidCommand("not representable"))?;
         buf.truncate(n);
 
@@ -488,6 +488,22 @@ impl Drop for Engine {
     }
 }
 
+/// The parameters with `timeout_ms` set to how long the engine waits, unless the caller set it:
+/// the node then gives up on the command when the engine does, and says so. The caller's members
+/// stay as they were, in their order.
+fn with_timeout_ms(parameters: &str, timeout: Duration) -> Result<String, Error> {
+    let object = Object::parse(parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
+    if object.get("timeout_ms").is_some() {
+        return Ok(parameters.to_owned());
+    }
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    if object.members().next().is_none() {
+        return Ok(format!("{{\"timeout_ms\":{ms}}}"));
+    }
+    let rest = object.as_raw().as_str().strip_prefix('{').unwrap_or_default();
+    Ok(format!("{{\"timeout_ms\":{ms},{rest}"))
+}
+
 /// A request id nobody else uses: time, process and a counter, well under the 64-byte limit.
 fn new_request_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -571,5 +587,20 @@ async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.flush()).await {
             tracing::warn!(error = %e, "cannot write the registry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_is_told_the_engines_timeout_unless_the_caller_chose_one() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(with_timeout_ms("{}", ten).unwrap(), r#"{"timeout_ms":10000}"#);
+        assert_eq!(with_timeout_ms(r#" { } "#, ten).unwrap(), r#"{"timeout_ms":10000}"#);
+        assert_eq!(with_timeout_ms(r#"{"z":1,"a":[2]}"#, ten).unwrap(), r#"{"timeout_ms":10000,"z":1,"a":[2]}"#);
+        assert_eq!(with_timeout_ms(r#"{"timeout_ms":5,"x":1}"#, ten).unwrap(), r#"{"timeout_ms":5,"x":1}"#);
+        assert!(matches!(with_timeout_ms("[1]", ten), Err(Error::InvalidParameters(_))));
     }
 }

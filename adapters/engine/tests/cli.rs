@@ -165,7 +165,8 @@ fn a_registered_node_is_listed_and_a_command_round_trips() {
     let outcome = json(&out);
     let result = &outcome["results"][0];
     assert_eq!((result["instance_id"].as_str(), result["success"].as_bool()), (Some(id.as_str()), Some(true)));
-    assert_eq!(result["data"], serde_json::json!({"text": "hi", "n": 3}));
+    // The engine tells the node how long it waits (`--timeout`, 10 s by default) as timeout_ms.
+    assert_eq!(result["data"], serde_json::json!({"timeout_ms": 10000, "text": "hi", "n": 3}));
 
     // The history has the command and its result.
     let history = json(&run(&broker.url(), &db, &["history", "--json"]));

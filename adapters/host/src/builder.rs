@@ -27,6 +27,10 @@ use crate::settings::{BufferSizes, Identity, OwnedNodeVersion, SampleSource, Set
 use crate::time::to_std;
 use crate::tls::{self, FileSetting, TlsFiles};
 
+/// How long a handler may run when neither it, the application nor the engine says: long
+/// enough for real work, short enough that a hung handler frees its command slot.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// Where environment variables come from: the process environment unless a test says otherwise.
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -263,8 +267,9 @@ impl<R> NodeBuilder<R> {
         self
     }
 
-    /// The timeout for handlers that do not set their own (default: none, only the engine's
-    /// `timeout_ms`).
+    /// The timeout for handlers that do not set their own (default: `SUBNODE_HANDLER_TIMEOUT`,
+    /// else 5 minutes). A command's `timeout_ms` from the engine cuts it shorter; a hung handler
+    /// never holds a command slot for longer than this.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = Some(timeout);
         self
@@ -419,7 +424,9 @@ impl<R> NodeBuilder<R> {
             tls,
             http_register_url,
             handlers,
-            handler_timeout: self.handler_timeout,
+            handler_timeout: src
+                .pick(self.handler_timeout, env.handler_timeout, "handler_timeout", config::HANDLER_TIMEOUT)
+                .unwrap_or(DEFAULT_HANDLER_TIMEOUT),
             sampler: self.sampler.map_or(SampleSource::Shared, |own| SampleSource::Own(Some(own))),
             metrics: self.metrics,
             stop_on_request: self.stop_on_request,
@@ -520,6 +527,7 @@ mod tests {
         assert_eq!(s.timing.heartbeat_interval, Duration::from_secs(7));
         assert_eq!(s.timing.keep_alive, Duration::from_secs(5));
         assert_eq!(s.timing.reconnect_max, Duration::from_secs(900));
+        assert_eq!(s.handler_timeout, DEFAULT_HANDLER_TIMEOUT, "a hung handler is never left running forever");
         assert_eq!(s.broker.to_string(), "mqtt://localhost:1883");
         assert_eq!(s.sources, [("keep_alive", "SUBNODE_KEEPALIVE")]);
         let from_env = NodeBuilder::<()>::from_env().env(|k| (k == "SUBNODE_NODE_NAME").then(|| "env".into()));

@@ -41,6 +41,8 @@ pub const TLS_CERT: &str = "SUBNODE_TLS_CERT";
 pub const TLS_KEY: &str = "SUBNODE_TLS_KEY";
 /// `http://host[:port]/path`: the register message is also POSTed there (optional).
 pub const HTTP_REGISTER_URL: &str = "SUBNODE_HTTP_REGISTER_URL";
+/// How long an application command handler may run when neither it nor the engine says.
+pub const HANDLER_TIMEOUT: &str = "SUBNODE_HANDLER_TIMEOUT";
 /// Log filter in `tracing-subscriber`'s `EnvFilter` syntax, default `info`.
 pub const LOG: &str = "SUBNODE_LOG";
 /// Log output: `json` or `pretty` (default).
@@ -134,6 +136,7 @@ pub(crate) struct EnvSettings {
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) http_register_url: Option<HttpUrl>,
+    pub(crate) handler_timeout: Option<Duration>,
 }
 
 /// Reads and checks every `SUBNODE_*` variable the node uses. An empty value counts as unset.
@@ -168,6 +171,7 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
                 parse_http_url(&v).map_err(|expected| InvalidValue { name: HTTP_REGISTER_URL, value: v, expected })
             })
             .transpose()?,
+        handler_timeout: parsed(HANDLER_TIMEOUT, parse_duration)?,
     })
 }
 
@@ -413,6 +417,7 @@ mod tests {
             (TLS_CERT, "client.pem"),
             (TLS_KEY, "client.key"),
             (HTTP_REGISTER_URL, "http://engine:8080/register"),
+            (HANDLER_TIMEOUT, "2m"),
         ]))
         .unwrap();
         assert_eq!(
@@ -433,6 +438,7 @@ mod tests {
                 tls_cert: Some("client.pem".into()),
                 tls_key: Some("client.key".into()),
                 http_register_url: Some(HttpUrl { host: "engine".into(), port: 8080, path: "/register".into() }),
+                handler_timeout: Some(Duration::from_secs(120)),
             }
         );
     }

@@ -32,7 +32,7 @@ mod time;
 mod tls;
 mod transport;
 
-pub use builder::NodeBuilder;
+pub use builder::{NodeBuilder, DEFAULT_HANDLER_TIMEOUT};
 pub use command::{Command, CommandResult};
 pub use config::LogFormat;
 pub use error::{Error, InvalidValue};

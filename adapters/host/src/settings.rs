@@ -23,7 +23,7 @@ pub(crate) struct Settings {
     pub(crate) tls: Option<Tls>,
     pub(crate) http_register_url: Option<HttpUrl>,
     pub(crate) handlers: HashMap<String, Arc<dyn CommandHandler>>,
-    pub(crate) handler_timeout: Option<Duration>,
+    pub(crate) handler_timeout: Duration,
     pub(crate) sampler: SampleSource,
     pub(crate) metrics: CustomMetrics,
     pub(crate) stop_on_request: bool,

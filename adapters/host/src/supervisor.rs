@@ -25,7 +25,7 @@ use crate::time::Clock;
 pub(crate) struct Supervisor<'h> {
     handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
     /// For handlers that set no timeout of their own.
-    handler_timeout: Option<Duration>,
+    handler_timeout: Duration,
     running: HashMap<CommandId, Running>,
 }
 
@@ -47,10 +47,7 @@ pub(crate) struct Incoming {
 
 impl<'h> Supervisor<'h> {
     /// No command running yet; `handlers` by name.
-    pub(crate) fn new(
-        handlers: &'h HashMap<String, Arc<dyn CommandHandler>>,
-        handler_timeout: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(handlers: &'h HashMap<String, Arc<dyn CommandHandler>>, handler_timeout: Duration) -> Self {
         Self { handlers, handler_timeout, running: HashMap::new() }
     }
 
@@ -73,7 +70,7 @@ impl<'h> Supervisor<'h> {
             _ => return complete(node, now, id, &CommandResult::fail("parameters could not be read")),
         };
         let (name, request_id) = (Unescaped(&name).to_string(), Unescaped(&request_id).to_string());
-        let limit = handler.timeout().or(self.handler_timeout);
+        let limit = Some(handler.timeout().unwrap_or(self.handler_timeout));
         let started = R::now();
         let deadline = [deadline.map(|d| clock.to_runtime(d)), limit.and_then(|l| started.checked_add(l))]
             .into_iter()

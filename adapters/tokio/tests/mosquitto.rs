@@ -165,6 +165,23 @@ async fn a_handler_past_its_deadline_is_cancelled_with_a_failed_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_handler_without_limits_is_stopped_by_the_handler_timeout_from_the_environment() {
+    let broker = Broker::start();
+    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
+    let ended = Arc::new(Ended::default());
+    let builder = with_handlers(node(&broker, "hung"), ended.clone())
+        .env(|name| (name == "SUBNODE_HANDLER_TIMEOUT").then(|| "250ms".to_owned()));
+    let handle = builder.start().await.expect("node starts");
+    let base = base("hung", handle.instance_id());
+    engine.expect_status(&base, "online").await;
+    // Neither the engine (no timeout_ms) nor the handler sets a limit.
+    let hung = engine.ask(&base, "r-hung", "sleep", json!({})).await;
+    assert_eq!(outcome(&hung), (Some(false), Some("timed out after 250 ms (handler timeout)")));
+    assert_eq!(engine.ask(&base, "r-ping", "ping", json!({})).await["message"], "pong");
+    handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stop_and_restart_commands_stop_the_node_with_their_reason() {
     let broker = Broker::start();
     let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
