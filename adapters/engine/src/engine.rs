@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, TlsConfiguration, Transport};
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
-use subnodesync_core::{COMMAND_MAX, REQUEST_ID_MAX};
+use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN, REQUEST_ID_MAX};
 use subnodesync_host::config::Scheme;
+use subnodesync_host::RetryDelays;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -21,6 +22,16 @@ use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{FleetEvent, Ingested, Instance, Registry};
 use crate::store::Database;
 use crate::target::{Selector, Target};
+
+/// The largest message the engine reads: far above any register, heartbeat, status or result a
+/// node sends (a node's own buffers are smaller). Larger ones are counted and skipped.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// First reconnect delay after losing the broker.
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+/// Longest reconnect delay.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// How long a connection must hold before the reconnect delays start over.
+const RECONNECT_STABLE: Duration = Duration::from_secs(60);
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
@@ -84,6 +95,7 @@ struct Counters {
     messages: AtomicU64,
     heartbeats: AtomicU64,
     rejected: AtomicU64,
+    oversized: AtomicU64,
 }
 
 /// Counters since the engine started.
@@ -95,6 +107,8 @@ pub struct IngestStats {
     pub heartbeats: u64,
     /// Messages refused (bad topic or payload).
     pub rejected: u64,
+    /// Messages larger than [`MAX_PAYLOAD`], skipped unread.
+    pub oversized: u64,
 }
 
 struct Shared {
@@ -124,6 +138,11 @@ impl Shared {
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
         if retain {
             self.synced.send_modify(|(_, at)| *at = Instant::now());
+        }
+        if payload.len() > MAX_PAYLOAD {
+            self.counters.oversized.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic, bytes = payload.len(), "message larger than the engine reads: skipped");
+            return;
         }
         let now = now_ms();
         let ingested = lock(&self.registry).ingest(&self.config.topic_prefix, topic, payload, now);
@@ -221,7 +240,10 @@ impl Engine {
         let mut options = MqttOptions::new(config.client_id.clone(), config.broker.host.clone(), config.broker.port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
-        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        // Any packet MQTT can carry is taken off the connection (and skipped if too large to
+        // read): refusing one would drop the connection, and a retained one would come back at
+        // every reconnect. The broker's own limit is what bounds memory (see the README).
+        options.set_max_packet_size(MAX_REMAINING_LEN, 256 * 1024);
         options.set_inflight(100);
         if let Some(tls) = tls {
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
@@ -309,6 +331,7 @@ impl Engine {
             messages: c.messages.load(Ordering::Relaxed),
             heartbeats: c.heartbeats.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
+            oversized: c.oversized.load(Ordering::Relaxed),
         }
     }
 
@@ -535,14 +558,21 @@ async fn prune(shared: &Shared, client: &AsyncClient, age: Duration) -> Result<V
     Ok(ids)
 }
 
-/// Drives the MQTT connection: subscribe after every CONNACK, ingest every PUBLISH.
+/// Drives the MQTT connection: subscribe after every CONNACK, ingest every PUBLISH, and after a
+/// failure wait a jittered, growing delay (the nodes' backoff) before rumqttc reconnects.
 async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut eventloop: EventLoop) {
     let filters = Engine::filters(&shared.config);
     let mut acks_due = 0;
+    let mut delays =
+        RetryDelays::new(RECONNECT_MIN, RECONNECT_MAX, u64::from(std::process::id()) ^ now_ms().unsigned_abs());
+    let mut up_since = None;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                shared.connected.store(true, Ordering::Relaxed);
+                up_since = Some(Instant::now());
+                if !shared.connected.swap(true, Ordering::Relaxed) {
+                    tracing::info!("connected to the broker");
+                }
                 let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                 // `try_`: awaiting here would wait on the very loop that drains the queue.
                 if let Err(e) = client.try_subscribe_many(subs) {
@@ -559,10 +589,17 @@ async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut eventloop:
             Ok(Event::Incoming(Packet::Publish(p))) => shared.on_publish(&p.topic, &p.payload, p.retain),
             Ok(_) => {}
             Err(e) => {
-                if shared.connected.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "broker connection lost; reconnecting");
+                // A connection that held for a while starts the delays over.
+                if up_since.take().is_some_and(|at| at.elapsed() >= RECONNECT_STABLE) {
+                    delays.reset();
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let delay = delays.next_delay();
+                if shared.connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, retry_in = ?delay, "broker connection lost; reconnecting");
+                } else {
+                    tracing::debug!(error = %e, retry_in = ?delay, "cannot connect to the broker");
+                }
+                tokio::time::sleep(delay).await;
             }
         }
     }

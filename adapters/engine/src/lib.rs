@@ -13,7 +13,7 @@ mod target;
 #[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, DB};
-pub use engine::{Engine, IngestStats, SendOutcome, SendRequest};
+pub use engine::{Engine, IngestStats, SendOutcome, SendRequest, MAX_PAYLOAD};
 pub use error::{Error, IngestError};
 pub use record::{CommandRecord, ResultRecord};
 pub use registry::{FleetEvent, Instance, Registry, Status};

@@ -8,12 +8,10 @@ use std::io;
 use std::time::Duration;
 
 use futures_util::{AsyncReadExt, AsyncWriteExt};
-use subnodesync_core::Backoff;
-use subnodesync_core::Rng;
 
 use crate::config::HttpUrl;
 use crate::runtime::{self, Runtime};
-use crate::time::{to_core, to_std};
+use crate::time::RetryDelays;
 
 /// The longest status line read from the server.
 const STATUS_LINE_MAX: usize = 1024;
@@ -44,9 +42,8 @@ impl Registration {
     /// Posts until the server takes it (2xx) or refuses it for good (4xx); runs until then or
     /// until the node stops and aborts it.
     pub(crate) async fn run<R: Runtime>(self) {
-        let mut backoff = Backoff::new(to_core(self.reconnect_min), to_core(self.reconnect_max));
         // Its own stream of jitter, apart from the core's.
-        let mut rng = Rng::new(self.seed ^ 0x6874_7470_7265_6769);
+        let mut delays = RetryDelays::new(self.reconnect_min, self.reconnect_max, self.seed ^ 0x6874_7470_7265_6769);
         for attempt in 1u32.. {
             let outcome = match runtime::timeout::<R, _>(self.attempt_timeout, post::<R>(&self.url, &self.body)).await {
                 Some(Ok(status)) => classify(status),
@@ -63,7 +60,7 @@ impl Registration {
                     return;
                 }
                 Outcome::Retry(why) => {
-                    let delay = to_std(backoff.delay_from(rng.next_u64()));
+                    let delay = delays.next_delay();
                     tracing::warn!(url = %self.url, error = %why, attempt, retry_in = ?delay, "HTTP registration failed");
                     if let Some(at) = R::now().checked_add(delay) {
                         R::sleep_until(at).await;

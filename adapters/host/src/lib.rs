@@ -49,4 +49,5 @@ pub use serde_json;
 pub use settings::{BufferSizes, OwnedNodeVersion};
 pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
+pub use time::RetryDelays;
 pub use tls::client_config as tls_client_config;

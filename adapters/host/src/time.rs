@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::OnceLock;
 use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
-use subnodesync_core::{Duration, Instant};
+use subnodesync_core::{Backoff, Duration, Instant, Rng};
 
 use crate::runtime::Runtime;
 
@@ -78,6 +78,32 @@ impl<R> Clock<R> {
 
 /// The origin of the wake-up grid: the first node's start, shared by every node of the process.
 static GRID: OnceLock<StdInstant> = OnceLock::new();
+
+/// The core's full-jitter backoff in std time, with its own seeded jitter: for the retries made
+/// outside the core (HTTP registration, an engine's broker connection), so they spread out as
+/// the nodes' reconnects do.
+#[derive(Debug, Clone)]
+pub struct RetryDelays {
+    backoff: Backoff,
+    rng: Rng,
+}
+
+impl RetryDelays {
+    /// Delays from `min` growing to at most `max`; `seed` decorrelates processes.
+    pub fn new(min: StdDuration, max: StdDuration, seed: u64) -> Self {
+        Self { backoff: Backoff::new(to_core(min), to_core(max)), rng: Rng::new(seed) }
+    }
+
+    /// The next delay to wait before retrying.
+    pub fn next_delay(&mut self) -> StdDuration {
+        to_std(self.backoff.delay_from(self.rng.next_u64()))
+    }
+
+    /// Starts the delays over (after a success that held).
+    pub fn reset(&mut self) {
+        self.backoff.reset();
+    }
+}
 
 /// A std duration as a core duration, saturating at the core's maximum.
 pub(crate) fn to_core(d: StdDuration) -> Duration {

@@ -158,7 +158,8 @@ impl Engine {
             options.set_credentials(user, password);
         }
         options.set_keep_alive(Duration::from_secs(5));
-        options.set_max_packet_size(64 * 1024, 64 * 1024);
+        // Anything MQTT can carry, either way: tests publish hostile input as any client could.
+        options.set_max_packet_size(268_435_455, 268_435_455);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (tx, rx) = mpsc::unbounded_channel();
         let subscriptions = filters.len();

@@ -1,0 +1,47 @@
+//! What any client of the broker can publish must not knock the engine off it: hostile and
+//! stale input against a real mosquitto, read back through the engine's own API.
+
+use std::time::Duration;
+
+use subnodesync_engine::{Engine, EngineConfig, MAX_PAYLOAD};
+use subnodesync_testkit::{Broker, WAIT};
+
+fn engine_config(url: &str, name: &str) -> EngineConfig {
+    let db = std::env::temp_dir().join(format!("subnode-hostile-{}-{name}", std::process::id())).join("engine.db");
+    let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
+    EngineConfig { db, ..EngineConfig::from_lookup(&|_| None).expect("defaults") }.broker_url(url).expect("a valid url")
+}
+
+const REGISTER: &str = r#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-h-1","version":"1.0","pid":1,"start_time":"2024-01-01T12:00:00Z","capabilities":["mqtt_control","heartbeat"],"metadata":{"hostname":"h"},"node_version":{"git_version":"v","git_commit":"c","build_date":"d","go_version":"g","platform":"p"}}"#;
+
+/// Waits until `check` holds, failing after [`WAIT`].
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what} within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_larger_than_the_engine_reads_is_skipped_and_the_engine_stays_connected() {
+    let broker = Broker::start();
+    let client = subnodesync_testkit::Engine::connect(broker.port(), &[]).await;
+    // 300 KiB, above rumqttc's default packet limit (which used to drop the connection every
+    // time the broker handed it over) and above what the engine reads.
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300 * 1024));
+    assert!(huge.len() > MAX_PAYLOAD);
+    client.publish_retained("subnodesync/app/app-h-0/register", huge.clone()).await;
+
+    let engine = Engine::start(engine_config(&broker.url(), "oversized")).await.expect("engine starts");
+    eventually("the oversized retained message counted", || engine.stats().oversized == 1).await;
+    assert!(engine.is_connected(), "the engine lost the broker over one message");
+    // Still reading: a normal register after the huge one is ingested.
+    client.publish_retained("subnodesync/app/app-h-1/register", REGISTER).await;
+    eventually("the normal register ingested", || engine.instances().iter().any(|i| i.instance_id == "app-h-1")).await;
+    // And a live oversized message (not retained) is skipped the same way.
+    client.publish("subnodesync/app/app-h-1/heartbeat", huge).await;
+    eventually("the live oversized message counted", || engine.stats().oversized == 2).await;
+    assert!(engine.is_connected());
+    engine.shutdown().await;
+}
