@@ -217,6 +217,45 @@ pub async fn retained_orders_are_never_run<R: Runtime>(port: u16, node: impl Fn(
     engine.publish_retained(&format!("{base}/control"), Vec::new()).await;
 }
 
+/// Hostile control traffic, as any client of the broker could publish it, leaves the node
+/// connected and answering: a message far larger than its receive buffer, one nested deeper
+/// than its JSON scanner goes, and a flood of garbage.
+pub async fn hostile_control_traffic_leaves_the_node_answering<R: Runtime>(
+    port: u16,
+    node: impl Fn(&str) -> NodeBuilder<R>,
+) {
+    let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
+    let (handle, base) = online(echo_and_count(node("hostile")), &mut engine).await;
+    let control = format!("{base}/control");
+    let mut events = handle.events();
+
+    let oversized =
+        json!({ "command": "echo", "request_id": "r-big", "parameters": { "pad": "x".repeat(256 * 1024) } });
+    engine.publish(&control, oversized.to_string()).await;
+    let depth = 10_000;
+    let nested = format!(
+        r#"{{"command":"echo","request_id":"r-deep","parameters":{{"a":{}{}}}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    engine.publish(&control, nested).await;
+    for i in 0..2_000 {
+        engine.publish(&control, format!("garbage {i} {}", "\u{1b}[2J".repeat(i % 7))).await;
+    }
+
+    let topic = format!("{base}/result");
+    engine.command(&base, "r-after", "ping", json!({})).await;
+    let next = engine.expect("the ping after the hostile traffic", |m| m.topic == topic).await.json();
+    // The oversized echo was skipped unread and the nested one refused unanswered (neither
+    // request id could be read), so the next result is the ping's.
+    assert_eq!((next["request_id"].as_str(), next["message"].as_str()), (Some("r-after"), Some("pong")));
+    assert!(handle.is_connected());
+    while let Ok(event) = events.try_recv() {
+        assert!(!matches!(event, LifecycleEvent::Disconnected { .. }), "the node lost the broker: {event}");
+    }
+    handle.stop().await;
+}
+
 /// A command on the broadcast topic reaches every instance of the node name.
 pub async fn a_broadcast_command_reaches_every_instance<R: Runtime>(port: u16, node: impl Fn(&str) -> NodeBuilder<R>) {
     let mut engine = Engine::connect(port, &["subnodesync/#"]).await;
@@ -449,6 +488,7 @@ macro_rules! broker_scenarios {
             an_unknown_command_fails,
             a_duplicate_request_id_is_not_run_again,
             retained_orders_are_never_run,
+            hostile_control_traffic_leaves_the_node_answering,
             a_broadcast_command_reaches_every_instance,
             a_panicking_handler_fails_its_command_and_the_node_carries_on,
             a_handler_past_the_engines_deadline_gets_a_failed_result,
