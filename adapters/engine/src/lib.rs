@@ -9,6 +9,7 @@ mod record;
 mod registry;
 mod store;
 mod target;
+mod text;
 
 #[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
@@ -19,6 +20,7 @@ pub use record::{CommandRecord, ResultRecord};
 pub use registry::{FleetEvent, Instance, Registry, Status};
 pub use store::Database;
 pub use target::{Selector, Target};
+pub use text::{printable, Printable};
 
 /// Ingest without a broker, for the benchmark: feeds messages straight into a registry and
 /// writes it to a database the way the engine does. Not a stable API.

@@ -3,6 +3,8 @@
 //! Plain data: the registry makes results from what nodes publish, the engine makes commands,
 //! and the store writes and reads both, so this module depends on neither.
 
+use crate::text::Printable;
+
 /// A command as the history records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -77,9 +79,10 @@ impl std::fmt::Display for ResultRecord {
             (true, true) => "ok",
             (true, false) => "FAILED",
         };
-        write!(f, "{} {} {verdict}: {}", self.instance_id, self.command, self.message)?;
+        let (id, command, message) = (Printable(&self.instance_id), Printable(&self.command), Printable(&self.message));
+        write!(f, "{id} {command} {verdict}: {message}")?;
         if let Some(data) = &self.data {
-            write!(f, " {data}")?;
+            write!(f, " {}", Printable(data))?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView, Unes
 
 use crate::error::IngestError;
 use crate::record::ResultRecord;
+use crate::text::Printable;
 
 /// What the engine believes about an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -215,16 +216,27 @@ impl fmt::Display for FleetEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Registered { instance_id, node_name, version } => {
-                write!(f, "registered    {instance_id} ({node_name} {version})")
+                let (id, node, version) = (Printable(instance_id), Printable(node_name), Printable(version));
+                write!(f, "registered    {id} ({node} {version})")
             }
-            Self::Deregistered { instance_id } => write!(f, "deregistered  {instance_id}"),
+            Self::Deregistered { instance_id } => write!(f, "deregistered  {}", Printable(instance_id)),
             Self::StatusChanged { instance_id, from, to: Status::Missing } => {
-                write!(f, "missing       {instance_id} (was {from}; no heartbeat for 3 intervals)")
+                write!(f, "missing       {} (was {from}; no heartbeat for 3 intervals)", Printable(instance_id))
             }
-            Self::StatusChanged { instance_id, from, to } => write!(f, "status        {instance_id} {from} -> {to}"),
-            Self::Heartbeat { instance_id, timestamp } => write!(f, "heartbeat     {instance_id} {timestamp}"),
+            Self::StatusChanged { instance_id, from, to } => {
+                write!(f, "status        {} {from} -> {to}", Printable(instance_id))
+            }
+            Self::Heartbeat { instance_id, timestamp } => {
+                write!(f, "heartbeat     {} {}", Printable(instance_id), Printable(timestamp))
+            }
             Self::Result(r) => write!(f, "result        {r}"),
-            Self::Pruned { instance_ids } => write!(f, "pruned        {}", instance_ids.join(", ")),
+            Self::Pruned { instance_ids } => {
+                f.write_str("pruned        ")?;
+                for (i, id) in instance_ids.iter().enumerate() {
+                    write!(f, "{}{}", if i == 0 { "" } else { ", " }, Printable(id))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -265,6 +277,21 @@ pub(crate) fn split_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, 
         _ => return None,
     };
     Some((node, instance, kind))
+}
+
+/// Stores the string a JSON string's escaped contents mean, reusing `target`'s buffer and
+/// leaving it alone when nothing changed (the common case on the heartbeat path).
+fn set_unescaped(target: &mut String, escaped: &str) {
+    if !escaped.contains('\\') {
+        if target != escaped {
+            escaped.clone_into(target);
+        }
+        return;
+    }
+    let meant = Unescaped(escaped).to_string();
+    if *target != meant {
+        *target = meant;
+    }
 }
 
 /// The registry: instances in arrival order plus an index by id, and which ones changed.
@@ -349,12 +376,8 @@ impl Registry {
                 let metrics = inst.metrics_json.get_or_insert_with(String::new);
                 metrics.clear();
                 metrics.push_str(hb.metrics.as_raw().as_str());
-                if inst.version != hb.version {
-                    hb.version.clone_into(&mut inst.version);
-                }
-                if inst.hostname != hb.hostname {
-                    hb.hostname.clone_into(&mut inst.hostname);
-                }
+                set_unescaped(&mut inst.version, hb.version);
+                set_unescaped(&mut inst.hostname, hb.hostname);
                 let mut events = Vec::new();
                 // A heartbeat proves the instance alive, whatever was said before.
                 if inst.status != Status::Online {
@@ -392,14 +415,14 @@ impl Registry {
                 inst.registered = true;
                 inst.registered_ms = Some(now_ms);
                 inst.register_json = Some(String::from_utf8_lossy(payload).into_owned());
-                reg.version.clone_into(&mut inst.version);
-                reg.start_time.clone_into(&mut inst.start_time);
-                hostname.clone_into(&mut inst.hostname);
+                set_unescaped(&mut inst.version, reg.version);
+                set_unescaped(&mut inst.start_time, reg.start_time);
+                set_unescaped(&mut inst.hostname, hostname);
                 inst.pid = reg.pid;
                 Ok(Ingested::Events(vec![FleetEvent::Registered {
                     instance_id: instance.to_owned(),
                     node_name: node.to_owned(),
-                    version: reg.version.to_owned(),
+                    version: inst.version.clone(),
                 }]))
             }
             // An empty status is a pruning engine clearing the retained message.

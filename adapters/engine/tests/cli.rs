@@ -409,3 +409,38 @@ fn prune_forgets_an_old_offline_instance_and_clears_its_retained_status() {
     let fresh = json(&run(&broker.url(), &scratch.db("fresh.db"), &["nodes", "--json"]));
     assert_eq!(fresh, serde_json::json!([]));
 }
+
+/// Text a client of the broker chose never reaches the terminal raw: `nodes` and `watch` show
+/// escape sequences, newlines and bidi overrides as visible escapes, and `--json` stays exact.
+#[test]
+fn text_from_the_wire_cannot_drive_the_terminal() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("terminal");
+    let db = scratch.db("engine.db");
+    let hostile_version = "\u{1b}[2J\u{1b}[31mPWNED\nfake line\u{202e}";
+    let register = serde_json::json!({
+        "timestamp": "2024-01-01T12:00:00Z", "node_name": "evil", "instance_id": "evil-h-1",
+        "version": hostile_version, "pid": 1, "start_time": "2024-01-01T12:00:00Z",
+        "capabilities": ["mqtt_control", "heartbeat"], "metadata": {"hostname": "h"},
+        "node_version": {"git_version": "v", "git_commit": "c", "build_date": "d", "go_version": "g", "platform": "p"}
+    });
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = subnodesync_testkit::Engine::connect(broker.port(), &[]).await;
+        client.publish_retained("subnodesync/evil/evil-h-1/register", register.to_string()).await;
+        // The retained message is on the broker once a fresh subscriber gets it.
+        let mut probe = subnodesync_testkit::Engine::connect(broker.port(), &["subnodesync/evil/#"]).await;
+        probe.expect_on("subnodesync/evil/evil-h-1/register").await;
+    });
+
+    let table = run(&broker.url(), &db, &["nodes"]);
+    let text = String::from_utf8(table.stdout).expect("UTF-8");
+    assert!(text.contains("evil-h-1"), "{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "raw controls on the terminal: {text:?}");
+    assert!(text.contains(r"\u{1b}[2J\u{1b}[31mPWNED\u{a}fake line\u{202e}"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("fake line")).count(), 1, "a field faked a line: {text}");
+
+    let listed = json(&run(&broker.url(), &db, &["nodes", "--json"]));
+    let evil = listed.as_array().expect("a list").iter().find(|i| i["instance_id"] == "evil-h-1").expect("listed");
+    assert_eq!(evil["version"], hostile_version, "--json must stay exact");
+}

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
-use subnodesync_engine::{Database, Engine, EngineConfig, Error, Selector, SendRequest, Status, Target};
+use subnodesync_engine::{
+    printable, Database, Engine, EngineConfig, Error, Printable, Selector, SendRequest, Status, Target,
+};
 use subnodesync_tokio::config::parse_duration;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
@@ -288,7 +290,8 @@ fn list_suffix(ids: &[String]) -> String {
     if ids.is_empty() {
         String::new()
     } else {
-        format!(": {}", ids.join(", "))
+        let shown: Vec<String> = ids.iter().map(|id| printable(id)).collect();
+        format!(": {}", shown.join(", "))
     }
 }
 
@@ -433,7 +436,7 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
             println!("{r}");
         }
         for id in &outcome.timed_out {
-            println!("{id} {} TIMEOUT: no result within {:?}", request.command, request.timeout);
+            println!("{} {} TIMEOUT: no result within {:?}", Printable(id), request.command, request.timeout);
         }
         println!(
             "{} answered of {} expected, {} failed, {} timed out (request {}, {} attempt(s))",
@@ -499,9 +502,9 @@ async fn history(config: EngineConfig, limit: usize, json: bool) -> Result<u8, F
             println!(
                 "{} {} {} -> {} ({} attempt(s), {} result(s))",
                 table::time_of(c.sent_ms),
-                c.request_id,
-                c.command,
-                c.target,
+                Printable(&c.request_id),
+                Printable(&c.command),
+                Printable(&c.target),
                 c.attempts,
                 results.len()
             );

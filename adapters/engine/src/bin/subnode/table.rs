@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use subnodesync_engine::{Instance, Status};
+use subnodesync_engine::{printable, Instance, Status};
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
@@ -56,10 +56,10 @@ fn render(list: &[Instance], now: i64, coloured: bool) -> String {
         .iter()
         .map(|i| {
             [
-                i.instance_id.clone(),
-                i.node_name.clone(),
+                printable(&i.instance_id),
+                printable(&i.node_name),
                 i.status.to_string(),
-                i.version.clone(),
+                printable(&i.version),
                 i.uptime.map_or_else(|| "-".into(), span),
                 i.cpu_centipercent.map_or_else(|| "-".into(), |c| format!("{}.{:02}%", c / 100, c % 100)),
                 i.memory_mb.map_or_else(|| "-".into(), |m| format!("{m} MiB")),
