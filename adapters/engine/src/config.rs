@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use subnodesync_host::config::{self as env, BrokerUrl, Scheme};
+use subnodesync_host::config::{self as env, BrokerUrl, Scheme, Secret};
 use subnodesync_host::InvalidValue;
 
 use crate::error::Error;
@@ -21,7 +21,7 @@ pub struct EngineConfig {
     /// MQTT username.
     pub username: Option<String>,
     /// MQTT password.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// For `mqtts://`: PEM file of the CA(s) to trust instead of the system's store.
     pub tls_ca: Option<PathBuf>,
     /// For `mqtts://`: PEM file of a client certificate (chain); needs `tls_key`.
@@ -48,6 +48,13 @@ pub struct EngineConfig {
     pub heartbeat_events: bool,
 }
 
+/// The heartbeat intervals a node accepts (`set_heartbeat_interval`'s range), so three of them
+/// (the engine's `missing` threshold) always fit.
+pub const HEARTBEAT_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+/// What an out-of-range heartbeat interval is told.
+pub const HEARTBEAT_INTERVAL_EXPECTED: &str = "a duration from 1s to 24h";
+
 impl EngineConfig {
     /// Defaults completed by the process environment.
     pub fn from_env() -> Result<Self, Error> {
@@ -65,13 +72,16 @@ impl EngineConfig {
             None => BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 },
         };
         let heartbeat_interval = match get(env::HEARTBEAT_INTERVAL) {
-            Some(v) => env::parse_duration(&v).map_err(|e| invalid(env::HEARTBEAT_INTERVAL, v, e))?,
+            Some(v) => match env::parse_duration(&v) {
+                Ok(d) if HEARTBEAT_INTERVAL_RANGE.contains(&d) => d,
+                _ => return Err(invalid(env::HEARTBEAT_INTERVAL, v, HEARTBEAT_INTERVAL_EXPECTED)),
+            },
             None => Duration::from_secs(30),
         };
         Ok(Self {
             broker,
             username: get(env::USERNAME),
-            password: get(env::PASSWORD),
+            password: env::password(get(env::PASSWORD), get(env::PASSWORD_FILE)).map_err(Error::Setting)?,
             tls_ca: get(env::TLS_CA).map(PathBuf::from),
             tls_cert: get(env::TLS_CERT).map(PathBuf::from),
             tls_key: get(env::TLS_KEY).map(PathBuf::from),
@@ -113,7 +123,8 @@ pub fn default_db() -> PathBuf {
 fn default_client_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // The operating system's host name (portable), so engines on two machines never share an id.
+    let host = subnodesync_sysinfo::host_name().unwrap_or_default();
     let host: String = host.trim().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
     format!("subnode-{host}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }

@@ -10,7 +10,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Subscribe
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
 use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN, REQUEST_ID_MAX};
-use subnodesync_host::config::Scheme;
+use subnodesync_host::config::{Scheme, Secret};
 use subnodesync_host::RetryDelays;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -249,7 +249,7 @@ impl Engine {
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
         }
         if let Some(user) = &config.username {
-            options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+            options.set_credentials(user.clone(), config.password.as_ref().map(Secret::expose).unwrap_or_default());
         }
         let (client, eventloop) = AsyncClient::new(options, 4096);
         let (events, _) = broadcast::channel(4096);

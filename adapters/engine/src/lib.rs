@@ -13,7 +13,7 @@ mod text;
 
 #[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
-pub use config::{default_db, EngineConfig, DB};
+pub use config::{default_db, EngineConfig, DB, HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE};
 pub use engine::{Engine, IngestStats, SendOutcome, SendRequest, MAX_PAYLOAD};
 pub use error::{Error, IngestError};
 pub use record::{CommandRecord, ResultRecord};

@@ -444,3 +444,69 @@ fn text_from_the_wire_cannot_drive_the_terminal() {
     let evil = listed.as_array().expect("a list").iter().find(|i| i["instance_id"] == "evil-h-1").expect("listed");
     assert_eq!(evil["version"], hostile_version, "--json must stay exact");
 }
+
+/// Every numeric and duration flag is range-checked before anything connects: a usage error
+/// (exit 2) that names the flag, never a panic or an overflow.
+#[test]
+fn out_of_range_flags_are_usage_errors() {
+    let scratch = Scratch::new("ranges");
+    let db = scratch.db("engine.db");
+    // No broker listens there: nothing may get as far as connecting.
+    let url = format!("mqtt://127.0.0.1:{}", free_port());
+    for args in [
+        &["send", "x", "ping", "--retries", "4294967295"][..],
+        &["send", "x", "ping", "--timeout", "18446744073709551615s"],
+        &["send", "x", "ping", "--timeout", "0s"],
+        &["--heartbeat-interval", "100000h", "nodes"],
+        &["history", "--limit", "0"],
+        &["prune", "--older-than", "18446744073709551615h"],
+        &["watch", "--prune-after", "99999999999h"],
+        &["demo", "--duration", "18446744073709551615s"],
+    ] {
+        let out = run(&url, &db, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let bad_env =
+        subnode(&url, &db).env("SUBNODE_HEARTBEAT_INTERVAL", "100000h").args(["nodes"]).output().expect("run");
+    assert_eq!(bad_env.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad_env.stderr));
+}
+
+/// The password can come from a file (`--password-file`, `SUBNODE_PASSWORD_FILE`), so it is in
+/// no command line; giving both a password and a file is a usage error.
+#[test]
+fn the_password_can_come_from_a_file() {
+    let broker = Broker::start_with(|dir| {
+        let passwords = subnodesync_testkit::password_file(dir, &[("engine", "engine-pw")]);
+        format!("allow_anonymous false\npassword_file {}\n", passwords.display())
+    });
+    let scratch = Scratch::new("password-file");
+    let db = scratch.db("engine.db");
+    let file = scratch.db("password");
+    std::fs::write(&file, "engine-pw\n").expect("write the password file");
+    let wrong = scratch.db("wrong");
+    std::fs::write(&wrong, "nope\n").expect("write the password file");
+
+    let flag = run(&broker.url(), &db, &["--username", "engine", "--password-file", &file, "nodes", "--json"]);
+    assert!(flag.status.success(), "--password-file: {}", String::from_utf8_lossy(&flag.stderr));
+    let env = subnode(&broker.url(), &db)
+        .env("SUBNODE_USERNAME", "engine")
+        .env("SUBNODE_PASSWORD_FILE", &file)
+        .args(["nodes", "--json"])
+        .output()
+        .expect("run");
+    assert!(env.status.success(), "SUBNODE_PASSWORD_FILE: {}", String::from_utf8_lossy(&env.stderr));
+    // The broker's refusal is not hidden behind a stale database.
+    let refused = run(&broker.url(), &db, &["--username", "engine", "--password-file", &wrong, "send", "x", "ping"]);
+    assert!(!refused.status.success());
+    let both = subnode(&broker.url(), &db)
+        .env("SUBNODE_PASSWORD", "engine-pw")
+        .env("SUBNODE_PASSWORD_FILE", &file)
+        .args(["nodes"])
+        .output()
+        .expect("run");
+    assert_eq!(both.status.code(), Some(2), "{}", String::from_utf8_lossy(&both.stderr));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("not both"));
+}

@@ -15,7 +15,7 @@ use subnodesync_core::{check_command_name, Config};
 use tokio::sync::{oneshot, Notify};
 use tracing::Instrument as _;
 
-use crate::config::{self, BrokerUrl, Scheme};
+use crate::config::{self, BrokerUrl, Scheme, Secret};
 use crate::driver;
 use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
@@ -61,7 +61,7 @@ pub struct NodeBuilder<R> {
     node_name: Option<String>,
     broker_url: Option<String>,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -156,7 +156,7 @@ impl<R> NodeBuilder<R> {
 
     /// MQTT password; `SUBNODE_PASSWORD`.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
+        self.password = Some(Secret::new(password));
         self
     }
 

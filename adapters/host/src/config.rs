@@ -21,6 +21,9 @@ pub const NODE_NAME: &str = "SUBNODE_NODE_NAME";
 pub const USERNAME: &str = "SUBNODE_USERNAME";
 /// MQTT password.
 pub const PASSWORD: &str = "SUBNODE_PASSWORD";
+/// A file holding the MQTT password (its first line), so the password is in no environment or
+/// command line.
+pub const PASSWORD_FILE: &str = "SUBNODE_PASSWORD_FILE";
 /// First topic level(s), default `subnodesync`.
 pub const TOPIC_PREFIX: &str = "SUBNODE_TOPIC_PREFIX";
 /// Time between heartbeats, default 30 s.
@@ -124,7 +127,7 @@ pub(crate) struct EnvSettings {
     pub(crate) broker_url: Option<BrokerUrl>,
     pub(crate) node_name: Option<String>,
     pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Secret>,
     pub(crate) topic_prefix: Option<String>,
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) keep_alive: Option<Duration>,
@@ -151,7 +154,7 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
             .transpose()?,
         node_name: get(NODE_NAME),
         username: get(USERNAME),
-        password: get(PASSWORD),
+        password: password(get(PASSWORD), get(PASSWORD_FILE))?,
         topic_prefix: get(TOPIC_PREFIX),
         heartbeat_interval: parsed(HEARTBEAT_INTERVAL, parse_duration)?,
         keep_alive: parsed(KEEPALIVE, parse_keepalive)?,
@@ -173,6 +176,54 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
             .transpose()?,
         handler_timeout: parsed(HANDLER_TIMEOUT, parse_duration)?,
     })
+}
+
+/// A password: `Debug` shows `***`, so no log line, panic message or `{:?}` prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The password from `SUBNODE_PASSWORD` or from the file `SUBNODE_PASSWORD_FILE` names; setting
+/// both is a mistake worth saying.
+pub fn password(value: Option<String>, file: Option<String>) -> Result<Option<Secret>, InvalidValue> {
+    match (value, file) {
+        (Some(_), Some(file)) => Err(InvalidValue {
+            name: PASSWORD_FILE,
+            value: file,
+            expected: "either SUBNODE_PASSWORD or SUBNODE_PASSWORD_FILE, not both",
+        }),
+        (Some(value), None) => Ok(Some(Secret(value))),
+        (None, Some(file)) => read_password_file(&file, PASSWORD_FILE).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The first line of the file at `path` (a trailing newline is not part of the password).
+pub fn read_password_file(path: &str, name: &'static str) -> Result<Secret, InvalidValue> {
+    let invalid = |expected| InvalidValue { name, value: path.to_owned(), expected };
+    let text = std::fs::read_to_string(path).map_err(|_| invalid("a readable UTF-8 file holding the password"))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(invalid("a file whose first line is the password"));
+    }
+    Ok(Secret(line.to_owned()))
 }
 
 /// `mqtt://host[:port][/]` or `mqtts://...`; IPv6 hosts in brackets. The error says what would
@@ -426,7 +477,7 @@ mod tests {
                 broker_url: Some(url("b", 1)),
                 node_name: Some("app".into()),
                 username: Some("u".into()),
-                password: Some("p".into()),
+                password: Some(Secret::new("p")),
                 topic_prefix: Some("corp/fleet".into()),
                 heartbeat_interval: Some(Duration::from_secs(1)),
                 keep_alive: Some(Duration::from_secs(2)),
@@ -468,6 +519,25 @@ mod tests {
         // Truncation never splits a character.
         assert_eq!(sanitize_level("ééé", 5, "x"), "éé");
         assert!(!system_hostname(&|_| None).is_empty());
+    }
+
+    #[test]
+    fn no_debug_output_prints_a_password() {
+        let settings = read_env(&env(&[(PASSWORD, "hunter2")])).unwrap();
+        assert_eq!(settings.password.as_ref().map(Secret::expose), Some("hunter2"));
+        assert!(!format!("{settings:?}").contains("hunter2"), "{settings:?}");
+        let dir = std::env::temp_dir().join(format!("subnodesync-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file\nignored\n").unwrap();
+        let path = file.display().to_string();
+        let settings = read_env(&env(&[(PASSWORD_FILE, &path)])).unwrap();
+        assert_eq!(settings.password.as_ref().map(Secret::expose), Some("from-file"));
+        let both = read_env(&env(&[(PASSWORD, "x"), (PASSWORD_FILE, &path)])).unwrap_err();
+        assert_eq!(both.name, PASSWORD_FILE);
+        let missing = read_env(&env(&[(PASSWORD_FILE, "/nonexistent/pw")])).unwrap_err();
+        assert_eq!(missing.expected, "a readable UTF-8 file holding the password");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

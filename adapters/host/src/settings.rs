@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use subnodesync_core::{Config, ConfigError, NodeVersion};
 
-use crate::config::{BrokerUrl, HttpUrl};
+use crate::config::{BrokerUrl, HttpUrl, Secret};
 use crate::handler::CommandHandler;
 use crate::metrics::{CustomMetrics, Sampler};
 use crate::time::to_core;
@@ -41,7 +41,7 @@ pub(crate) struct Identity {
     pub(crate) version: String,
     pub(crate) topic_prefix: String,
     pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Secret>,
     pub(crate) metadata: Vec<(String, String)>,
     pub(crate) capabilities: Vec<String>,
     pub(crate) node_version: OwnedNodeVersion,
@@ -72,7 +72,7 @@ impl Identity {
             version: &self.version,
             topic_prefix: &self.topic_prefix,
             username: self.username.as_deref(),
-            password: self.password.as_deref().map(str::as_bytes),
+            password: self.password.as_ref().map(|p| p.expose().as_bytes()),
             keep_alive: to_core(timing.keep_alive),
             heartbeat_interval: to_core(timing.heartbeat_interval),
             reconnect_min: to_core(timing.reconnect_min),

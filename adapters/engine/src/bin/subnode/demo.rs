@@ -22,7 +22,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=200))]
     nodes: u16,
     /// How long to run before exiting by itself.
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration, default_value = "40s")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::timeout, default_value = "40s")]
     duration: Duration,
 }
 

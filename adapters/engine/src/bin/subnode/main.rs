@@ -17,8 +17,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 use subnodesync_engine::{
     printable, Database, Engine, EngineConfig, Error, Printable, Selector, SendRequest, Status, Target,
+    HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE,
 };
-use subnodesync_tokio::config::parse_duration;
+use subnodesync_host::config::{parse_duration, read_password_file, Secret};
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
 const EXAMPLES: &str = "Examples:
@@ -53,9 +54,13 @@ struct Connection {
     /// MQTT username [env: SUBNODE_USERNAME]
     #[arg(long, global = true)]
     username: Option<String>,
-    /// MQTT password [env: SUBNODE_PASSWORD]
-    #[arg(long, global = true)]
-    password: Option<String>,
+    /// MQTT password; visible to other users in the process list, prefer --password-file
+    /// [env: SUBNODE_PASSWORD]
+    #[arg(long, global = true, value_parser = secret)]
+    password: Option<Secret>,
+    /// File whose first line is the MQTT password [env: SUBNODE_PASSWORD_FILE]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "password")]
+    password_file: Option<String>,
     /// For mqtts://: PEM file of the CA(s) to trust instead of the system's [env: SUBNODE_TLS_CA]
     #[arg(long, global = true, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
@@ -73,7 +78,7 @@ struct Connection {
     db: Option<PathBuf>,
     /// The fleet's heartbeat interval; silent for 3 of them means missing
     /// [env: SUBNODE_HEARTBEAT_INTERVAL; default 30s]
-    #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = heartbeat_interval)]
     heartbeat_interval: Option<Duration>,
 }
 
@@ -111,7 +116,7 @@ enum Command {
         #[arg(long, value_name = "GROUP")]
         share: Option<String>,
         /// Prune lost and offline instances this long after they went.
-        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        #[arg(long, value_name = "DURATION", value_parser = age)]
         prune_after: Option<Duration>,
     },
     /// Send a command and wait for every targeted instance to answer.
@@ -123,8 +128,8 @@ enum Command {
     /// Show the commands sent and the results received, newest first.
     History {
         /// How many commands to show.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        limit: u32,
         /// Print JSON (an array of commands with their results).
         #[arg(long)]
         json: bool,
@@ -142,7 +147,7 @@ enum Command {
     /// Remove lost and offline instances older than an age and clear their retained messages.
     Prune {
         /// Only instances whose status changed at least this long ago.
-        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1h")]
+        #[arg(long, value_name = "DURATION", value_parser = age, default_value = "1h")]
         older_than: Duration,
         /// Print JSON (the pruned instance ids).
         #[arg(long)]
@@ -166,10 +171,10 @@ struct SendArgs {
     #[arg(long = "where", short = 'w', value_name = "KEY=VALUE")]
     filters: Vec<String>,
     /// How long to wait for every result.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = timeout, default_value = "10s")]
     timeout: Duration,
     /// Resends to silent instances within the timeout (same request id: nodes de-duplicate).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     retries: u32,
     /// Print the outcome as JSON.
     #[arg(long)]
@@ -178,6 +183,31 @@ struct SendArgs {
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| format!("expected {e}"))
+}
+
+/// A duration within `range`: every duration flag has one, so none can overflow a deadline.
+fn duration_in(text: &str, range: std::ops::RangeInclusive<Duration>, expected: &str) -> Result<Duration, String> {
+    duration(text).and_then(|d| if range.contains(&d) { Ok(d) } else { Err(format!("expected {expected}")) })
+}
+
+/// `--timeout`: how long `send` waits.
+fn timeout(text: &str) -> Result<Duration, String> {
+    duration_in(text, Duration::from_millis(1)..=Duration::from_secs(24 * 3600), "a duration from 1ms to 24h")
+}
+
+/// `--heartbeat-interval`: the nodes' range.
+fn heartbeat_interval(text: &str) -> Result<Duration, String> {
+    duration_in(text, HEARTBEAT_INTERVAL_RANGE, HEARTBEAT_INTERVAL_EXPECTED)
+}
+
+/// `--prune-after`, `--older-than`: ages up to ten years.
+fn age(text: &str) -> Result<Duration, String> {
+    duration_in(text, Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 86_400), "a duration from 1s to 87600h")
+}
+
+/// `--password`: kept out of every `Debug` print.
+fn secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
 }
 
 /// A failure, with the exit code it deserves.
@@ -206,6 +236,9 @@ impl Connection {
         if let Some(p) = &self.password {
             config.password = Some(p.clone());
         }
+        if let Some(file) = &self.password_file {
+            config.password = Some(read_password_file(file, "--password-file").map_err(Error::Setting)?);
+        }
         if let Some(p) = &self.prefix {
             config.topic_prefix = p.clone();
         }
@@ -230,7 +263,7 @@ impl Connection {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if std::env::var_os(subnodesync_tokio::config::LOG).is_some() {
+    if std::env::var_os(subnodesync_host::config::LOG).is_some() {
         if let Err(e) = subnodesync_tokio::init_logging() {
             eprintln!("subnode: {e}");
         }
@@ -270,7 +303,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Send(args) => send(config, args).await,
         Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
-        Command::History { limit, json } => history(config, limit, json).await,
+        Command::History { limit, json } => history(config, limit as usize, json).await,
         Command::Prune { older_than, json } => {
             let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
             engine.wait_synced(Duration::from_secs(3)).await;
