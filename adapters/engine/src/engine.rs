@@ -6,10 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
+};
 use subnodesync_core::{to_json, ControlMessage};
+use subnodesync_core::{ConnectRefused, COMMAND_MAX, MAX_REMAINING_LEN, REQUEST_ID_MAX};
 use subnodesync_core::{Object, Timestamp};
-use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN, REQUEST_ID_MAX};
 use subnodesync_host::config::{Scheme, Secret};
 use subnodesync_host::RetryDelays;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -124,6 +127,8 @@ struct Shared {
     /// When the last retained message or SUBACK arrived, and whether every SUBACK has.
     synced: watch::Sender<(bool, Instant)>,
     connected: AtomicBool,
+    /// Why the broker could not be reached, until the first connection succeeds.
+    problem: watch::Sender<Option<String>>,
 }
 
 impl Shared {
@@ -254,6 +259,7 @@ impl Engine {
         let (client, eventloop) = AsyncClient::new(options, 4096);
         let (events, _) = broadcast::channel(4096);
         let (synced, _) = watch::channel((false, Instant::now()));
+        let (problem, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             config,
             registry: Mutex::new(registry),
@@ -263,6 +269,7 @@ impl Engine {
             events,
             counters: Counters::default(),
             synced,
+            problem,
             connected: AtomicBool::new(false),
         });
         let tasks = vec![
@@ -289,11 +296,18 @@ impl Engine {
 
     /// Waits until the subscriptions are in place and the broker's retained register and status
     /// messages have stopped arriving (none for 300 ms), or `max` has passed; true if synced.
+    /// Returns false at once when the broker cannot be reached at all (refused the connection,
+    /// the credentials or the TLS handshake): [`connection_problem`](Self::connection_problem)
+    /// says why.
     pub async fn wait_synced(&self, max: Duration) -> bool {
         let quiet = Duration::from_millis(300);
         let deadline = Instant::now() + max;
         let mut rx = self.shared.synced.subscribe();
+        let mut problem = self.shared.problem.subscribe();
         loop {
+            if problem.borrow_and_update().is_some() {
+                return false;
+            }
             let (subscribed, last) = *rx.borrow_and_update();
             if subscribed && last + quiet <= Instant::now() {
                 return true;
@@ -304,9 +318,17 @@ impl Engine {
             }
             tokio::select! {
                 _ = rx.changed() => {}
+                _ = problem.changed() => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// Why the broker could not be reached (the connection refused, bad credentials, not
+    /// authorized, a TLS failure), while the engine has never been connected; `None` once it
+    /// has been, or while the first attempt is still under way.
+    pub fn connection_problem(&self) -> Option<String> {
+        self.shared.problem.borrow().clone()
     }
 
     /// Whether the broker connection is up.
@@ -566,12 +588,16 @@ async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut eventloop:
     let mut delays =
         RetryDelays::new(RECONNECT_MIN, RECONNECT_MAX, u64::from(std::process::id()) ^ now_ms().unsigned_abs());
     let mut up_since = None;
+    let mut connected_once = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 up_since = Some(Instant::now());
+                connected_once = true;
+                shared.problem.send_if_modified(|p| p.take().is_some());
                 if !shared.connected.swap(true, Ordering::Relaxed) {
                     tracing::info!("connected to the broker");
+                    let _ = shared.events.send(FleetEvent::BrokerConnected);
                 }
                 let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                 // `try_`: awaiting here would wait on the very loop that drains the queue.
@@ -594,15 +620,37 @@ async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut eventloop:
                     delays.reset();
                 }
                 let delay = delays.next_delay();
+                let error = describe_connection_error(&e);
                 if shared.connected.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, retry_in = ?delay, "broker connection lost; reconnecting");
+                    tracing::warn!(%error, retry_in = ?delay, "broker connection lost; reconnecting");
                 } else {
-                    tracing::debug!(error = %e, retry_in = ?delay, "cannot connect to the broker");
+                    tracing::warn!(%error, retry_in = ?delay, "cannot connect to the broker");
                 }
+                if !connected_once {
+                    shared.problem.send_replace(Some(error.clone()));
+                }
+                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                let _ = shared.events.send(FleetEvent::BrokerDisconnected { error, retry_in_ms });
                 tokio::time::sleep(delay).await;
             }
         }
     }
+}
+
+/// What went wrong with the broker connection, in the words the nodes use for a refused CONNECT.
+fn describe_connection_error(e: &ConnectionError) -> String {
+    let refused = match e {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::RefusedProtocolVersion => ConnectRefused::ProtocolVersion,
+            ConnectReturnCode::BadClientId => ConnectRefused::IdentifierRejected,
+            ConnectReturnCode::ServiceUnavailable => ConnectRefused::ServerUnavailable,
+            ConnectReturnCode::BadUserNamePassword => ConnectRefused::BadUsernamePassword,
+            ConnectReturnCode::NotAuthorized => ConnectRefused::NotAuthorized,
+            ConnectReturnCode::Success => return e.to_string(),
+        },
+        _ => return e.to_string(),
+    };
+    format!("the broker refused the connection: {refused}")
 }
 
 /// Flushes, detects missing instances and prunes, on a timer.

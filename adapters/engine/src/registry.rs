@@ -189,6 +189,15 @@ pub enum FleetEvent {
         /// Who.
         instance_ids: Vec<String>,
     },
+    /// The engine connected to the broker (at start, and after every reconnect).
+    BrokerConnected,
+    /// The engine lost the broker or could not reach it; it tries again after `retry_in_ms`.
+    BrokerDisconnected {
+        /// What went wrong, as the MQTT client says it.
+        error: String,
+        /// The jittered delay before the next attempt, in milliseconds.
+        retry_in_ms: u64,
+    },
 }
 
 impl FleetEvent {
@@ -208,6 +217,10 @@ impl FleetEvent {
             }
             Self::Result(r) => json!({"event": "result", "result": r.to_json()}),
             Self::Pruned { instance_ids } => json!({"event": "pruned", "instance_ids": instance_ids}),
+            Self::BrokerConnected => json!({"event": "broker_connected"}),
+            Self::BrokerDisconnected { error, retry_in_ms } => {
+                json!({"event": "broker_disconnected", "error": error, "retry_in_ms": retry_in_ms})
+            }
         }
     }
 }
@@ -230,6 +243,10 @@ impl fmt::Display for FleetEvent {
                 write!(f, "heartbeat     {} {}", Printable(instance_id), Printable(timestamp))
             }
             Self::Result(r) => write!(f, "result        {r}"),
+            Self::BrokerConnected => f.write_str("broker        connected"),
+            Self::BrokerDisconnected { error, retry_in_ms } => {
+                write!(f, "broker        disconnected: {}; retrying in {retry_in_ms} ms", Printable(error))
+            }
             Self::Pruned { instance_ids } => {
                 f.write_str("pruned        ")?;
                 for (i, id) in instance_ids.iter().enumerate() {

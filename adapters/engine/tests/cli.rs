@@ -239,6 +239,21 @@ fn silence_makes_an_instance_missing_and_kill_9_makes_it_lost() {
 }
 
 #[test]
+fn watch_shows_the_engine_losing_and_regaining_the_broker() {
+    let mut broker = Broker::start();
+    let scratch = Scratch::new("watch-broker");
+    let mut watch_cmd = subnode(&broker.url(), &scratch.db("engine.db"));
+    watch_cmd.args(["watch", "--json"]);
+    let watch = Running::start(watch_cmd);
+    let (_node, id) = Running::node(&broker.url(), "app", "h1");
+    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+    broker.restart();
+    let lost = watch.expect("the broker lost", |v| v["event"] == "broker_disconnected");
+    assert!(lost["error"].as_str().is_some_and(|e| !e.is_empty()) && lost["retry_in_ms"].is_u64(), "{lost}");
+    watch.expect("the broker back", |v| v["event"] == "broker_connected");
+}
+
+#[test]
 fn the_registry_survives_an_engine_restart() {
     let mut broker = Broker::start();
     let scratch = Scratch::new("restart");
@@ -498,9 +513,20 @@ fn the_password_can_come_from_a_file() {
         .output()
         .expect("run");
     assert!(env.status.success(), "SUBNODE_PASSWORD_FILE: {}", String::from_utf8_lossy(&env.stderr));
-    // The broker's refusal is not hidden behind a stale database.
-    let refused = run(&broker.url(), &db, &["--username", "engine", "--password-file", &wrong, "send", "x", "ping"]);
-    assert!(!refused.status.success());
+    // The broker's refusal is reported at once with its reason, never hidden behind a stale
+    // database or a "did not answer".
+    for command in [&["nodes"][..], &["send", "x", "ping"], &["watch"], &["prune"]] {
+        let mut args = vec!["--username", "engine", "--password-file", wrong.as_str()];
+        args.extend_from_slice(command);
+        let refused = run(&broker.url(), &db, &args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(3), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot use the broker: the broker refused the connection: not authorized"),
+            "{command:?}: {stderr}"
+        );
+        assert!(!stderr.contains("did not answer"), "{command:?}: {stderr}");
+    }
     let both = subnode(&broker.url(), &db)
         .env("SUBNODE_PASSWORD", "engine-pw")
         .env("SUBNODE_PASSWORD_FILE", &file)

@@ -39,7 +39,7 @@ pub use error::{Error, InvalidValue};
 pub use handle::{LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
 pub use handler::{handler_fn, BoxFuture, CommandContext, CommandHandler, FnHandler, HandlerError, HandlerResult};
 #[cfg(feature = "logging")]
-pub use logging::init_logging;
+pub use logging::{init_logging, init_logging_or};
 pub use metrics::{MetricValue, Sampler};
 pub use runtime::Runtime;
 /// The TLS library behind `mqtts://`, for [`tls_client_config`]'s result.

@@ -15,8 +15,14 @@ const DEFAULT_FILTER: &str = "info";
 /// object per line with the span fields `node_name`, `instance_id` and `request_id`; or
 /// `pretty`, the default). Call it once, early in `main`.
 pub fn init_logging() -> Result<(), Error> {
+    init_logging_or(DEFAULT_FILTER)
+}
+
+/// [`init_logging`] with another filter for when `SUBNODE_LOG` is unset (a CLI shows only
+/// warnings unless asked for more).
+pub fn init_logging_or(default_filter: &str) -> Result<(), Error> {
     let var = |key: &str| std::env::var_os(key).map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.is_empty());
-    let filter = var(config::LOG).unwrap_or_else(|| DEFAULT_FILTER.into());
+    let filter = var(config::LOG).unwrap_or_else(|| default_filter.into());
     let filter = EnvFilter::try_new(&filter).map_err(|_| {
         Error::Env(InvalidValue {
             name: config::LOG,

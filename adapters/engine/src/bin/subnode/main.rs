@@ -263,10 +263,15 @@ impl Connection {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if std::env::var_os(subnodesync_host::config::LOG).is_some() {
-        if let Err(e) = subnodesync_tokio::init_logging() {
-            eprintln!("subnode: {e}");
-        }
+    // Warnings (a lost broker, a skipped message) always reach stderr; SUBNODE_LOG asks for more.
+    // The demo draws the screen itself, so it logs only when asked.
+    let logging = match cli.command {
+        Command::Demo(_) if std::env::var_os(subnodesync_host::config::LOG).is_none() => Ok(()),
+        Command::Node { .. } => subnodesync_host::init_logging(),
+        _ => subnodesync_host::init_logging_or("warn"),
+    };
+    if let Err(e) = logging {
+        eprintln!("subnode: {e}");
     }
     if let Command::Broker { port, bind } = cli.command {
         // rumqttd runs its own threads and blocks; no tokio needed.
@@ -306,7 +311,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::History { limit, json } => history(config, limit as usize, json).await,
         Command::Prune { older_than, json } => {
             let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
-            engine.wait_synced(Duration::from_secs(3)).await;
+            if !engine.wait_synced(Duration::from_secs(3)).await {
+                unreachable_broker(&engine).await?;
+            }
             let pruned = engine.prune(older_than).await?;
             engine.shutdown().await;
             if json {
@@ -337,6 +344,7 @@ async fn nodes(config: EngineConfig, json: bool, offline: bool) -> Result<u8, Fa
     } else {
         let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
         if !engine.wait_synced(Duration::from_secs(5)).await {
+            unreachable_broker(&engine).await?;
             eprintln!("subnode: the broker did not answer in 5 s; showing the database as it was");
         }
         let instances = engine.instances();
@@ -355,6 +363,11 @@ async fn nodes(config: EngineConfig, json: bool, offline: bool) -> Result<u8, Fa
 async fn watch(config: EngineConfig, json: bool) -> Result<u8, Failure> {
     let engine = Engine::start(config).await?;
     let mut events = engine.events();
+    // A broker that refuses us is reported at once; a slow one is waited for, with its
+    // disconnects and reconnects shown as events.
+    if !engine.wait_synced(Duration::from_secs(5)).await {
+        unreachable_broker(&engine).await?;
+    }
     if !json {
         eprintln!("watching; Ctrl-C to stop");
     }
@@ -377,6 +390,18 @@ async fn watch(config: EngineConfig, json: bool) -> Result<u8, Failure> {
     }
     engine.shutdown().await;
     Ok(0)
+}
+
+/// Ends the command with the reason when the broker cannot be reached at all (refused, bad
+/// credentials, not authorized, TLS): waiting longer would not help.
+async fn unreachable_broker(engine: &Engine) -> Result<(), Failure> {
+    match engine.connection_problem() {
+        Some(problem) => {
+            engine.shutdown().await;
+            Err(Failure(3, format!("cannot use the broker: {}", printable(&problem))))
+        }
+        None => Ok(()),
+    }
 }
 
 fn parameters(args: &SendArgs) -> Result<String, Failure> {
@@ -436,6 +461,7 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
     };
     let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
     if !engine.wait_synced(Duration::from_secs(5)).await {
+        unreachable_broker(&engine).await?;
         engine.shutdown().await;
         return Err(Failure(3, "the broker did not answer in 5 s".into()));
     }
