@@ -76,6 +76,8 @@ pub enum IngestError {
     TopicMismatch,
     /// A status other than `online`, `offline` or `lost`.
     UnknownStatus,
+    /// The instance id does not start with the topic's node name, or another node name has it.
+    ForeignInstance,
 }
 
 impl fmt::Display for IngestError {
@@ -85,6 +87,7 @@ impl fmt::Display for IngestError {
             Self::Payload(e) => write!(f, "{e}"),
             Self::TopicMismatch => f.write_str("node_name or instance_id differs from the topic's"),
             Self::UnknownStatus => f.write_str("status is not online, offline or lost"),
+            Self::ForeignInstance => f.write_str("the instance id belongs to another node name"),
         }
     }
 }

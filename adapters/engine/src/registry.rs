@@ -368,6 +368,14 @@ impl Registry {
         now_ms: i64,
     ) -> Result<Ingested, IngestError> {
         let (node, instance, kind) = split_topic(prefix, topic).ok_or(IngestError::Topic)?;
+        // An instance id is `{node_name}-{hostname}-{pid}`: one name's publisher cannot speak for
+        // another name's instances, nor take over an id another name registered first.
+        let belongs =
+            instance.strip_prefix(node).and_then(|rest| rest.strip_prefix('-')).is_some_and(|r| !r.is_empty());
+        let taken = self.get(instance).is_some_and(|known| known.node_name != node);
+        if !belongs || taken {
+            return Err(IngestError::ForeignInstance);
+        }
         let check = |node_name: &str, instance_id: &str| {
             if node_name == node && instance_id == instance {
                 Ok(())

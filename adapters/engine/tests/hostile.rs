@@ -45,3 +45,33 @@ async fn a_retained_message_larger_than_the_engine_reads_is_skipped_and_the_engi
     assert!(engine.is_connected());
     engine.shutdown().await;
 }
+
+/// One node name's publisher cannot speak for another name's instances: an instance id must
+/// start with the topic's node name, and one already registered under a name stays that name's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_another_names_instance_are_dropped_and_counted() {
+    let broker = Broker::start();
+    let client = subnodesync_testkit::Engine::connect(broker.port(), &[]).await;
+    let engine = Engine::start(engine_config(&broker.url(), "identity")).await.expect("engine starts");
+    assert!(engine.wait_synced(WAIT).await);
+    client.publish_retained("subnodesync/app/app-h-1/register", REGISTER).await;
+    eventually("the register ingested", || engine.instances().iter().any(|i| i.instance_id == "app-h-1")).await;
+
+    // `evil` claims app's instance id outright, and `app-h` (whose ids do start `app-h-`) claims
+    // an id `app` registered first; both payloads match their topics.
+    let as_evil = REGISTER
+        .replace(r#""node_name":"app""#, r#""node_name":"evil""#)
+        .replace(r#""version":"1.0""#, r#""version":"6.6.6""#);
+    client.publish("subnodesync/evil/app-h-1/register", as_evil).await;
+    let as_app_h = REGISTER
+        .replace(r#""node_name":"app""#, r#""node_name":"app-h""#)
+        .replace(r#""version":"1.0""#, r#""version":"6.6.6""#);
+    client.publish("subnodesync/app-h/app-h-1/register", as_app_h).await;
+    eventually("both claims rejected", || engine.stats().rejected == 2).await;
+
+    let instances = engine.instances();
+    let owned: Vec<_> = instances.iter().filter(|i| i.instance_id == "app-h-1").collect();
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert_eq!((owned[0].node_name.as_str(), owned[0].version.as_str()), ("app", "1.0"));
+    engine.shutdown().await;
+}
