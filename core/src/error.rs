@@ -114,8 +114,8 @@ pub enum CommandNameError {
     BuiltIn,
     /// Longer than the 32 bytes the node keeps of a command name.
     TooLong,
-    /// A quote, backslash or control character: the name would arrive JSON-escaped and never
-    /// match.
+    /// Not printable ASCII, or one of `" \ / < > &`: some JSON encoder would escape it, and the
+    /// escaped name would never match.
     InvalidCharacter,
 }
 
@@ -126,7 +126,7 @@ impl CommandNameError {
             Self::Empty => "the name is empty",
             Self::BuiltIn => "a built-in command has this name",
             Self::TooLong => "command names are at most 32 bytes",
-            Self::InvalidCharacter => "command names cannot contain quotes, backslashes or control characters",
+            Self::InvalidCharacter => "command names are printable ASCII without \" \\ / < > &",
         }
     }
 }

@@ -439,6 +439,56 @@ fn stop_called_mid_drain_begins_once_everything_before_it_was_polled() {
 }
 
 #[test]
+fn in_a_full_outbox_the_stop_result_is_sent_before_offline_could_push_it_out() {
+    // Room for about two messages: the stop's result, and a heartbeat still in flight, fill it.
+    for outbox in [400, 410, 450] {
+        let mut t = Script::with_buffers(config(), 2048, 1024, outbox);
+        t.expect(Out::Open);
+        t.open();
+        t.broker_sends(&broker::connack(false, 0));
+        // Acknowledge whatever the node sends until it is quiet (in a small outbox, register and
+        // status may go one after the other).
+        loop {
+            let acks: Vec<Vec<u8>> = t
+                .out
+                .drain(..)
+                .filter_map(|o| match o {
+                    Out::Packet(Sent::Subscribe { pid, .. }) => Some(broker::suback(pid, &[1, 1])),
+                    Out::Packet(Sent::Publish(p)) => p.pid.map(broker::puback),
+                    _ => None,
+                })
+                .collect();
+            if acks.is_empty() {
+                break;
+            }
+            for ack in acks {
+                t.broker_sends(&ack);
+            }
+        }
+        t.advance(secs(30));
+        t.drain();
+        t.out.clear();
+        let _in_flight = t.heartbeat();
+        let stop = broker::command("stop", "s1", "{}");
+        assert_eq!(t.node.handle_input(t.now, &stop), stop.len());
+        let mut topics = Vec::new();
+        while let Some(output) = t.node.poll_output() {
+            match output {
+                Output::Event(Event::StopRequested) => t.node.stop(t.now),
+                Output::Transmit(bytes) => {
+                    if let Sent::Publish(p) = decode_sent(bytes) {
+                        topics.push(p.topic.rsplit('/').next().unwrap_or_default().to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(topics.first().map(String::as_str), Some("result"), "outbox {outbox}: {topics:?}");
+        assert!(topics.contains(&"status".to_owned()), "outbox {outbox}: {topics:?}");
+    }
+}
+
+#[test]
 fn stop_gives_up_waiting_for_acks_after_stop_timeout() {
     let mut t = Script::connected(config());
     t.node.stop(t.now);

@@ -223,7 +223,7 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                             _ => None,
                         };
                         (self.notify)(Notice::Event(event));
-                        // The outbox sends in order: the command's result leaves before `offline`.
+                        // The core begins the stop once the command's result is sent.
                         if let Some(stopped) = asked.filter(|_| self.stop == Stop::Running) {
                             self.stop = Stop::Stopping(stopped);
                             node.stop(now);

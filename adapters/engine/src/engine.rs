@@ -390,8 +390,9 @@ impl Engine {
         if request.command.is_empty() || request.command.len() > COMMAND_MAX {
             return Err(Error::InvalidCommand("the name must be 1 to 32 bytes"));
         }
-        let parameters = with_timeout_ms(&request.parameters, request.timeout)?;
-        let parameters = Object::parse(parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
+        let sent_parameters = with_timeout_ms(&request.parameters, request.timeout)?;
+        let parameters =
+            Object::parse(sent_parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
         let prefix = &self.shared.config.topic_prefix;
         let (topics, expected) = self.resolve(&request.target)?;
         let request_id = new_request_id();
@@ -419,7 +420,7 @@ impl Engine {
         let mut record = CommandRecord {
             request_id: request_id.clone(),
             command: request.command.clone(),
-            parameters: request.parameters.clone(),
+            parameters: sent_parameters.clone(),
             target: request.target.describe(prefix),
             expected: expected.join(","),
             sent_ms: now_ms(),
@@ -533,15 +534,17 @@ impl Drop for Engine {
     }
 }
 
-/// The parameters with `timeout_ms` set to how long the engine waits, unless the caller set it:
-/// the node then gives up on the command when the engine does, and says so. The caller's members
-/// stay as they were, in their order.
+/// The parameters with `timeout_ms` set a little short of how long the engine waits (a tenth, at
+/// most a second, less), unless the caller set it: the node gives up on the command just before
+/// the engine does, and its "timed out" result still reaches the engine. The caller's members stay
+/// as they were, in their order.
 fn with_timeout_ms(parameters: &str, timeout: Duration) -> Result<String, Error> {
     let object = Object::parse(parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
     if object.get("timeout_ms").is_some() {
         return Ok(parameters.to_owned());
     }
-    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    let margin = (timeout / 10).min(Duration::from_secs(1));
+    let ms = u64::try_from(timeout.saturating_sub(margin).as_millis()).unwrap_or(u64::MAX).max(1);
     if object.members().next().is_none() {
         return Ok(format!("{{\"timeout_ms\":{ms}}}"));
     }
@@ -682,9 +685,10 @@ mod tests {
     #[test]
     fn the_node_is_told_the_engines_timeout_unless_the_caller_chose_one() {
         let ten = Duration::from_secs(10);
-        assert_eq!(with_timeout_ms("{}", ten).unwrap(), r#"{"timeout_ms":10000}"#);
-        assert_eq!(with_timeout_ms(r#" { } "#, ten).unwrap(), r#"{"timeout_ms":10000}"#);
-        assert_eq!(with_timeout_ms(r#"{"z":1,"a":[2]}"#, ten).unwrap(), r#"{"timeout_ms":10000,"z":1,"a":[2]}"#);
+        assert_eq!(with_timeout_ms("{}", ten).unwrap(), r#"{"timeout_ms":9000}"#);
+        assert_eq!(with_timeout_ms(r#" { } "#, ten).unwrap(), r#"{"timeout_ms":9000}"#);
+        assert_eq!(with_timeout_ms(r#"{"z":1,"a":[2]}"#, ten).unwrap(), r#"{"timeout_ms":9000,"z":1,"a":[2]}"#);
+        assert_eq!(with_timeout_ms("{}", Duration::from_millis(500)).unwrap(), r#"{"timeout_ms":450}"#);
         assert_eq!(with_timeout_ms(r#"{"timeout_ms":5,"x":1}"#, ten).unwrap(), r#"{"timeout_ms":5,"x":1}"#);
         assert!(matches!(with_timeout_ms("[1]", ten), Err(Error::InvalidParameters(_))));
     }

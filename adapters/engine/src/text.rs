@@ -24,7 +24,8 @@ impl fmt::Display for Printable<'_> {
 
 /// Control characters and the characters that reorder text on screen.
 fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` made printable, as an owned string (for table cells, whose width is measured).
@@ -43,6 +44,7 @@ mod tests {
         assert_eq!(printable("a\nb\tc\rd"), r"a\u{a}b\u{9}c\u{d}d");
         assert_eq!(printable("del\u{7f} csi\u{9b}31m"), r"del\u{7f} csi\u{9b}31m");
         assert_eq!(printable("abc\u{202e}fed"), r"abc\u{202e}fed");
+        assert_eq!(printable("x\u{61c}y"), r"x\u{61c}y");
         assert_eq!(printable(""), "");
     }
 }

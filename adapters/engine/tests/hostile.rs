@@ -35,6 +35,10 @@ async fn a_retained_message_larger_than_the_engine_reads_is_skipped_and_the_engi
 
     let engine = Engine::start(engine_config(&broker.url(), "oversized")).await.expect("engine starts");
     eventually("the oversized retained message counted", || engine.stats().oversized == 1).await;
+    // Had the engine been dropped and come back, its new subscription would have been handed
+    // the retained message again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(engine.stats().oversized, 1, "the engine reconnected over one message");
     assert!(engine.is_connected(), "the engine lost the broker over one message");
     // Still reading: a normal register after the huge one is ingested.
     client.publish_retained("subnodesync/app/app-h-1/register", REGISTER).await;

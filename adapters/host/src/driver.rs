@@ -308,7 +308,7 @@ impl<R: Runtime> Driver<'_, R> {
                 Then::Nothing => {}
                 Then::Command(incoming) => self.commands.start(node, &self.clock, &self.inbox, incoming),
                 Then::Stop(reason) => {
-                    // The outbox sends in order: the `stop` command's result leaves before `offline`.
+                    // The core begins the stop once the `stop` command's result is sent.
                     self.stop_reason.get_or_insert(reason);
                     node.stop(self.clock.now());
                 }

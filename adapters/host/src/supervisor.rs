@@ -70,7 +70,9 @@ impl<'h> Supervisor<'h> {
             _ => return complete(node, now, id, &CommandResult::fail("parameters could not be read")),
         };
         let (name, request_id) = (Unescaped(&name).to_string(), Unescaped(&request_id).to_string());
-        let limit = Some(handler.timeout().unwrap_or(self.handler_timeout));
+        // The handler's own timeout, else the engine's deadline alone, else the default: a hung
+        // handler never holds its slot forever, and the engine's longer deadline is honoured.
+        let limit = handler.timeout().or_else(|| deadline.is_none().then_some(self.handler_timeout));
         let started = R::now();
         let deadline = [deadline.map(|d| clock.to_runtime(d)), limit.and_then(|l| started.checked_add(l))]
             .into_iter()

@@ -90,7 +90,10 @@ impl core::fmt::Display for Unescaped<'_> {
 /// `u` and four hex digits (and, for a surrogate pair, `\u` and four more) at the start of
 /// `escape`: the character and how many bytes it took.
 fn unicode_escape(escape: &str) -> (char, usize) {
-    let hex = |at: usize| escape.get(at..at + 4).and_then(|h| u32::from_str_radix(h, 16).ok());
+    let hex = |at: usize| {
+        let digits = escape.get(at..at + 4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        u32::from_str_radix(digits, 16).ok()
+    };
     match hex(1) {
         Some(high @ 0xD800..=0xDBFF) => match (escape.get(5..7), hex(7)) {
             (Some("\\u"), Some(low @ 0xDC00..=0xDFFF)) => {
@@ -592,6 +595,7 @@ mod tests {
         assert_eq!(un(r"lone \ud83d x"), "lone \u{fffd} x");
         assert_eq!(un(r"broken\u12"), "broken\u{fffd}12");
         assert_eq!(un(r"trailing\"), "trailing\u{fffd}");
+        assert_eq!(un(r"\u+041"), "\u{fffd}+041");
     }
 
     #[test]

@@ -73,7 +73,8 @@ impl<'a> Outcome<'a> {
 }
 
 /// Checks that the engine can reach an application command called `name`: not a built-in,
-/// at most [`COMMAND_MAX`] bytes, and nothing that arrives JSON-escaped.
+/// at most [`COMMAND_MAX`] bytes, and nothing a common JSON encoder escapes (the node matches
+/// names as they arrive): printable ASCII without `"`, `\`, `/` (PHP), `<`, `>`, `&` (Go).
 pub fn check_command_name(name: &str) -> Result<(), CommandNameError> {
     if name.is_empty() {
         Err(CommandNameError::Empty)
@@ -81,7 +82,8 @@ pub fn check_command_name(name: &str) -> Result<(), CommandNameError> {
         Err(CommandNameError::BuiltIn)
     } else if name.len() > COMMAND_MAX {
         Err(CommandNameError::TooLong)
-    } else if name.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+    } else if name.bytes().any(|b| !(0x20..0x7f).contains(&b) || matches!(b, b'"' | b'\\' | b'/' | b'<' | b'>' | b'&'))
+    {
         Err(CommandNameError::InvalidCharacter)
     } else {
         Ok(())
@@ -345,6 +347,10 @@ mod tests {
         assert_eq!(check_command_name(&"x".repeat(COMMAND_MAX + 1)), Err(CommandNameError::TooLong));
         assert_eq!(check_command_name("a\"b"), Err(CommandNameError::InvalidCharacter));
         assert_eq!(check_command_name("a\nb"), Err(CommandNameError::InvalidCharacter));
+        for escaped_by_someone in ["a/b", "a<b", "a>b", "a&b", "café", "a\u{2028}b"] {
+            assert_eq!(check_command_name(escaped_by_someone), Err(CommandNameError::InvalidCharacter));
+        }
+        assert_eq!(check_command_name("run job-1.2_x:y"), Ok(()));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::codec::frame::Reassembly;
 use crate::codec::message::{self, Metrics};
 use crate::error::{ConfigError, NodeError};
 use crate::rng::Rng;
-use crate::session::outbox::Outbox;
+use crate::session::outbox::{Dropped, Outbox};
 use crate::session::{Backoff, MessageKind};
 use crate::time::{later, Duration, Instant, WallClock};
 
@@ -101,6 +101,8 @@ pub struct Node<'a, const CMDS: usize = 8, const MSGS: usize = 16> {
     next_pid: u16,
     subscribe_pid: Option<u16>,
     stop_deadline: Option<Instant>,
+    /// `stop` was called; the stop begins once everything queued before it has been sent.
+    stop_requested: bool,
     commands: Commands<CMDS>,
     ctrl: heapless::Deque<Ctrl, 8>,
     events: heapless::Deque<Pending, 16>,
@@ -137,6 +139,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             next_pid: 0,
             subscribe_pid: None,
             stop_deadline: None,
+            stop_requested: false,
             commands: Commands::new(),
             ctrl: heapless::Deque::new(),
             events: heapless::Deque::new(),
@@ -285,6 +288,11 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
                     // past), so this is a bug; reconnecting beats spinning on a read of nothing.
                     self.connection_lost(DisconnectReason::InputStalled, true);
                 }
+                if !matches!(self.link, Link::Connecting(_) | Link::Up(_)) {
+                    // Given up on (stalled, or a protocol error while framing): nothing more is
+                    // read from that transport, which the drain closes.
+                    return &mut [];
+                }
             }
         }
         self.reassembly.spare(self.rx)
@@ -331,6 +339,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     /// The next output to act on; call until `None` after every `handle_*` call.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output<'_>> {
+        self.begin_requested_stop();
         if let Some(ctrl) = self.ctrl.pop_front() {
             return match ctrl {
                 Ctrl::Open => Some(Output::Open),
@@ -384,7 +393,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         };
         let unframed = (matches!(self.link, Link::Connecting(_) | Link::Up(_)) && self.reassembly.has_frame(self.rx))
             .then_some(self.now);
-        [link, self.commands.next_deadline(), self.stop_deadline, unframed].into_iter().flatten().min()
+        let stop = self.stop_requested.then_some(self.now);
+        [link, self.commands.next_deadline(), self.stop_deadline, unframed, stop].into_iter().flatten().min()
     }
 
     /// Publishes a heartbeat with `metrics` sampled now. Returns `Ok(false)` when offline:
@@ -435,8 +445,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     ///
     /// An outcome that cannot be sent as it is (data that is not JSON, or too large for the
     /// buffers) is refused with its error, and the engine gets a failed result naming that
-    /// error instead. Should even that not fit, the command stays running, and its deadline, if
-    /// it has one, still answers it.
+    /// error instead. Should even that not fit, the command ends unanswered and counts as a
+    /// dropped result ([`Event::MessagesDropped`]).
     pub fn complete(&mut self, now: Instant, id: CommandId, outcome: Outcome<'_>) -> Result<(), NodeError> {
         self.advance(now);
         if self.link == Link::Stopped {
@@ -452,9 +462,13 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         };
         let mut message = heapless::String::<96>::new();
         let _ = write!(message, "result could not be sent: {refused}");
-        if self.finish(running.request(), false, &message, None).is_ok() {
-            self.commands.take(id);
+        if self.finish(running.request(), false, &message, None).is_err() {
+            // Not even a failure fits: the command is over all the same (its handler has
+            // returned), and the lost answer is counted as a dropped result.
+            self.stats.results_dropped += 1;
+            self.push_event(Pending::MessagesDropped(Dropped { heartbeats: 0, results: 1 }));
         }
+        self.commands.take(id);
         Err(refused)
     }
 
@@ -462,10 +476,29 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     /// once both are acknowledged (or after `stop_timeout`), then [`Event::Stopped`].
     ///
     /// It may be called at any time, also while draining [`poll_output`](Self::poll_output)
-    /// (say, on [`Event::StopRequested`]): the outbox sends in order, so whatever was queued
-    /// before, such as the `stop` command's own result, leaves before status `offline`.
+    /// (say, on [`Event::StopRequested`]): the stop begins once everything queued before it has
+    /// been handed out, so the `stop` command's own result is on the wire before status
+    /// `offline` could push it out of a full outbox.
     pub fn stop(&mut self, now: Instant) {
         self.advance(now);
+        if self.link != Link::Stopped && self.stop_deadline.is_none() {
+            self.stop_requested = true;
+            self.begin_requested_stop();
+        }
+    }
+
+    // ----- internals -----
+
+    /// Begins a requested stop once nothing queued before it is left to hand out.
+    fn begin_requested_stop(&mut self) {
+        let queued = self.is_connected() && self.outbox.next_queued().is_some();
+        if self.stop_requested && self.ctrl.is_empty() && self.events.is_empty() && !queued {
+            self.stop_requested = false;
+            self.begin_stop();
+        }
+    }
+
+    fn begin_stop(&mut self) {
         if self.link == Link::Stopped || self.stop_deadline.is_some() {
             return;
         }
@@ -484,8 +517,6 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             _ => self.finish_stop(),
         }
     }
-
-    // ----- internals -----
 
     fn advance(&mut self, now: Instant) {
         // A caller clock that steps back must not make deadlines fire twice or never.

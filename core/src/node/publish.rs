@@ -99,8 +99,11 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         message: &str,
         data: Option<RawJson<'_>>,
     ) -> Result<(), NodeError> {
+        self.publish_result(request, success, message, data, "done")?;
+        // Only a result on its way counts as finished: one that was refused leaves nothing to
+        // replay, and must not push another id out of the redelivery memory.
         self.commands.remember(request.tag);
-        self.publish_result(request, success, message, data, "done")
+        Ok(())
     }
 }
 
