@@ -417,24 +417,31 @@ fn a_result_queued_before_stop_goes_out_before_offline() {
     assert_eq!(t.expect_publish("register").payload, "");
 }
 
-#[test]
-fn stop_called_mid_drain_begins_once_everything_before_it_was_polled() {
-    let mut t = Script::connected(config());
+/// The engine sends `stop`; the node is stopped the moment the event is polled, in the middle
+/// of the drain, as the adapters do. Returns the last topic level of every PUBLISH, in order.
+fn stop_on_request(t: &mut Script) -> Vec<String> {
     let stop = broker::command("stop", "s1", "{}");
     assert_eq!(t.node.handle_input(t.now, &stop), stop.len());
     let mut topics = Vec::new();
     while let Some(output) = t.node.poll_output() {
         match output {
-            // What an adapter does on the event: stop at once, in the middle of the drain.
             Output::Event(Event::StopRequested) => t.node.stop(t.now),
             Output::Transmit(bytes) => {
                 if let Sent::Publish(p) = decode_sent(bytes) {
                     topics.push(p.topic.rsplit('/').next().unwrap_or_default().to_owned());
                 }
             }
+            Output::Event(_) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
+    topics
+}
+
+#[test]
+fn stop_called_mid_drain_begins_once_everything_before_it_was_polled() {
+    let mut t = Script::connected(config());
+    let topics = stop_on_request(&mut t);
     assert_eq!(topics, ["result", "status", "register"]);
 }
 
@@ -469,20 +476,7 @@ fn in_a_full_outbox_the_stop_result_is_sent_before_offline_could_push_it_out() {
         t.drain();
         t.out.clear();
         let _in_flight = t.heartbeat();
-        let stop = broker::command("stop", "s1", "{}");
-        assert_eq!(t.node.handle_input(t.now, &stop), stop.len());
-        let mut topics = Vec::new();
-        while let Some(output) = t.node.poll_output() {
-            match output {
-                Output::Event(Event::StopRequested) => t.node.stop(t.now),
-                Output::Transmit(bytes) => {
-                    if let Sent::Publish(p) = decode_sent(bytes) {
-                        topics.push(p.topic.rsplit('/').next().unwrap_or_default().to_owned());
-                    }
-                }
-                _ => {}
-            }
-        }
+        let topics = stop_on_request(&mut t);
         assert_eq!(topics.first().map(String::as_str), Some("result"), "outbox {outbox}: {topics:?}");
         assert!(topics.contains(&"status".to_owned()), "outbox {outbox}: {topics:?}");
     }
