@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use rumqttc::{ConnectReturnCode, ConnectionError};
+use subnodesync_core::ConnectRefused;
+
 use subnodesync_core::PayloadError;
 
 /// Why the engine could not start or do what it was asked.
@@ -98,4 +101,20 @@ impl From<PayloadError> for IngestError {
     fn from(e: PayloadError) -> Self {
         Self::Payload(e)
     }
+}
+
+/// What went wrong with the broker connection, in the words the nodes use for a refused CONNECT.
+pub(crate) fn describe_connection_error(e: &ConnectionError) -> String {
+    let refused = match e {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::RefusedProtocolVersion => ConnectRefused::ProtocolVersion,
+            ConnectReturnCode::BadClientId => ConnectRefused::IdentifierRejected,
+            ConnectReturnCode::ServiceUnavailable => ConnectRefused::ServerUnavailable,
+            ConnectReturnCode::BadUserNamePassword => ConnectRefused::BadUsernamePassword,
+            ConnectReturnCode::NotAuthorized => ConnectRefused::NotAuthorized,
+            ConnectReturnCode::Success => return e.to_string(),
+        },
+        _ => return e.to_string(),
+    };
+    format!("the broker refused the connection: {refused}")
 }
