@@ -219,15 +219,22 @@ fn an_instance_that_is_down_is_reported_as_timed_out() {
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
 
+/// `subnode watch --json` and one `subnode node app` process, once the watch has seen it
+/// register; the node's instance id comes last.
+fn watching_one_node(url: &str, db: &str) -> (Running, Running, String) {
+    let mut watch_cmd = subnode(url, db);
+    watch_cmd.args(["watch", "--json"]);
+    let watch = Running::start(watch_cmd);
+    let (node, id) = Running::node(url, "app", "h1");
+    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+    (watch, node, id)
+}
+
 #[test]
 fn silence_makes_an_instance_missing_and_kill_9_makes_it_lost() {
     let broker = Broker::start();
     let scratch = Scratch::new("missing-lost");
-    let mut watch_cmd = subnode(&broker.url(), &scratch.db("engine.db"));
-    watch_cmd.args(["watch", "--json"]);
-    let watch = Running::start(watch_cmd);
-    let (node, id) = Running::node(&broker.url(), "app", "h1");
-    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+    let (watch, node, id) = watching_one_node(&broker.url(), &scratch.db("engine.db"));
 
     // Frozen, the node keeps its connection but sends nothing: three 1 s intervals later it
     // is missing (the broker's keep-alive would take 90 s to notice).
@@ -242,11 +249,7 @@ fn silence_makes_an_instance_missing_and_kill_9_makes_it_lost() {
 fn watch_shows_the_engine_losing_and_regaining_the_broker() {
     let mut broker = Broker::start();
     let scratch = Scratch::new("watch-broker");
-    let mut watch_cmd = subnode(&broker.url(), &scratch.db("engine.db"));
-    watch_cmd.args(["watch", "--json"]);
-    let watch = Running::start(watch_cmd);
-    let (_node, id) = Running::node(&broker.url(), "app", "h1");
-    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+    let (watch, _node, _id) = watching_one_node(&broker.url(), &scratch.db("engine.db"));
     broker.restart();
     let lost = watch.expect("the broker lost", |v| v["event"] == "broker_disconnected");
     assert!(lost["error"].as_str().is_some_and(|e| !e.is_empty()) && lost["retry_in_ms"].is_u64(), "{lost}");
@@ -258,11 +261,7 @@ fn the_registry_survives_an_engine_restart() {
     let mut broker = Broker::start();
     let scratch = Scratch::new("restart");
     let db = scratch.db("engine.db");
-    let mut watch_cmd = subnode(&broker.url(), &db);
-    watch_cmd.args(["watch", "--json"]);
-    let watch = Running::start(watch_cmd);
-    let (_node, id) = Running::node(&broker.url(), "app", "h1");
-    watch.expect("registration", |v| v["event"] == "registered" && v["instance_id"] == id.as_str());
+    let (watch, _node, id) = watching_one_node(&broker.url(), &db);
     // Let a heartbeat land and be written.
     std::thread::sleep(Duration::from_millis(2500));
     watch.stop();

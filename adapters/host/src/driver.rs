@@ -576,13 +576,3 @@ async fn connect_some<R: Runtime>(connecting: &mut Option<Connecting<R>>) -> io:
         None => std::future::pending().await,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_stay_small_because_every_node_preallocates_a_block_of_them() {
-        assert!(std::mem::size_of::<Msg>() <= 32, "Msg is {} bytes", std::mem::size_of::<Msg>());
-    }
-}

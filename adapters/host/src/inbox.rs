@@ -86,6 +86,11 @@ impl Inbox {
 mod tests {
     use super::*;
 
+    #[test]
+    fn messages_stay_small_because_every_node_preallocates_a_block_of_them() {
+        assert!(std::mem::size_of::<Msg>() <= 32, "Msg is {} bytes", std::mem::size_of::<Msg>());
+    }
+
     #[tokio::test]
     async fn messages_arrive_in_order_and_a_send_before_the_wait_is_not_lost() {
         let inbox = std::sync::Arc::new(Inbox::default());

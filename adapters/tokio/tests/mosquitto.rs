@@ -171,9 +171,7 @@ async fn a_hung_handler_without_limits_is_stopped_by_the_handler_timeout_from_th
     let ended = Arc::new(Ended::default());
     let builder = with_handlers(node(&broker, "hung"), ended.clone())
         .env(|name| (name == "SUBNODE_HANDLER_TIMEOUT").then(|| "250ms".to_owned()));
-    let handle = builder.start().await.expect("node starts");
-    let base = base("hung", handle.instance_id());
-    engine.expect_status(&base, "online").await;
+    let (handle, base) = scenarios::online(builder, &mut engine).await;
     // Neither the engine (no timeout_ms) nor the handler sets a limit.
     let hung = engine.ask(&base, "r-hung", "sleep", json!({})).await;
     assert_eq!(outcome(&hung), (Some(false), Some("timed out after 250 ms (handler timeout)")));

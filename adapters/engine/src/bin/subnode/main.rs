@@ -398,7 +398,7 @@ async fn unreachable_broker(engine: &Engine) -> Result<(), Failure> {
     match engine.connection_problem() {
         Some(problem) => {
             engine.shutdown().await;
-            Err(Failure(3, format!("cannot use the broker: {}", printable(&problem))))
+            Err(Failure(3, format!("cannot use the broker: {}", Printable(&problem))))
         }
         None => Ok(()),
     }
