@@ -287,7 +287,7 @@ async fn main() {
     let _ = nodes.kill();
     let _ = nodes.wait();
     broker.kill();
-    engine.shutdown().await;
+    engine.shutdown().await.expect("everything written");
     // Dropping the broker removes its directory, the engine's database with it.
     drop(broker);
 }

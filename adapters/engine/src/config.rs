@@ -9,9 +9,60 @@ use subnodesync_host::config::{self as env, BrokerUrl, Scheme, Secret};
 use subnodesync_host::InvalidValue;
 
 use crate::error::Error;
+use crate::registry::Limits;
+use crate::store::Retention;
 
 /// `SUBNODE_DB`: the engine's SQLite file (engine only; nodes do not read it).
 pub const DB: &str = "SUBNODE_DB";
+
+/// An engine limit: its variable, the values it takes and what a value outside them is told.
+/// The CLI's flags parse with the same ranges.
+#[derive(Debug)]
+pub struct Limit<T: 'static> {
+    /// The `SUBNODE_*` variable that sets it.
+    pub variable: &'static str,
+    /// The values it takes.
+    pub range: std::ops::RangeInclusive<T>,
+    /// What a value outside the range is told.
+    pub expected: &'static str,
+}
+
+impl Limit<usize> {
+    /// `text` as a count within range.
+    pub fn parse(&self, text: &str) -> Result<usize, &'static str> {
+        text.trim().parse().ok().filter(|n| self.range.contains(n)).ok_or(self.expected)
+    }
+}
+
+impl Limit<Duration> {
+    /// `text` as a duration within range.
+    pub fn parse(&self, text: &str) -> Result<Duration, &'static str> {
+        env::parse_duration(text).ok().filter(|d| self.range.contains(d)).ok_or(self.expected)
+    }
+}
+
+/// `SUBNODE_MAX_INSTANCES`: the most instances the registry holds.
+pub const MAX_INSTANCES: Limit<usize> =
+    Limit { variable: "SUBNODE_MAX_INSTANCES", range: 1..=100_000_000, expected: "a number from 1 to 100000000" };
+/// `SUBNODE_MAX_STORED_JSON`: the most bytes of register or metrics JSON kept per instance, up
+/// to the largest message the engine reads.
+pub const MAX_STORED_JSON: Limit<usize> = Limit {
+    variable: "SUBNODE_MAX_STORED_JSON",
+    range: 0..=crate::engine::MAX_PAYLOAD,
+    expected: "a number of bytes from 0 to 65536",
+};
+/// `SUBNODE_HISTORY_MAX_AGE`: commands older than this leave the history.
+pub const HISTORY_MAX_AGE: Limit<Duration> = Limit {
+    variable: "SUBNODE_HISTORY_MAX_AGE",
+    range: Duration::from_secs(60)..=Duration::from_secs(3650 * 86_400),
+    expected: "a duration from 1m to 3650d",
+};
+/// `SUBNODE_HISTORY_MAX_COMMANDS`: the most commands the history keeps.
+pub const HISTORY_MAX_COMMANDS: Limit<usize> = Limit {
+    variable: "SUBNODE_HISTORY_MAX_COMMANDS",
+    range: 1..=100_000_000,
+    expected: "a number from 1 to 100000000",
+};
 
 /// How to reach the broker and what to do there.
 #[derive(Debug, Clone)]
@@ -46,6 +97,14 @@ pub struct EngineConfig {
     pub heartbeats: bool,
     /// Emit an event for every heartbeat (for exactly-once checks; costly on big fleets).
     pub heartbeat_events: bool,
+    /// The most instances the registry holds; messages about new ones beyond it are refused
+    /// and counted (default 100,000).
+    pub max_instances: usize,
+    /// The most bytes of an instance's register payload or heartbeat `metrics` kept as JSON;
+    /// larger ones are ingested for their fields only, and counted (default 16 KiB).
+    pub max_stored_json: usize,
+    /// How much command history the database keeps (default 30 days, 10,000 commands).
+    pub retention: Retention,
 }
 
 /// The heartbeat intervals a node accepts (`set_heartbeat_interval`'s range), so three of them
@@ -78,7 +137,18 @@ impl EngineConfig {
             },
             None => Duration::from_secs(30),
         };
+        let (limits, retention) = (Limits::default(), Retention::default());
+        let count = |limit: &Limit<usize>, default| {
+            get(limit.variable).map_or(Ok(default), |v| limit.parse(&v).map_err(|e| invalid(limit.variable, v, e)))
+        };
+        let max_age = match get(HISTORY_MAX_AGE.variable) {
+            Some(v) => HISTORY_MAX_AGE.parse(&v).map_err(|e| invalid(HISTORY_MAX_AGE.variable, v, e))?,
+            None => retention.max_age,
+        };
         Ok(Self {
+            max_instances: count(&MAX_INSTANCES, limits.max_instances)?,
+            max_stored_json: count(&MAX_STORED_JSON, limits.max_stored_json)?,
+            retention: Retention { max_age, max_commands: count(&HISTORY_MAX_COMMANDS, retention.max_commands)? },
             broker,
             username: get(env::USERNAME),
             password: env::password(get(env::PASSWORD), get(env::PASSWORD_FILE)).map_err(Error::Setting)?,
@@ -149,5 +219,29 @@ mod tests {
         assert_eq!((c.heartbeat_interval, c.db), (Duration::from_secs(5), PathBuf::from("/tmp/x.db")));
         let bad = EngineConfig::from_lookup(&|k| (k == env::BROKER_URL).then(|| "nope".to_owned()));
         assert!(matches!(bad, Err(Error::Setting(v)) if v.name == env::BROKER_URL));
+    }
+
+    #[test]
+    fn the_limits_take_their_variables_within_range_and_name_the_one_that_is_not() {
+        let vars = [
+            (MAX_INSTANCES.variable, "500"),
+            (MAX_STORED_JSON.variable, "0"),
+            (HISTORY_MAX_AGE.variable, "7d"),
+            (HISTORY_MAX_COMMANDS.variable, "9"),
+        ];
+        let c =
+            EngineConfig::from_lookup(&|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())).unwrap();
+        assert_eq!((c.max_instances, c.max_stored_json), (500, 0));
+        assert_eq!(c.retention, Retention { max_age: Duration::from_secs(7 * 86_400), max_commands: 9 });
+        for (name, value) in [
+            (MAX_INSTANCES.variable, "0"),
+            (MAX_INSTANCES.variable, "18446744073709551616"),
+            (MAX_STORED_JSON.variable, "65537"),
+            (HISTORY_MAX_AGE.variable, "59s"),
+            (HISTORY_MAX_COMMANDS.variable, "-1"),
+        ] {
+            let bad = EngineConfig::from_lookup(&|k| (k == name).then(|| value.to_owned()));
+            assert!(matches!(&bad, Err(Error::Setting(v)) if v.name == name), "{name}={value}: {bad:?}");
+        }
     }
 }

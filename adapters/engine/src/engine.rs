@@ -6,34 +6,31 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
 use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN};
 use subnodesync_host::config::{Scheme, Secret};
-use subnodesync_host::RetryDelays;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::EngineConfig;
-use crate::error::describe_connection_error;
-use crate::error::Error;
+use crate::error::{Error, IngestError};
+use crate::event::FleetEvent;
+use crate::persist::Backlog;
 use crate::record::{CommandRecord, ResultRecord};
-use crate::registry::{FleetEvent, Ingested, Instance, Registry};
+use crate::registry::{Ingested, Instance, Limits, Registry};
 use crate::send::{new_request_id, with_timeout_ms, SendOutcome, SendRequest};
 use crate::store::Database;
 use crate::target::{Selector, Target};
+use crate::tasks;
 
 /// The largest message the engine reads: far above any register, heartbeat, status or result a
 /// node sends (a node's own buffers are smaller). Larger ones are counted and skipped.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
-/// First reconnect delay after losing the broker.
-const RECONNECT_MIN: Duration = Duration::from_millis(500);
-/// Longest reconnect delay.
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
-/// How long a connection must hold before the reconnect delays start over.
-const RECONNECT_STABLE: Duration = Duration::from_secs(60);
+/// How long `shutdown` keeps trying to write what is queued when the database refuses.
+pub const SHUTDOWN_FLUSH_FOR: Duration = Duration::from_secs(30);
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
@@ -42,7 +39,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Locks a mutex, carrying on after a panic elsewhere: every critical section leaves its data
 /// consistent, so a poisoned lock holds nothing half-done.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -53,6 +50,7 @@ struct Counters {
     heartbeats: AtomicU64,
     rejected: AtomicU64,
     oversized: AtomicU64,
+    flush_failures: AtomicU64,
 }
 
 /// Counters since the engine started.
@@ -66,34 +64,48 @@ pub struct IngestStats {
     pub rejected: u64,
     /// Messages larger than [`MAX_PAYLOAD`], skipped unread.
     pub oversized: u64,
+    /// Messages about new instances refused because the registry held `max_instances`.
+    pub registry_full: u64,
+    /// Register payloads and metrics objects over `max_stored_json`, ingested without their JSON.
+    pub json_not_stored: u64,
+    /// Results not stored because [`MAX_BACKLOG_RESULTS`](crate::MAX_BACKLOG_RESULTS) were
+    /// already waiting for the database.
+    pub results_not_stored: u64,
+    /// Database writes that failed (and were retried).
+    pub flush_failures: u64,
+    /// Rows accepted and not yet in the database, changed instances included.
+    pub unsaved_rows: usize,
 }
 
-struct Shared {
-    config: EngineConfig,
-    registry: Mutex<Registry>,
-    store: Mutex<Database>,
-    /// Results received and not yet written.
-    pending_results: Mutex<Vec<ResultRecord>>,
+/// What the engine's handle and its background tasks share.
+pub(crate) struct Shared {
+    pub(crate) config: EngineConfig,
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) store: Mutex<Database>,
+    /// Rows accepted and not yet written.
+    pub(crate) backlog: Mutex<Backlog>,
     /// Requests being waited for, by request id.
     waiters: Mutex<HashMap<String, mpsc::UnboundedSender<ResultRecord>>>,
-    events: broadcast::Sender<FleetEvent>,
+    pub(crate) events: broadcast::Sender<FleetEvent>,
     counters: Counters,
     /// When the last retained message or SUBACK arrived, and whether every SUBACK has.
-    synced: watch::Sender<(bool, Instant)>,
-    connected: AtomicBool,
+    pub(crate) synced: watch::Sender<(bool, Instant)>,
+    pub(crate) connected: AtomicBool,
     /// Why the broker could not be reached, until the first connection succeeds.
-    problem: watch::Sender<Option<String>>,
+    pub(crate) problem: watch::Sender<Option<String>>,
 }
 
 impl Shared {
-    fn publish_events(&self, events: Vec<FleetEvent>) {
+    /// Sends `events` to whoever listens.
+    pub(crate) fn publish_events(&self, events: Vec<FleetEvent>) {
         for e in events {
             // Nobody listening is fine.
             let _ = self.events.send(e);
         }
     }
 
-    fn on_publish(&self, topic: &str, payload: &[u8], retain: bool) {
+    /// Ingests one message from the broker.
+    pub(crate) fn on_publish(&self, topic: &str, payload: &[u8], retain: bool) {
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
         if retain {
             self.synced.send_modify(|(_, at)| *at = Instant::now());
@@ -115,29 +127,30 @@ impl Shared {
                 if let Some(waiter) = lock(&self.waiters).get(&r.request_id) {
                     let _ = waiter.send(r.clone());
                 }
-                lock(&self.pending_results).push(r.clone());
+                lock(&self.backlog).result(r.clone());
                 let _ = self.events.send(FleetEvent::Result(r));
             }
             Err(e) => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(topic, error = %e, "message not ingested");
+                // A full registry is an operator's matter: said once, counted always.
+                if e == IngestError::RegistryFull && lock(&self.registry).refusals().registry_full == 1 {
+                    let max = self.config.max_instances;
+                    tracing::warn!(topic, max, "{e}: messages about new instances are refused until some are pruned");
+                } else {
+                    tracing::debug!(topic, error = %e, "message not ingested");
+                }
             }
         }
     }
 
-    /// Writes changed instances and new results. Copies out under the registry lock, writes
-    /// outside it, so ingest never waits for the disk.
-    fn flush(&self) -> Result<(), Error> {
-        let changed: Vec<Instance> = lock(&self.registry).take_dirty().into_iter().cloned().collect();
-        let results = std::mem::take(&mut *lock(&self.pending_results));
-        let mut store = lock(&self.store);
-        if !changed.is_empty() {
-            store.save_instances(changed.iter())?;
+    /// Writes changed instances and queued rows, keeping them queued if that fails. Copies out
+    /// under the registry lock and writes outside it, so ingest never waits for the disk.
+    pub(crate) fn flush(&self) -> Result<usize, Error> {
+        let flushed = crate::persist::flush(&self.store, &self.registry, &self.backlog);
+        if flushed.is_err() {
+            self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
         }
-        if !results.is_empty() {
-            store.save_results(&results)?;
-        }
-        Ok(())
+        flushed
     }
 }
 
@@ -194,6 +207,7 @@ impl Engine {
         .map_err(|_| Error::Stopped)??;
         let mut registry = Registry::from_instances(instances);
         registry.heartbeat_events = config.heartbeat_events;
+        registry.limits = Limits { max_instances: config.max_instances, max_stored_json: config.max_stored_json };
         registry.listening_from(now_ms());
 
         let mut options = MqttOptions::new(config.client_id.clone(), config.broker.host.clone(), config.broker.port);
@@ -218,7 +232,7 @@ impl Engine {
             config,
             registry: Mutex::new(registry),
             store: Mutex::new(store),
-            pending_results: Mutex::new(Vec::new()),
+            backlog: Mutex::new(Backlog::default()),
             waiters: Mutex::new(HashMap::new()),
             events,
             counters: Counters::default(),
@@ -227,8 +241,8 @@ impl Engine {
             connected: AtomicBool::new(false),
         });
         let tasks = vec![
-            tokio::spawn(run_connection(shared.clone(), client.clone(), eventloop)),
-            tokio::spawn(run_ticker(shared.clone(), client.clone())),
+            tokio::spawn(tasks::run_connection(shared.clone(), client.clone(), eventloop)),
+            tokio::spawn(tasks::run_ticker(shared.clone(), client.clone())),
         ];
         Ok(Self { shared, client, tasks })
     }
@@ -303,30 +317,46 @@ impl Engine {
     /// Counters since start.
     pub fn stats(&self) -> IngestStats {
         let c = &self.shared.counters;
+        let (refusals, dirty) = {
+            let registry = lock(&self.shared.registry);
+            (registry.refusals(), registry.dirty_count())
+        };
+        let backlog = lock(&self.shared.backlog);
         IngestStats {
             messages: c.messages.load(Ordering::Relaxed),
             heartbeats: c.heartbeats.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             oversized: c.oversized.load(Ordering::Relaxed),
+            registry_full: refusals.registry_full,
+            json_not_stored: refusals.json_not_stored,
+            results_not_stored: backlog.results_not_stored,
+            flush_failures: c.flush_failures.load(Ordering::Relaxed),
+            unsaved_rows: backlog.rows() + dirty,
         }
     }
 
-    /// Writes the registry and new results to the database now.
+    /// Writes the registry and everything queued to the database now; on an error it all stays
+    /// queued for the next write.
     pub async fn flush(&self) -> Result<(), Error> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.flush()).await.map_err(|_| Error::Stopped)?
+        tokio::task::spawn_blocking(move || shared.flush()).await.map_err(|_| Error::Stopped)?.map(drop)
     }
 
-    /// The latest `limit` commands with their results, newest first.
-    pub async fn history(&self, limit: usize) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
+    /// The latest `limit` commands sent before the request `before` (or the latest of all),
+    /// with their results, newest first.
+    pub async fn history(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
         self.flush().await?;
-        lock(&self.shared.store).history(limit)
+        lock(&self.shared.store).history(limit, before)
     }
 
     /// Removes `lost` and `offline` instances whose status is older than `age`, clearing their
     /// retained register and status messages; returns their ids.
     pub async fn prune(&self, age: Duration) -> Result<Vec<String>, Error> {
-        prune(&self.shared, &self.client, age).await
+        tasks::prune(&self.shared, &self.client, age).await
     }
 
     /// Sends a request and waits for its results.
@@ -380,7 +410,7 @@ impl Engine {
             sent_ms: now_ms(),
             attempts: 1,
         };
-        lock(&self.shared.store).save_command(&record)?;
+        lock(&self.shared.backlog).command(record.clone());
         for topic in &topics {
             self.publish(topic, &buf).await?;
         }
@@ -416,7 +446,7 @@ impl Engine {
                         self.publish(topic, &buf).await?;
                     }
                     record.attempts += 1;
-                    lock(&self.shared.store).save_command(&record)?;
+                    lock(&self.shared.backlog).command(record.clone());
                     next_retry = Some(Instant::now() + step).filter(|_| record.attempts <= request.retries);
                 }
             }
@@ -466,16 +496,39 @@ impl Engine {
             .map_err(|e| Error::Mqtt(e.to_string()))
     }
 
-    /// Writes everything to the database, disconnects and stops the background tasks.
-    pub async fn shutdown(&self) {
+    /// Disconnects, stops the background tasks and writes everything queued to the database,
+    /// trying for up to [`SHUTDOWN_FLUSH_FOR`] while the database refuses (another process
+    /// holding it locked, say). The error says how many rows could not be written.
+    pub async fn shutdown(&self) -> Result<(), Error> {
         let _ = self.client.disconnect().await;
         // Give the DISCONNECT a moment to leave before the connection task goes.
         tokio::time::sleep(Duration::from_millis(50)).await;
         for task in &self.tasks {
             task.abort();
         }
-        if let Err(e) = self.flush().await {
-            tracing::warn!(error = %e, "final flush failed");
+        let deadline = Instant::now() + SHUTDOWN_FLUSH_FOR;
+        loop {
+            match self.flush().await {
+                Ok(()) => {
+                    // A short-lived engine (`subnode send`) trims the history too.
+                    let shared = self.shared.clone();
+                    let trimmed = tokio::task::spawn_blocking(move || {
+                        lock(&shared.store).apply_retention(&shared.config.retention, now_ms())
+                    })
+                    .await;
+                    if let Ok(Err(e)) = trimmed {
+                        tracing::warn!(error = %e, "cannot delete old history");
+                    }
+                    return Ok(());
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "cannot write the database; trying again before stopping");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(Error::Unsaved { rows: self.stats().unsaved_rows, error: e.to_string() });
+                }
+            }
         }
     }
 }
@@ -484,105 +537,6 @@ impl Drop for Engine {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
-        }
-    }
-}
-
-async fn prune(shared: &Shared, client: &AsyncClient, age: Duration) -> Result<Vec<String>, Error> {
-    let before = now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
-    let gone = lock(&shared.registry).prune(before);
-    if gone.is_empty() {
-        return Ok(Vec::new());
-    }
-    let prefix = &shared.config.topic_prefix;
-    for i in &gone {
-        // An empty retained publish deletes the retained message (MQTT 3.1.1 §3.3.1.3).
-        for kind in ["register", "status"] {
-            let topic = format!("{prefix}/{}/{}/{kind}", i.node_name, i.instance_id);
-            client.publish(topic, QoS::AtLeastOnce, true, Vec::new()).await.map_err(|e| Error::Mqtt(e.to_string()))?;
-        }
-    }
-    let ids: Vec<String> = gone.into_iter().map(|i| i.instance_id).collect();
-    lock(&shared.store).delete_instances(&ids)?;
-    let _ = shared.events.send(FleetEvent::Pruned { instance_ids: ids.clone() });
-    Ok(ids)
-}
-
-/// Drives the MQTT connection: subscribe after every CONNACK, ingest every PUBLISH, and after a
-/// failure wait a jittered, growing delay (the nodes' backoff) before rumqttc reconnects.
-async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut eventloop: EventLoop) {
-    let filters = Engine::filters(&shared.config);
-    let mut acks_due = 0;
-    let mut delays =
-        RetryDelays::new(RECONNECT_MIN, RECONNECT_MAX, u64::from(std::process::id()) ^ now_ms().unsigned_abs());
-    let mut up_since = None;
-    let mut connected_once = false;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                up_since = Some(Instant::now());
-                connected_once = true;
-                shared.problem.send_if_modified(|p| p.take().is_some());
-                if !shared.connected.swap(true, Ordering::Relaxed) {
-                    tracing::info!("connected to the broker");
-                    let _ = shared.events.send(FleetEvent::BrokerConnected);
-                }
-                let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                // `try_`: awaiting here would wait on the very loop that drains the queue.
-                if let Err(e) = client.try_subscribe_many(subs) {
-                    tracing::warn!(error = %e, "cannot subscribe");
-                }
-                acks_due = 1;
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                if acks_due > 0 {
-                    acks_due -= 1;
-                    shared.synced.send_modify(|s| *s = (true, Instant::now()));
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => shared.on_publish(&p.topic, &p.payload, p.retain),
-            Ok(_) => {}
-            Err(e) => {
-                // A connection that held for a while starts the delays over.
-                if up_since.take().is_some_and(|at| at.elapsed() >= RECONNECT_STABLE) {
-                    delays.reset();
-                }
-                let delay = delays.next_delay();
-                let error = describe_connection_error(&e);
-                if shared.connected.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(%error, retry_in = ?delay, "broker connection lost; reconnecting");
-                } else {
-                    tracing::warn!(%error, retry_in = ?delay, "cannot connect to the broker");
-                }
-                if !connected_once {
-                    shared.problem.send_replace(Some(error.clone()));
-                }
-                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                let _ = shared.events.send(FleetEvent::BrokerDisconnected { error, retry_in_ms });
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-}
-
-/// Flushes, detects missing instances and prunes, on a timer.
-async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
-    let mut tick = tokio::time::interval(shared.config.flush_interval.min(Duration::from_secs(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let silence = i64::try_from((shared.config.heartbeat_interval * 3).as_millis()).unwrap_or(i64::MAX);
-    loop {
-        tick.tick().await;
-        let now = now_ms();
-        let events = lock(&shared.registry).mark_missing(now.saturating_sub(silence), now);
-        shared.publish_events(events);
-        if let Some(age) = shared.config.prune_after {
-            if let Err(e) = prune(&shared, &client, age).await {
-                tracing::warn!(error = %e, "prune failed");
-            }
-        }
-        let s = shared.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.flush()).await {
-            tracing::warn!(error = %e, "cannot write the registry");
         }
     }
 }

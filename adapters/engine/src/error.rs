@@ -17,6 +17,18 @@ pub enum Error {
     Tls(String),
     /// The database cannot be opened, read or written.
     Database(String),
+    /// The file is not a SQLite database, or is another program's.
+    NotADatabase(std::path::PathBuf),
+    /// Rows the engine accepted could not be written before it stopped (the database stayed
+    /// unwritable); they are lost.
+    Unsaved {
+        /// How many rows.
+        rows: usize,
+        /// The database's last error.
+        error: String,
+    },
+    /// No command with this request id is in the history.
+    UnknownRequest(String),
     /// The database was written by a newer engine whose schema this one does not know.
     SchemaTooNew {
         /// The file's schema version.
@@ -44,6 +56,11 @@ impl fmt::Display for Error {
             Self::Setting(v) => write!(f, "invalid setting {v}"),
             Self::Tls(e) => f.write_str(e),
             Self::Database(e) => write!(f, "database: {e}"),
+            Self::NotADatabase(path) => {
+                write!(f, "{} is not a SubNodeSync database (give --db or SUBNODE_DB another file)", path.display())
+            }
+            Self::Unsaved { rows, error } => write!(f, "{rows} row(s) could not be written to the database: {error}"),
+            Self::UnknownRequest(id) => write!(f, "no command {id:?} in the history"),
             Self::SchemaTooNew { found, known } => {
                 write!(f, "database schema version {found} is newer than this engine's ({known}); use a newer subnode")
             }
@@ -81,6 +98,8 @@ pub enum IngestError {
     UnknownStatus,
     /// The instance id does not start with the topic's node name, or another node name has it.
     ForeignInstance,
+    /// A new instance, and the registry already holds its maximum number of instances.
+    RegistryFull,
 }
 
 impl fmt::Display for IngestError {
@@ -91,6 +110,7 @@ impl fmt::Display for IngestError {
             Self::TopicMismatch => f.write_str("node_name or instance_id differs from the topic's"),
             Self::UnknownStatus => f.write_str("status is not online, offline or lost"),
             Self::ForeignInstance => f.write_str("the instance id belongs to another node name"),
+            Self::RegistryFull => f.write_str("a new instance, and the registry is full (max_instances)"),
         }
     }
 }

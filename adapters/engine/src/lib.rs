@@ -5,22 +5,28 @@ mod broker;
 mod config;
 mod engine;
 mod error;
+mod event;
+mod persist;
 mod record;
 mod registry;
 mod send;
 mod store;
 mod target;
+mod tasks;
 mod text;
 
 #[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
-pub use config::{default_db, EngineConfig, DB, HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE};
-pub use engine::{Engine, IngestStats, MAX_PAYLOAD};
+pub use config::{default_db, EngineConfig, Limit, DB, HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE};
+pub use config::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
+pub use engine::{Engine, IngestStats, MAX_PAYLOAD, SHUTDOWN_FLUSH_FOR};
 pub use error::{Error, IngestError};
+pub use event::FleetEvent;
+pub use persist::MAX_BACKLOG_RESULTS;
 pub use record::{CommandRecord, ResultRecord};
-pub use registry::{FleetEvent, Instance, Registry, Status};
+pub use registry::{Instance, Registry, Status};
 pub use send::{SendOutcome, SendRequest};
-pub use store::Database;
+pub use store::{Database, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
 pub use target::{Selector, Target};
 pub use text::{printable, Printable};
 
@@ -37,8 +43,9 @@ pub mod bench {
 
     /// Writes the instances changed since the last flush, in one transaction.
     pub fn flush(registry: &mut Registry, db: &mut crate::Database) -> Result<usize, crate::Error> {
-        let changed: Vec<crate::Instance> = registry.take_dirty().into_iter().cloned().collect();
-        db.save_instances(changed.iter())?;
-        Ok(changed.len())
+        let instances: Vec<crate::Instance> = registry.take_dirty().into_iter().cloned().collect();
+        let batch = crate::store::Batch { instances, ..Default::default() };
+        db.write(&batch)?;
+        Ok(batch.instances.len())
     }
 }

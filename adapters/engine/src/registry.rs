@@ -7,8 +7,8 @@ use std::fmt;
 use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView, Unescaped};
 
 use crate::error::IngestError;
+use crate::event::FleetEvent;
 use crate::record::ResultRecord;
-use crate::text::Printable;
 
 /// What the engine believes about an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,115 +149,6 @@ impl Instance {
     }
 }
 
-/// What changed in the fleet, for `subnode watch` and the demo.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FleetEvent {
-    /// A register message arrived (the first for this instance, or after a restart).
-    Registered {
-        /// Who.
-        instance_id: String,
-        /// Its application name.
-        node_name: String,
-        /// Its version.
-        version: String,
-    },
-    /// An empty register message: the instance cleared its registration on a clean stop.
-    Deregistered {
-        /// Who.
-        instance_id: String,
-    },
-    /// The instance's status changed.
-    StatusChanged {
-        /// Who.
-        instance_id: String,
-        /// The previous status.
-        from: Status,
-        /// The new status.
-        to: Status,
-    },
-    /// A heartbeat was ingested (only sent when the engine is asked for them).
-    Heartbeat {
-        /// Who.
-        instance_id: String,
-        /// The node's timestamp, which with the instance id names one heartbeat.
-        timestamp: String,
-    },
-    /// A result or progress update arrived.
-    Result(ResultRecord),
-    /// Instances were pruned from the registry and their retained messages cleared.
-    Pruned {
-        /// Who.
-        instance_ids: Vec<String>,
-    },
-    /// The engine connected to the broker (at start, and after every reconnect).
-    BrokerConnected,
-    /// The engine lost the broker or could not reach it; it tries again after `retry_in_ms`.
-    BrokerDisconnected {
-        /// What went wrong, as the MQTT client says it.
-        error: String,
-        /// The jittered delay before the next attempt, in milliseconds.
-        retry_in_ms: u64,
-    },
-}
-
-impl FleetEvent {
-    /// The event as one JSON object with an `event` field naming its kind.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        match self {
-            Self::Registered { instance_id, node_name, version } => {
-                json!({"event": "registered", "instance_id": instance_id, "node_name": node_name, "version": version})
-            }
-            Self::Deregistered { instance_id } => json!({"event": "deregistered", "instance_id": instance_id}),
-            Self::StatusChanged { instance_id, from, to } => {
-                json!({"event": "status", "instance_id": instance_id, "from": from.as_str(), "to": to.as_str()})
-            }
-            Self::Heartbeat { instance_id, timestamp } => {
-                json!({"event": "heartbeat", "instance_id": instance_id, "timestamp": timestamp})
-            }
-            Self::Result(r) => json!({"event": "result", "result": r.to_json()}),
-            Self::Pruned { instance_ids } => json!({"event": "pruned", "instance_ids": instance_ids}),
-            Self::BrokerConnected => json!({"event": "broker_connected"}),
-            Self::BrokerDisconnected { error, retry_in_ms } => {
-                json!({"event": "broker_disconnected", "error": error, "retry_in_ms": retry_in_ms})
-            }
-        }
-    }
-}
-
-impl fmt::Display for FleetEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Registered { instance_id, node_name, version } => {
-                let (id, node, version) = (Printable(instance_id), Printable(node_name), Printable(version));
-                write!(f, "registered    {id} ({node} {version})")
-            }
-            Self::Deregistered { instance_id } => write!(f, "deregistered  {}", Printable(instance_id)),
-            Self::StatusChanged { instance_id, from, to: Status::Missing } => {
-                write!(f, "missing       {} (was {from}; no heartbeat for 3 intervals)", Printable(instance_id))
-            }
-            Self::StatusChanged { instance_id, from, to } => {
-                write!(f, "status        {} {from} -> {to}", Printable(instance_id))
-            }
-            Self::Heartbeat { instance_id, timestamp } => {
-                write!(f, "heartbeat     {} {}", Printable(instance_id), Printable(timestamp))
-            }
-            Self::Result(r) => write!(f, "result        {r}"),
-            Self::BrokerConnected => f.write_str("broker        connected"),
-            Self::BrokerDisconnected { error, retry_in_ms } => {
-                write!(f, "broker        disconnected: {}; retrying in {retry_in_ms} ms", Printable(error))
-            }
-            Self::Pruned { instance_ids } => {
-                f.write_str("pruned        ")?;
-                for (i, id) in instance_ids.iter().enumerate() {
-                    write!(f, "{}{}", if i == 0 { "" } else { ", " }, Printable(id))?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// What one message did to the registry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ingested {
@@ -311,6 +202,31 @@ fn set_unescaped(target: &mut String, escaped: &str) {
     }
 }
 
+/// What the registry keeps at most, whatever the fleet publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Instances; a message about a new one beyond this is refused.
+    pub(crate) max_instances: usize,
+    /// Bytes of an instance's register payload or heartbeat `metrics` kept as JSON; a larger one
+    /// is ingested for its fields and its JSON not kept.
+    pub(crate) max_stored_json: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_instances: 100_000, max_stored_json: 16 * 1024 }
+    }
+}
+
+/// What the registry refused or left out, since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Refusals {
+    /// Messages about new instances refused because the registry was full.
+    pub(crate) registry_full: u64,
+    /// Register payloads and metrics objects ingested without keeping their JSON.
+    pub(crate) json_not_stored: u64,
+}
+
 /// The registry: instances in arrival order plus an index by id, and which ones changed.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -319,13 +235,23 @@ pub struct Registry {
     dirty: Vec<usize>,
     /// Send a [`FleetEvent::Heartbeat`] for every heartbeat.
     pub(crate) heartbeat_events: bool,
+    pub(crate) limits: Limits,
+    refusals: Refusals,
 }
 
 impl Registry {
     /// A registry holding `instances` (as loaded from the database), none of them changed.
-    pub(crate) fn from_instances(instances: Vec<Instance>) -> Self {
+    pub(crate) fn from_instances(mut instances: Vec<Instance>) -> Self {
+        for inst in &mut instances {
+            inst.dirty = false;
+        }
         let index = instances.iter().enumerate().map(|(i, inst)| (inst.instance_id.clone(), i)).collect();
-        Self { instances, index, dirty: Vec::new(), heartbeat_events: false }
+        Self { instances, index, ..Self::default() }
+    }
+
+    /// What it refused or left out so far.
+    pub(crate) fn refusals(&self) -> Refusals {
+        self.refusals
     }
 
     /// Every instance, in the order first seen.
@@ -338,11 +264,15 @@ impl Registry {
         self.index.get(instance_id).and_then(|&i| self.instances.get(i))
     }
 
-    /// The instance `instance_id`, created if new, and marked changed.
-    fn entry(&mut self, node_name: &str, instance_id: &str, now_ms: i64) -> &mut Instance {
+    /// The instance `instance_id`, created if new and there is room, and marked changed.
+    fn entry(&mut self, node_name: &str, instance_id: &str, now_ms: i64) -> Result<&mut Instance, IngestError> {
         let i = match self.index.get(instance_id) {
             Some(&i) => i,
             None => {
+                if self.instances.len() >= self.limits.max_instances {
+                    self.refusals.registry_full += 1;
+                    return Err(IngestError::RegistryFull);
+                }
                 let i = self.instances.len();
                 self.instances.push(Instance::new(node_name, instance_id, now_ms));
                 self.index.insert(instance_id.to_owned(), i);
@@ -356,7 +286,12 @@ impl Registry {
             inst.dirty = true;
             self.dirty.push(i);
         }
-        inst
+        Ok(inst)
+    }
+
+    /// `json` if it is small enough to keep.
+    fn storable<'j>(&self, json: &'j str) -> Option<&'j str> {
+        (json.len() <= self.limits.max_stored_json).then_some(json)
     }
 
     /// Applies one message received on `topic` at `now_ms` (Unix milliseconds).
@@ -388,7 +323,8 @@ impl Registry {
                 let hb = HeartbeatView::parse(payload)?;
                 check(hb.node_name, hb.instance_id)?;
                 let heartbeat_events = self.heartbeat_events;
-                let inst = self.entry(node, instance, now_ms);
+                let metrics = self.storable(hb.metrics.as_raw().as_str());
+                let inst = self.entry(node, instance, now_ms)?;
                 inst.last_seen_ms = now_ms;
                 inst.last_heartbeat_ms = Some(now_ms);
                 inst.uptime = Some(hb.uptime);
@@ -398,9 +334,14 @@ impl Registry {
                 inst.pid = hb.pid;
                 inst.heartbeats += 1;
                 // Reuse the strings' buffers: a heartbeat changes their contents, rarely their size.
-                let metrics = inst.metrics_json.get_or_insert_with(String::new);
-                metrics.clear();
-                metrics.push_str(hb.metrics.as_raw().as_str());
+                match metrics {
+                    Some(metrics) => {
+                        let kept = inst.metrics_json.get_or_insert_with(String::new);
+                        kept.clear();
+                        kept.push_str(metrics);
+                    }
+                    None => inst.metrics_json = None,
+                }
                 set_unescaped(&mut inst.version, hb.version);
                 set_unescaped(&mut inst.hostname, hb.hostname);
                 let mut events = Vec::new();
@@ -420,11 +361,12 @@ impl Registry {
                         timestamp: hb.timestamp.to_owned(),
                     });
                 }
+                self.refusals.json_not_stored += u64::from(metrics.is_none());
                 Ok(if events.is_empty() { Ingested::Quiet } else { Ingested::Events(events) })
             }
             Kind::Register if payload.is_empty() => match self.index.get(instance) {
                 Some(_) => {
-                    let inst = self.entry(node, instance, now_ms);
+                    let inst = self.entry(node, instance, now_ms)?;
                     inst.registered = false;
                     Ok(Ingested::Events(vec![FleetEvent::Deregistered { instance_id: instance.to_owned() }]))
                 }
@@ -435,20 +377,25 @@ impl Registry {
                 let reg = RegisterView::parse(payload)?;
                 check(reg.node_name, reg.instance_id)?;
                 let hostname = reg.metadata.get("hostname").and_then(|h| h.as_escaped_str()).unwrap_or_default();
-                let inst = self.entry(node, instance, now_ms);
+                // The views checked the payload is UTF-8.
+                let json = self.storable(core::str::from_utf8(payload).unwrap_or_default()).map(str::to_owned);
+                let json_dropped = json.is_none();
+                let inst = self.entry(node, instance, now_ms)?;
                 inst.last_seen_ms = now_ms;
                 inst.registered = true;
                 inst.registered_ms = Some(now_ms);
-                inst.register_json = Some(String::from_utf8_lossy(payload).into_owned());
+                inst.register_json = json;
                 set_unescaped(&mut inst.version, reg.version);
                 set_unescaped(&mut inst.start_time, reg.start_time);
                 set_unescaped(&mut inst.hostname, hostname);
                 inst.pid = reg.pid;
-                Ok(Ingested::Events(vec![FleetEvent::Registered {
+                let registered = FleetEvent::Registered {
                     instance_id: instance.to_owned(),
                     node_name: node.to_owned(),
                     version: inst.version.clone(),
-                }]))
+                };
+                self.refusals.json_not_stored += u64::from(json_dropped);
+                Ok(Ingested::Events(vec![registered]))
             }
             // An empty status is a pruning engine clearing the retained message.
             Kind::Status if payload.is_empty() => Ok(Ingested::Quiet),
@@ -459,7 +406,7 @@ impl Registry {
                     Some(s @ (Status::Online | Status::Offline | Status::Lost)) => s,
                     _ => return Err(IngestError::UnknownStatus),
                 };
-                let inst = self.entry(node, instance, now_ms);
+                let inst = self.entry(node, instance, now_ms)?;
                 inst.last_seen_ms = now_ms;
                 let from = inst.status;
                 if from == to {
@@ -517,19 +464,42 @@ impl Registry {
         }
     }
 
-    /// Removes `lost` and `offline` instances whose status is older than `before_ms`; returns
-    /// them.
+    /// Removes `lost`, `offline` and `missing` instances whose status is older than `before_ms`;
+    /// returns them.
     pub(crate) fn prune(&mut self, before_ms: i64) -> Vec<Instance> {
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.instances)
             .into_iter()
-            .partition(|i| matches!(i.status, Status::Lost | Status::Offline) && i.status_changed_ms < before_ms);
-        *self = Self { heartbeat_events: self.heartbeat_events, ..Self::from_instances(kept) };
+            .partition(|i| i.status != Status::Online && i.status_changed_ms < before_ms);
+        *self = Self {
+            heartbeat_events: self.heartbeat_events,
+            limits: self.limits,
+            refusals: self.refusals,
+            ..Self::from_instances(kept)
+        };
         // Whatever was waiting to be flushed is flushed with the next change; re-mark it all.
         for (i, inst) in self.instances.iter_mut().enumerate() {
             inst.dirty = true;
             self.dirty.push(i);
         }
         gone
+    }
+
+    /// Marks these instances changed again (a flush of them failed); ids no longer here (pruned
+    /// meanwhile) are skipped.
+    pub(crate) fn mark_dirty<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            if let Some(&i) = self.index.get(id) {
+                if let Some(inst) = self.instances.get_mut(i).filter(|inst| !inst.dirty) {
+                    inst.dirty = true;
+                    self.dirty.push(i);
+                }
+            }
+        }
+    }
+
+    /// How many instances changed since the last flush.
+    pub(crate) fn dirty_count(&self) -> usize {
+        self.dirty.len()
     }
 
     /// The instances changed since the last call, now considered saved.
@@ -545,8 +515,13 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An instance of node `a` as a register message would leave it.
+    pub(crate) fn instance(instance_id: &str) -> Instance {
+        Instance { registered: true, ..Instance::new("a", instance_id, 1) }
+    }
 
     const HB: &str = r#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-h-1","status":"running","pid":1,"uptime":5,"version":"1.0","hostname":"h","metrics":{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":4}}"#;
 
@@ -614,5 +589,48 @@ mod tests {
             Err(IngestError::UnknownStatus)
         );
         assert!(r.instances().is_empty());
+    }
+
+    #[test]
+    fn a_full_registry_refuses_new_instances_and_counts_them_but_keeps_serving_known_ones() {
+        let mut r = Registry { limits: Limits { max_instances: 2, ..Limits::default() }, ..Registry::default() };
+        let hb = |n: u32| HB.replace("app-h-1", &format!("app-h-{n}"));
+        let topic = |n: u32| format!("subnodesync/app/app-h-{n}/heartbeat");
+        for n in 1..=2 {
+            r.ingest("subnodesync", &topic(n), hb(n).as_bytes(), 0).unwrap();
+        }
+        assert_eq!(r.ingest("subnodesync", &topic(3), hb(3).as_bytes(), 0), Err(IngestError::RegistryFull));
+        assert_eq!(r.ingest("subnodesync", &topic(4), hb(4).as_bytes(), 0), Err(IngestError::RegistryFull));
+        assert_eq!(r.refusals().registry_full, 2);
+        assert_eq!(r.instances().len(), 2);
+        r.ingest("subnodesync", &topic(1), hb(1).as_bytes(), 5).unwrap();
+        assert_eq!(r.get("app-h-1").map(|i| i.heartbeats), Some(2));
+    }
+
+    #[test]
+    fn json_beyond_the_limit_is_not_kept_but_its_fields_are_ingested() {
+        let mut r = Registry { limits: Limits { max_stored_json: 120, ..Limits::default() }, ..Registry::default() };
+        let topic = "subnodesync/app/app-h-1/heartbeat";
+        r.ingest("subnodesync", topic, HB.as_bytes(), 0).unwrap();
+        let inst = r.get("app-h-1").unwrap();
+        assert!(inst.metrics_json.is_some(), "the metrics object is within the limit: {inst:?}");
+        assert_eq!(r.refusals().json_not_stored, 0);
+        let big = HB.replace(
+            r#""process_goroutine_count":4"#,
+            &format!(r#""process_goroutine_count":4,"pad":"{}""#, "x".repeat(100)),
+        );
+        r.ingest("subnodesync", topic, big.as_bytes(), 1).unwrap();
+        let inst = r.get("app-h-1").unwrap();
+        assert_eq!((inst.metrics_json.as_deref(), inst.heartbeats, inst.cpu_centipercent), (None, 2, Some(250)));
+        assert_eq!(r.refusals().json_not_stored, 1);
+    }
+
+    #[test]
+    fn a_long_missing_instance_is_pruned_like_a_lost_one() {
+        let mut r = Registry::default();
+        r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", HB.as_bytes(), 0).unwrap();
+        r.mark_missing(10, 10);
+        assert!(r.prune(10).is_empty(), "missing for no time at all");
+        assert_eq!(r.prune(11).iter().map(|i| i.instance_id.as_str()).collect::<Vec<_>>(), ["app-h-1"]);
     }
 }

@@ -477,6 +477,12 @@ fn out_of_range_flags_are_usage_errors() {
         &["prune", "--older-than", "18446744073709551615h"],
         &["watch", "--prune-after", "99999999999h"],
         &["demo", "--duration", "18446744073709551615s"],
+        &["--max-instances", "0", "nodes"],
+        &["--max-instances", "18446744073709551616", "nodes"],
+        &["--max-stored-json", "65537", "nodes"],
+        &["--history-max-age", "59s", "history"],
+        &["--history-max-age", "213503982334601d", "history"],
+        &["--history-max-commands", "0", "history"],
     ] {
         let out = run(&url, &db, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -484,9 +490,84 @@ fn out_of_range_flags_are_usage_errors() {
         assert!(stderr.contains("invalid value"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
-    let bad_env =
-        subnode(&url, &db).env("SUBNODE_HEARTBEAT_INTERVAL", "100000h").args(["nodes"]).output().expect("run");
-    assert_eq!(bad_env.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad_env.stderr));
+    for (variable, value) in [
+        ("SUBNODE_HEARTBEAT_INTERVAL", "100000h"),
+        ("SUBNODE_MAX_INSTANCES", "-5"),
+        ("SUBNODE_HISTORY_MAX_COMMANDS", "many"),
+    ] {
+        let bad_env = subnode(&url, &db).env(variable, value).args(["nodes"]).output().expect("run");
+        let stderr = String::from_utf8_lossy(&bad_env.stderr);
+        assert_eq!(bad_env.status.code(), Some(2), "{variable}={value}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}={value}: {stderr}");
+    }
+}
+
+/// A file that is not the engine's database is named as such (exit 3) and left untouched; a
+/// row the engine cannot read is skipped with a warning and the others are listed.
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_an_unreadable_row_is_skipped() {
+    let scratch = Scratch::new("not-a-db");
+    let url = format!("mqtt://127.0.0.1:{}", free_port());
+    let notes = scratch.db("notes.txt");
+    let text = "shopping list: milk, eggs, and a database that is not one\n".repeat(10);
+    std::fs::write(&notes, &text).expect("write the file");
+    for args in [&["nodes", "--offline"][..], &["history"], &["nodes"]] {
+        let out = run(&url, &notes, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("is not a SubNodeSync database"), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&notes).expect("read"), text, "the file was changed");
+
+    let db = scratch.db("engine.db");
+    assert!(run(&url, &db, &["history"]).status.success(), "a new database is made");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute_batch(
+        "INSERT INTO instances (instance_id, node_name, status, first_seen_ms, last_seen_ms, status_changed_ms)
+             VALUES ('a-h-1', 'a', 'offline', 1, 2, 3), ('a-h-2', 'a', 'offline', 1, 2, 3);
+         UPDATE instances SET pid = 'not a number' WHERE instance_id = 'a-h-1';",
+    )
+    .expect("write the rows");
+    let out = run(&url, &db, &["nodes", "--offline", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let ids: Vec<Value> = json(&out).as_array().expect("a list").iter().map(|i| i["instance_id"].clone()).collect();
+    assert_eq!(ids, [Value::from("a-h-2")]);
+    assert!(stderr.contains("unreadable row") && stderr.contains("skipped"), "{stderr}");
+}
+
+/// `history` pages backwards with `--before`, saying how to get the next page, and keeps only
+/// `--history-max-commands` commands.
+#[test]
+fn history_pages_and_keeps_only_as_many_commands_as_it_is_told() {
+    let broker = Broker::start();
+    let scratch = Scratch::new("history-pages");
+    let db = scratch.db("engine.db");
+    let (_node, id) = Running::node(&broker.url(), "app", "h1");
+    wait_online(&broker.url(), &db, &id);
+    let mut sent = Vec::new();
+    for n in 0..4 {
+        let text = format!("text={n}");
+        let out = run(&broker.url(), &db, &["--history-max-commands", "3", "send", &id, "echo", "-p", &text, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        sent.push(json(&out)["request_id"].as_str().expect("a request id").to_owned());
+    }
+    let all = json(&run(&broker.url(), &db, &["history", "--json"]));
+    let kept: Vec<&str> = all.as_array().expect("a list").iter().filter_map(|c| c["request_id"].as_str()).collect();
+    assert_eq!(kept, [&sent[3], &sent[2], &sent[1]], "the oldest went, the newest three stayed");
+
+    let first = run(&broker.url(), &db, &["history", "--limit", "2"]);
+    let text = String::from_utf8(first.stdout).expect("UTF-8");
+    let hint = format!("more: subnode history --limit 2 --before {}", sent[2]);
+    assert!(text.lines().any(|l| l == hint), "{text}");
+    let next = json(&run(&broker.url(), &db, &["history", "--limit", "2", "--before", &sent[2], "--json"]));
+    assert_eq!(next.as_array().map(Vec::len), Some(1));
+    assert_eq!(next[0]["request_id"], sent[1].as_str());
+    assert_eq!(next[0]["results"][0]["data"], serde_json::json!({"timeout_ms": 9000, "text": 1}));
+
+    let unknown = run(&broker.url(), &db, &["history", "--before", "no-such-request"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no command \"no-such-request\" in the history"));
 }
 
 /// The password can come from a file (`--password-file`, `SUBNODE_PASSWORD_FILE`), so it is in

@@ -47,7 +47,7 @@ async fn a_retained_message_larger_than_the_engine_reads_is_skipped_and_the_engi
     client.publish("subnodesync/app/app-h-1/heartbeat", huge).await;
     eventually("the live oversized message counted", || engine.stats().oversized == 2).await;
     assert!(engine.is_connected());
-    engine.shutdown().await;
+    engine.shutdown().await.expect("everything written");
 }
 
 /// One node name's publisher cannot speak for another name's instances: an instance id must
@@ -77,5 +77,5 @@ async fn messages_for_another_names_instance_are_dropped_and_counted() {
     let owned: Vec<_> = instances.iter().filter(|i| i.instance_id == "app-h-1").collect();
     assert_eq!(owned.len(), 1, "{owned:?}");
     assert_eq!((owned[0].node_name.as_str(), owned[0].version.as_str()), ("app", "1.0"));
-    engine.shutdown().await;
+    engine.shutdown().await.expect("everything written");
 }

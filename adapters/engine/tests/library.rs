@@ -75,7 +75,7 @@ async fn broadcast_and_filtered_commands_collect_one_result_per_instance() {
     assert_eq!(data, serde_json::json!({"timeout_ms": 9000, "text": "hi"}));
 
     // The history has both, with their results.
-    let history = engine.history(10).await.expect("history");
+    let history = engine.history(10, None).await.expect("history");
     assert_eq!(history.len(), 2);
     assert_eq!((history[0].0.command.as_str(), history[0].1.len()), ("echo", 1));
     assert_eq!((history[1].0.command.as_str(), history[1].1.len()), ("ping", 3));
@@ -89,7 +89,7 @@ async fn broadcast_and_filtered_commands_collect_one_result_per_instance() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(engine.stats().rejected, 0);
-    engine.shutdown().await;
+    engine.shutdown().await.expect("everything written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,12 +109,12 @@ async fn silent_targets_get_resends_under_the_same_request_id_until_the_timeout(
     request.timeout = Duration::from_millis(900);
     let outcome = engine.send(&request).await.expect("send");
     assert_eq!((outcome.attempts, outcome.timed_out.len(), outcome.all_succeeded()), (3, 1, false));
-    let history = engine.history(1).await.expect("history");
+    let history = engine.history(1, None).await.expect("history");
     assert_eq!((history[0].0.request_id.as_str(), history[0].0.attempts), (outcome.request_id.as_str(), 3));
 
     let live = Target::Instance { node_name: None, instance_id: node.instance_id().to_owned() };
     let outcome = engine.send(&SendRequest::new(live, "status")).await.expect("send");
     assert_eq!((outcome.attempts, outcome.results.len()), (1, 1));
     node.stop().await;
-    engine.shutdown().await;
+    engine.shutdown().await.expect("everything written");
 }

@@ -53,7 +53,7 @@ pub const LOG_FORMAT: &str = "SUBNODE_LOG_FORMAT";
 
 const EXPECT_URL: &str = "mqtt://host:port or mqtts://host:port (port optional; no path or credentials)";
 const EXPECT_HTTP_URL: &str = "http://host[:port][/path] (plain HTTP; no credentials, query or https)";
-const EXPECT_DURATION: &str = "a positive duration such as 500ms, 30s, 15m, 1h or a whole number of seconds";
+const EXPECT_DURATION: &str = "a positive duration such as 500ms, 30s, 15m, 1h, 7d or a whole number of seconds";
 const EXPECT_KEEPALIVE: &str = "whole seconds from 1 to 65535, such as 60, 60s or 2m";
 const EXPECT_LOG_FORMAT: &str = "json or pretty";
 
@@ -293,6 +293,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
         "" | "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     };
     d.filter(|d| !d.is_zero()).ok_or(EXPECT_DURATION)
@@ -427,6 +428,8 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("213503982334601d").is_err(), "an overflow is an error, not a wrap");
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration(" 45 "), Ok(Duration::from_secs(45)));
         for bad in ["", "0", "0s", "-1", "1.5s", "10d", "s", "ms5", "99999999999999999999h"] {
@@ -500,7 +503,7 @@ mod tests {
         assert_eq!(err, InvalidValue { name: HEARTBEAT_INTERVAL, value: "soon".into(), expected: EXPECT_DURATION });
         assert_eq!(
             err.to_string(),
-            "SUBNODE_HEARTBEAT_INTERVAL=\"soon\": expected a positive duration such as 500ms, 30s, 15m, 1h or a \
+            "SUBNODE_HEARTBEAT_INTERVAL=\"soon\": expected a positive duration such as 500ms, 30s, 15m, 1h, 7d or a \
              whole number of seconds"
         );
         assert_eq!(read_env(&env(&[(KEEPALIVE, "1.5")])).unwrap_err().name, KEEPALIVE);

@@ -19,6 +19,7 @@ use subnodesync_engine::{
     printable, Database, Engine, EngineConfig, Error, Printable, Selector, SendRequest, Status, Target,
     HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE,
 };
+use subnodesync_engine::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
 use subnodesync_host::config::{parse_duration, read_password_file, Secret};
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
@@ -30,7 +31,8 @@ const EXAMPLES: &str = "Examples:
   subnode send 'my-app/*' ping                  # every instance of my-app
   subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
   subnode send '*' status --where version=1.0.0
-  subnode history --limit 5";
+  subnode history --limit 5
+  subnode history --before REQUEST_ID           # the page after the one that ended there";
 
 /// Manage a SubNodeSync fleet: see the nodes, watch them live, send commands.
 ///
@@ -40,6 +42,8 @@ const EXAMPLES: &str = "Examples:
 struct Cli {
     #[command(flatten)]
     conn: Connection,
+    #[command(flatten)]
+    limits: Limits,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +86,40 @@ struct Connection {
     heartbeat_interval: Option<Duration>,
 }
 
+/// What an engine keeps at most (flags win over `SUBNODE_*`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Engine limits (flags, then SUBNODE_* variables, then defaults)")]
+struct Limits {
+    /// Most instances in the registry; messages about new ones beyond it are refused and counted
+    /// [env: SUBNODE_MAX_INSTANCES; default 100000]
+    #[arg(long, global = true, value_name = "N", value_parser = |t: &str| MAX_INSTANCES.parse(t))]
+    max_instances: Option<usize>,
+    /// Most bytes of an instance's register or metrics JSON kept; larger ones keep their fields
+    /// only [env: SUBNODE_MAX_STORED_JSON; default 16384]
+    #[arg(long, global = true, value_name = "BYTES", value_parser = |t: &str| MAX_STORED_JSON.parse(t))]
+    max_stored_json: Option<usize>,
+    /// Commands older than this leave the history, with their results
+    /// [env: SUBNODE_HISTORY_MAX_AGE; default 30d]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = |t: &str| HISTORY_MAX_AGE.parse(t))]
+    history_max_age: Option<Duration>,
+    /// Most commands the history keeps, with their results
+    /// [env: SUBNODE_HISTORY_MAX_COMMANDS; default 10000]
+    #[arg(long, global = true, value_name = "N", value_parser = |t: &str| HISTORY_MAX_COMMANDS.parse(t))]
+    history_max_commands: Option<usize>,
+}
+
+impl Limits {
+    /// `config` with the limits given as flags.
+    fn apply(&self, mut config: EngineConfig) -> EngineConfig {
+        let Self { max_instances, max_stored_json, history_max_age, history_max_commands } = *self;
+        config.max_instances = max_instances.unwrap_or(config.max_instances);
+        config.max_stored_json = max_stored_json.unwrap_or(config.max_stored_json);
+        config.retention.max_age = history_max_age.unwrap_or(config.retention.max_age);
+        config.retention.max_commands = history_max_commands.unwrap_or(config.retention.max_commands);
+        config
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an embedded broker, an engine and a few nodes, and show the fleet live.
@@ -115,7 +153,7 @@ enum Command {
         /// Share heartbeat ingest with other engines in this group ($share/GROUP/...).
         #[arg(long, value_name = "GROUP")]
         share: Option<String>,
-        /// Prune lost and offline instances this long after they went.
+        /// Prune lost, offline and missing instances this long after they went.
         #[arg(long, value_name = "DURATION", value_parser = age)]
         prune_after: Option<Duration>,
     },
@@ -125,11 +163,14 @@ enum Command {
     /// or * (every reachable instance). The exit code is 0 only if every targeted instance
     /// answered with success.
     Send(SendArgs),
-    /// Show the commands sent and the results received, newest first.
+    /// Show the commands sent and the results received, newest first, a page at a time.
     History {
         /// How many commands to show.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         limit: u32,
+        /// Start after this command: the request id a page ended with gives the next page.
+        #[arg(long, value_name = "REQUEST_ID")]
+        before: Option<String>,
         /// Print JSON (an array of commands with their results).
         #[arg(long)]
         json: bool,
@@ -144,7 +185,8 @@ enum Command {
         #[arg(long)]
         hostname: Option<String>,
     },
-    /// Remove lost and offline instances older than an age and clear their retained messages.
+    /// Remove lost, offline and missing instances older than an age and clear their retained
+    /// messages.
     Prune {
         /// Only instances whose status changed at least this long ago.
         #[arg(long, value_name = "DURATION", value_parser = age, default_value = "1h")]
@@ -218,6 +260,7 @@ impl From<Error> for Failure {
         let code = match e {
             Error::Setting(_) | Error::Tls(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
             Error::UnknownInstance(_) | Error::NoTargets => 1,
+            Error::UnknownRequest(_) => 2,
             _ => 3,
         };
         Self(code, e.to_string())
@@ -296,7 +339,7 @@ fn fail(Failure(code, message): Failure) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
-    let config = cli.conn.config()?;
+    let config = cli.limits.apply(cli.conn.config()?);
     match cli.command {
         Command::Demo(args) => demo::run(args).await.map(|()| 0),
         // Served in `main`, before any runtime exists.
@@ -308,14 +351,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Send(args) => send(config, args).await,
         Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
-        Command::History { limit, json } => history(config, limit as usize, json).await,
+        Command::History { limit, before, json } => history(config, limit as usize, before, json).await,
         Command::Prune { older_than, json } => {
             let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
             if !engine.wait_synced(Duration::from_secs(3)).await {
                 unreachable_broker(&engine).await?;
             }
-            let pruned = engine.prune(older_than).await?;
-            engine.shutdown().await;
+            let pruned = engine.prune(older_than).await;
+            stop(&engine).await?;
+            let pruned = pruned?;
             if json {
                 println!("{}", Value::from(pruned));
             } else {
@@ -348,7 +392,7 @@ async fn nodes(config: EngineConfig, json: bool, offline: bool) -> Result<u8, Fa
             eprintln!("subnode: the broker did not answer in 5 s; showing the database as it was");
         }
         let instances = engine.instances();
-        engine.shutdown().await;
+        stop(&engine).await?;
         instances
     };
     let now = table::now_ms();
@@ -388,8 +432,13 @@ async fn watch(config: EngineConfig, json: bool) -> Result<u8, Failure> {
             () = subnodesync_tokio::shutdown_signal() => break,
         }
     }
-    engine.shutdown().await;
+    stop(&engine).await?;
     Ok(0)
+}
+
+/// Stops the engine, failing when what it accepted could not be written to the database.
+async fn stop(engine: &Engine) -> Result<(), Failure> {
+    Ok(engine.shutdown().await?)
 }
 
 /// Ends the command with the reason when the broker cannot be reached at all (refused, bad
@@ -397,7 +446,10 @@ async fn watch(config: EngineConfig, json: bool) -> Result<u8, Failure> {
 async fn unreachable_broker(engine: &Engine) -> Result<(), Failure> {
     match engine.connection_problem() {
         Some(problem) => {
-            engine.shutdown().await;
+            // The broker's refusal is the news; a database error would be reported by itself.
+            if let Err(e) = engine.shutdown().await {
+                eprintln!("subnode: {e}");
+            }
             Err(Failure(3, format!("cannot use the broker: {}", Printable(&problem))))
         }
         None => Ok(()),
@@ -462,7 +514,7 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
     let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
     if !engine.wait_synced(Duration::from_secs(5)).await {
         unreachable_broker(&engine).await?;
-        engine.shutdown().await;
+        stop(&engine).await?;
         return Err(Failure(3, "the broker did not answer in 5 s".into()));
     }
     let interactive = std::io::stderr().is_terminal();
@@ -478,7 +530,8 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
     if interactive {
         eprint!("\r\x1b[K");
     }
-    engine.shutdown().await;
+    // The outcome is printed even if the history could not be written: the nodes did answer.
+    let stopped = stop(&engine).await;
     let outcome = sent?;
     if args.json {
         let value = serde_json::json!({
@@ -507,6 +560,7 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
             outcome.attempts
         );
     }
+    stopped?;
     Ok(if outcome.all_succeeded() { 0 } else { 1 })
 }
 
@@ -541,9 +595,9 @@ async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Resu
     Ok(0)
 }
 
-async fn history(config: EngineConfig, limit: usize, json: bool) -> Result<u8, Failure> {
+async fn history(config: EngineConfig, limit: usize, before: Option<String>, json: bool) -> Result<u8, Failure> {
     let path = config.db;
-    let history = tokio::task::spawn_blocking(move || Database::open(&path)?.history(limit))
+    let history = tokio::task::spawn_blocking(move || Database::open(&path)?.history(limit, before.as_deref()))
         .await
         .map_err(|e| Failure(3, e.to_string()))??;
     if json {
@@ -570,6 +624,10 @@ async fn history(config: EngineConfig, limit: usize, json: bool) -> Result<u8, F
             for r in results {
                 println!("    {r}");
             }
+        }
+        // A full page may have more behind it: say how to get it.
+        if let Some((last, _)) = history.last().filter(|_| history.len() == limit) {
+            println!("more: subnode history --limit {limit} --before {}", Printable(&last.request_id));
         }
     }
     Ok(0)
