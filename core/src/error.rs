@@ -67,6 +67,23 @@ impl fmt::Display for EncodeError {
     }
 }
 
+/// Why a message was not written into the room offered it. Crate-internal: the outbox turns it
+/// into a [`NodeError`], after using `Needs` to decide, before it drops anything, whether
+/// dropping can make room at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfit {
+    /// The room was too small; this many bytes would do.
+    Needs(usize),
+    /// More room would not help.
+    Encode(EncodeError),
+}
+
+impl From<EncodeError> for Unfit {
+    fn from(e: EncodeError) -> Self {
+        Self::Encode(e)
+    }
+}
+
 /// A configuration or identity the node refuses at construction, before any byte is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

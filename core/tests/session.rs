@@ -221,6 +221,42 @@ fn heartbeats_are_never_queued_while_offline_but_results_are() {
 }
 
 #[test]
+fn a_result_too_large_for_the_outbox_drops_nothing_and_what_its_failure_displaces_is_counted() {
+    // 800 bytes of outbox: three results of about 220 bytes leave too little for the failure
+    // (about 275 bytes) that replaces a fourth one, unless one of them goes.
+    let mut t = Script::with_buffers(Config { commands: &["echo"], ..config() }, 2048, 1024, 800);
+    t.expect(Out::Open);
+    t.open();
+    t.broker_sends(&broker::connack(false, 0));
+    t.settle_connection();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        t.broker_sends(&broker::command("echo", &format!("q{i}"), "{}"));
+        t.expect_packet(Sent::Puback(7));
+        let Out::Command { id, .. } = t.next() else { panic!() };
+        ids.push(id);
+    }
+    t.transport_lost();
+    t.out.clear();
+    for &id in &ids[..3] {
+        t.node.complete(t.now, id, subnodesync_core::Outcome::ok("done")).unwrap();
+    }
+    t.drain();
+    t.expect_nothing();
+    assert_eq!(t.node.queued(MessageKind::Result), 3);
+    // Data larger than the whole outbox: refused before anything is dropped for it. The failure
+    // sent in its place needs the room of one result, and that one is counted.
+    let huge = format!("\"{}\"", "x".repeat(2000));
+    let outcome = subnodesync_core::Outcome::ok("done").with_data(huge.as_bytes());
+    assert_eq!(t.node.complete(t.now, ids[3], outcome), Err(NodeError::OutboxFull));
+    t.drain();
+    t.expect_event(Out::MessagesDropped(0, 1));
+    t.expect_nothing();
+    assert_eq!(t.node.stats().results_dropped, 1);
+    assert_eq!(t.node.queued(MessageKind::Result), 3);
+}
+
+#[test]
 fn offline_outbox_overflow_drops_the_oldest_droppable_message_and_counts_it() {
     // 1100 bytes of outbox: four results (about 275 bytes each), or register, status and two.
     let mut t = Script::with_buffers(Config { commands: &["echo"], ..config() }, 2048, 1024, 1100);

@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 
-use crate::error::{EncodeError, JsonError};
+use crate::error::{EncodeError, JsonError, Unfit};
 use crate::time::Timestamp;
 
 /// Deepest nesting of objects and arrays accepted; the scanner tracks it in a `u64` bitset.
@@ -235,12 +235,12 @@ impl<'b> Writer<'b> {
     #[inline(always)]
     pub fn raw(&mut self, bytes: &[u8]) {
         match self.buf.get_mut(self.len..self.len + bytes.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(bytes);
-                self.len += bytes.len();
-            }
+            Some(dst) => dst.copy_from_slice(bytes),
             None => self.full = true,
         }
+        // Counted even when it did not fit, so that the outbox learns how much room the whole
+        // text takes before it drops anything to make that room.
+        self.len += bytes.len();
     }
 
     /// Appends `s` as a JSON string, escaping what RFC 8259 requires.
@@ -337,8 +337,13 @@ impl<'b> Writer<'b> {
 
     /// The number of bytes written, or `BufferTooSmall` if anything did not fit.
     pub fn finish(self) -> Result<usize, EncodeError> {
+        self.finish_sized().map_err(|_| EncodeError::BufferTooSmall)
+    }
+
+    /// The number of bytes written, or, if anything did not fit, how many the whole text takes.
+    pub(crate) fn finish_sized(self) -> Result<usize, Unfit> {
         if self.full {
-            Err(EncodeError::BufferTooSmall)
+            Err(Unfit::Needs(self.len))
         } else {
             Ok(self.len)
         }

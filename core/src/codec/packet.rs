@@ -14,7 +14,7 @@ use core::convert::TryFrom;
 use mqttrs::{Connack, Connect, ConnectReturnCode, LastWill, Packet, Pid, Protocol, QoS};
 
 use super::frame::{FixedHeader, MAX_REMAINING_LEN};
-use crate::error::{ConnectRefused, DecodeError, EncodeError};
+use crate::error::{ConnectRefused, DecodeError, EncodeError, Unfit};
 
 /// PINGREQ: the whole packet.
 pub(crate) const PINGREQ: [u8; 2] = [0xC0, 0x00];
@@ -295,21 +295,31 @@ pub fn encode_publish(
 
 /// Encodes a PUBLISH whose payload `write_payload` writes in place, so the payload is never
 /// copied. Returns where in `buf` the packet ended up: it starts up to three bytes in, because
-/// room for the longest length field is kept until the payload's length is known.
+/// room for the longest length field is kept until the payload's length is known. When `buf`
+/// is too small, says how large a `buf` would do, which `write_payload` must say of its own.
 pub(crate) fn encode_publish_with(
     topic: &str,
     pid: Option<u16>,
     retain: bool,
     buf: &mut [u8],
-    write_payload: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
-) -> Result<core::ops::Range<usize>, EncodeError> {
+    write_payload: impl FnOnce(&mut [u8]) -> Result<usize, Unfit>,
+) -> Result<core::ops::Range<usize>, Unfit> {
     u16::try_from(topic.len()).map_err(|_| EncodeError::TooLarge)?;
     let variable = 2 + topic.len() + if pid.is_some() { 2 } else { 0 };
     let reserved = 5 + variable;
-    let payload_len = write_payload(buf.get_mut(reserved..).ok_or(EncodeError::BufferTooSmall)?)?;
+    // Without room even for the headers the payload is still measured, in an empty slice.
+    let payload_len = match write_payload(buf.get_mut(reserved..).unwrap_or_default()) {
+        Ok(n) => n,
+        Err(Unfit::Needs(n)) => {
+            // A packet MQTT cannot express is refused as such, not as a lack of room.
+            publish_header(pid, retain, variable + n)?;
+            return Err(Unfit::Needs(reserved + n));
+        }
+        Err(e) => return Err(e),
+    };
     let (header, header_len) = publish_header(pid, retain, variable + payload_len)?;
     let start = reserved - variable - header_len;
-    let out = buf.get_mut(start..reserved).ok_or(EncodeError::BufferTooSmall)?;
+    let out = buf.get_mut(start..reserved).ok_or(Unfit::Needs(reserved + payload_len))?;
     put_publish_head(&mut Cursor { out, at: 0 }, header.get(..header_len).unwrap_or_default(), topic, pid);
     Ok(start..reserved + payload_len)
 }

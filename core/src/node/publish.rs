@@ -150,7 +150,7 @@ pub(super) fn push_json<const M: usize>(
     json: &dyn ToJson,
 ) -> Result<Dropped, NodeError> {
     outbox.push(kind, pid, tag, |buf| {
-        packet::encode_publish_with(topic, Some(pid), retain, buf, |payload| message::to_json(json, payload))
+        packet::encode_publish_with(topic, Some(pid), retain, buf, |payload| message::to_json_sized(json, payload))
     })
 }
 

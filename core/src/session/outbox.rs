@@ -8,7 +8,7 @@
 use core::ops::Range;
 
 use crate::codec::frame::FixedHeader;
-use crate::error::{EncodeError, NodeError};
+use crate::error::{NodeError, Unfit};
 use crate::time::{later, Duration, Instant};
 
 /// What a message is, which decides its fate on reconnect and overflow.
@@ -50,6 +50,20 @@ struct Entry {
     len: usize,
 }
 
+impl Entry {
+    /// Whether a newer message of `kind` makes this one obsolete: there is one register and one
+    /// status at most.
+    fn replaced_by(&self, kind: MessageKind) -> bool {
+        matches!(kind, MessageKind::Register | MessageKind::Status) && self.kind == kind
+    }
+
+    /// Whether it may be dropped to make room. The register and status may not: there is only
+    /// one of each.
+    fn droppable(&self) -> bool {
+        matches!(self.kind, MessageKind::Heartbeat | MessageKind::Result)
+    }
+}
+
 /// A bounded store of outgoing QoS 1 messages: `N` entries in the caller's byte arena.
 #[derive(Debug)]
 pub(crate) struct Outbox<'b, const N: usize> {
@@ -73,40 +87,89 @@ impl<'b, const N: usize> Outbox<'b, N> {
         self.entries.last().map_or(0, |e| e.start + e.len)
     }
 
-    /// Adds a message that `encode` writes into the free end of the arena, returning where in it
-    /// the packet is (it may be called more than once, as room is made). A newer register or
+    /// Adds a message that `encode` writes into the room it is given, returning where in it the
+    /// packet is, or how much room it needs (it may be called twice). A newer register or
     /// status replaces the queued one.
+    ///
+    /// Room is made by dropping what [`victim`](Self::victim) picks, and the returned
+    /// [`Dropped`] counts exactly what was lost. A message that would not fit even with every
+    /// droppable entry gone is refused with nothing dropped: the outbox is left as it was.
     pub(crate) fn push(
         &mut self,
         kind: MessageKind,
         pid: u16,
         tag: u64,
-        mut encode: impl FnMut(&mut [u8]) -> Result<Range<usize>, EncodeError>,
+        mut encode: impl FnMut(&mut [u8]) -> Result<Range<usize>, Unfit>,
     ) -> Result<Dropped, NodeError> {
-        if matches!(kind, MessageKind::Register | MessageKind::Status) {
-            while let Some(i) = self.entries.iter().position(|e| e.kind == kind) {
-                self.remove(i);
+        // Usually it fits as things are; when it does not, this first try measures it.
+        let needed = match encode(self.free_end()) {
+            Ok(at) if !self.entries.is_full() => {
+                self.insert(kind, pid, tag, at);
+                return Ok(Dropped::default());
             }
+            Ok(at) => at.end,
+            Err(Unfit::Needs(n)) => n,
+            Err(Unfit::Encode(e)) => return Err(NodeError::Encode(e)),
+        };
+        if !self.could_fit(kind, needed) {
+            return Err(NodeError::OutboxFull);
+        }
+        let dropped = self.make_room(kind, needed);
+        match encode(self.free_end()) {
+            Ok(at) => {
+                self.insert(kind, pid, tag, at);
+                Ok(dropped)
+            }
+            // Only if `encode` misjudged its own size: `make_room` made the room it asked for.
+            Err(Unfit::Needs(_)) => Err(NodeError::OutboxFull),
+            Err(Unfit::Encode(e)) => Err(NodeError::Encode(e)),
+        }
+    }
+
+    /// The unused end of the arena, where a new message is written.
+    fn free_end(&mut self) -> &mut [u8] {
+        let start = self.used();
+        self.arena.get_mut(start..).unwrap_or_default()
+    }
+
+    /// Files the message just written at `at` in the free end, then lets go of the register or
+    /// status it replaces. There must be a free slot.
+    fn insert(&mut self, kind: MessageKind, pid: u16, tag: u64, at: Range<usize>) {
+        let (start, len) = (self.used() + at.start, at.len());
+        let entry = Entry { kind, state: State::Queued { dup: false }, pid, tag, first: false, start, len };
+        // The callers checked that there is a free slot.
+        let _ = self.entries.push(entry);
+        // The first of its kind, until that is the one just filed.
+        let older = |o: &Self| o.entries.iter().position(|e| e.replaced_by(kind)).filter(|&i| i + 1 < o.entries.len());
+        while let Some(i) = older(self) {
+            self.remove(i);
+        }
+    }
+
+    /// Whether `needed` bytes and a slot would be free for a message of `kind` once every entry
+    /// it replaces and every droppable one were gone.
+    fn could_fit(&self, kind: MessageKind, needed: usize) -> bool {
+        let (mut kept, mut kept_bytes, mut end) = (0, 0, 0);
+        for e in self.entries.iter() {
+            if !e.droppable() && !e.replaced_by(kind) {
+                kept += 1;
+                // An entry's bytes include the gap before it, which goes with it (`remove_range`).
+                kept_bytes += e.start + e.len - end;
+            }
+            end = e.start + e.len;
+        }
+        kept < N && needed <= self.arena.len().saturating_sub(kept_bytes)
+    }
+
+    /// Drops the entries a message of `kind` replaces, then victims until `needed` bytes and a
+    /// slot are free, and says which of them were lost for good.
+    fn make_room(&mut self, kind: MessageKind, needed: usize) -> Dropped {
+        while let Some(i) = self.entries.iter().position(|e| e.replaced_by(kind)) {
+            self.remove(i);
         }
         let mut dropped = Dropped::default();
-        loop {
-            let start = self.used();
-            if !self.entries.is_full() {
-                match encode(self.arena.get_mut(start..).unwrap_or_default()) {
-                    Ok(at) => {
-                        let (start, len) = (start + at.start, at.len());
-                        let entry =
-                            Entry { kind, state: State::Queued { dup: false }, pid, tag, first: false, start, len };
-                        // Not full: checked just above.
-                        let _ = self.entries.push(entry);
-                        return Ok(dropped);
-                    }
-                    Err(EncodeError::BufferTooSmall) if start == 0 => return Err(NodeError::OutboxFull),
-                    Err(EncodeError::BufferTooSmall) => {}
-                    Err(e) => return Err(NodeError::Encode(e)),
-                }
-            }
-            let Some(i) = self.victim() else { return Err(NodeError::OutboxFull) };
+        while self.entries.is_full() || self.arena.len().saturating_sub(self.used()) < needed {
+            let Some(i) = self.victim() else { break };
             match self.entries.get(i).map(|e| (e.kind, e.state)) {
                 Some((_, State::Acked)) => {
                     // Cached results go in runs, up to a quarter of the arena at a time, so a
@@ -128,28 +191,32 @@ impl<'b, const N: usize> Outbox<'b, N> {
             }
             self.remove(i);
         }
+        dropped
     }
 
     /// The entry to give up for room: a cached result, else the oldest heartbeat, else the
-    /// oldest result. Register and status are never dropped: there is only one of each.
+    /// oldest result; every droppable entry in turn, so `could_fit` may count them all.
     fn victim(&self) -> Option<usize> {
         let oldest = |pred: &dyn Fn(&Entry) -> bool| self.entries.iter().position(pred);
         oldest(&|e| e.state == State::Acked)
             .or_else(|| oldest(&|e| e.kind == MessageKind::Heartbeat))
-            .or_else(|| oldest(&|e| e.kind == MessageKind::Result))
+            .or_else(|| oldest(&Entry::droppable))
     }
 
     fn remove(&mut self, i: usize) {
         self.remove_range(i..i + 1);
     }
 
-    /// Removes entries `range` with one slide of the bytes after them.
+    /// Removes entries `range` with one slide of the bytes after them. Each entry owns the gap
+    /// that `encode` may leave before it, so the bytes from the end of the entry before the
+    /// range go too; otherwise every removal would leak those few bytes until the outbox empties.
     fn remove_range(&mut self, range: Range<usize>) {
-        let (Some(first), Some(last)) = (self.entries.get(range.start), self.entries.get(range.end.wrapping_sub(1)))
-        else {
+        if range.is_empty() {
             return;
-        };
-        let (from, to) = (first.start, last.start + last.len);
+        }
+        let Some(last) = self.entries.get(range.end - 1) else { return };
+        let to = last.start + last.len;
+        let from = range.start.checked_sub(1).and_then(|i| self.entries.get(i)).map_or(0, |e| e.start + e.len);
         let end = self.used();
         self.arena.copy_within(to..end, from);
         for _ in range.clone() {
@@ -284,18 +351,41 @@ impl<'b, const N: usize> Outbox<'b, N> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::codec::packet::encode_publish;
+    use std::string::String;
+    use std::vec::Vec;
 
-    fn publish(pid: u16, payload: &'static [u8]) -> impl FnMut(&mut [u8]) -> Result<Range<usize>, EncodeError> {
-        move |buf| encode_publish("t", payload, Some(pid), false, buf).map(|n| 0..n)
+    use super::*;
+    use crate::codec::packet::encode_publish_with;
+
+    /// A QoS 1 PUBLISH on topic `t`, written as the node writes its own: it takes 10 bytes of
+    /// room more than its payload, 3 of them the gap left before the packet.
+    fn publish(pid: u16, payload: &[u8]) -> impl FnMut(&mut [u8]) -> Result<Range<usize>, Unfit> + '_ {
+        move |buf| {
+            encode_publish_with("t", Some(pid), false, buf, |room| {
+                let dst = room.get_mut(..payload.len()).ok_or(Unfit::Needs(payload.len()))?;
+                dst.copy_from_slice(payload);
+                Ok(payload.len())
+            })
+        }
+    }
+
+    /// Everything the outbox holds: the entries and the bytes they are in.
+    fn snapshot<const N: usize>(o: &Outbox<'_, N>) -> (String, Vec<u8>) {
+        (std::format!("{:?}", o.entries), o.arena.get(..o.used()).unwrap().to_vec())
+    }
+
+    /// Sends the next queued message and has the broker acknowledge it.
+    fn deliver<const N: usize>(o: &mut Outbox<'_, N>, pid: u16) {
+        let i = o.next_queued().unwrap();
+        o.transmit(i, Instant::from_secs(1));
+        assert!(o.ack(pid).is_some());
     }
 
     #[test]
     fn overflow_drops_heartbeats_before_results_and_never_register() {
-        let mut arena = [0u8; 40];
+        let mut arena = [0u8; 48];
         let mut o = Outbox::<'_, 8>::new(&mut arena);
-        // Each packet: 2 header + 3 topic + 2 pid + 6 payload = 13 bytes; three fit in 40.
+        // Each message takes 16 bytes of room (6 of payload); three fit in 48.
         assert_eq!(o.push(MessageKind::Register, 1, 0, publish(1, b"regist")), Ok(Dropped::default()));
         o.push(MessageKind::Result, 2, 9, publish(2, b"result")).unwrap();
         o.push(MessageKind::Heartbeat, 3, 0, publish(3, b"heartb")).unwrap();
@@ -305,10 +395,79 @@ mod tests {
         assert_eq!(d, Dropped { heartbeats: 0, results: 1 });
         assert_eq!(o.pending(MessageKind::Register), 1);
         assert_eq!(o.pending(MessageKind::Result), 2);
-        assert_eq!(
-            o.push(MessageKind::Result, 6, 0, |b| encode_publish("t", &[0; 64], Some(6), false, b).map(|n| 0..n)),
-            Err(NodeError::OutboxFull)
-        );
+        assert_eq!(o.push(MessageKind::Result, 6, 0, publish(6, &[0; 64])), Err(NodeError::OutboxFull));
+    }
+
+    #[test]
+    fn a_message_that_would_not_fit_even_with_everything_droppable_gone_drops_nothing() {
+        let mut arena = [0u8; 64];
+        let mut o = Outbox::<'_, 8>::new(&mut arena);
+        o.push(MessageKind::Register, 1, 0, publish(1, b"regist")).unwrap();
+        o.push(MessageKind::Result, 2, 9, publish(2, b"cached")).unwrap();
+        o.push(MessageKind::Heartbeat, 3, 0, publish(3, b"heartb")).unwrap();
+        o.push(MessageKind::Result, 4, 8, publish(4, b"result")).unwrap();
+        deliver(&mut o, 1);
+        o.push(MessageKind::Register, 5, 0, publish(5, b"regist")).unwrap();
+        deliver(&mut o, 2);
+        let before = snapshot(&o);
+        // 50 bytes of room: the register's 16 leave 48 at most.
+        assert_eq!(o.push(MessageKind::Result, 6, 0, publish(6, &[b'x'; 40])), Err(NodeError::OutboxFull));
+        assert_eq!(snapshot(&o), before);
+        assert_eq!((o.pending(MessageKind::Heartbeat), o.pending(MessageKind::Result)), (1, 1));
+        assert!(o.replay(9, 7), "the cached result is still there to replay");
+    }
+
+    #[test]
+    fn a_register_that_would_not_fit_leaves_the_queued_one_and_one_that_fits_replaces_it() {
+        let mut arena = [0u8; 48];
+        let mut o = Outbox::<'_, 4>::new(&mut arena);
+        o.push(MessageKind::Register, 1, 0, publish(1, b"regist")).unwrap();
+        o.push(MessageKind::Status, 2, 0, publish(2, b"online")).unwrap();
+        assert_eq!(o.push(MessageKind::Register, 3, 0, publish(3, b"regist")), Ok(Dropped::default()));
+        assert_eq!((o.pending(MessageKind::Register), o.pending(MessageKind::Status)), (1, 1));
+        let before = snapshot(&o);
+        // 33 bytes of room; the status keeps 16 of the 48.
+        assert_eq!(o.push(MessageKind::Register, 4, 0, publish(4, &[b'r'; 23])), Err(NodeError::OutboxFull));
+        assert_eq!(snapshot(&o), before);
+        // 32 bytes: only with the queued register gone.
+        assert_eq!(o.push(MessageKind::Register, 5, 0, publish(5, &[b'r'; 22])), Ok(Dropped::default()));
+        assert_eq!((o.pending(MessageKind::Register), o.pending(MessageKind::Status)), (1, 1));
+        let i = o.next_queued().unwrap();
+        assert_eq!(o.transmit(i, Instant::from_secs(1))[5..7], 2u16.to_be_bytes(), "the status, now first");
+        let i = o.next_queued().unwrap();
+        assert_eq!(o.transmit(i, Instant::from_secs(1))[5..7], 5u16.to_be_bytes(), "then the newest register");
+        assert_eq!(o.next_queued(), None);
+    }
+
+    #[test]
+    fn making_room_reports_exactly_what_it_dropped_even_after_a_refused_message() {
+        let mut arena = [0u8; 80];
+        let mut o = Outbox::<'_, 8>::new(&mut arena);
+        o.push(MessageKind::Result, 1, 9, publish(1, b"cached")).unwrap();
+        deliver(&mut o, 1);
+        o.push(MessageKind::Register, 2, 0, publish(2, b"regist")).unwrap();
+        o.push(MessageKind::Heartbeat, 3, 0, publish(3, b"heartb")).unwrap();
+        o.push(MessageKind::Result, 4, 8, publish(4, b"result")).unwrap();
+        assert_eq!(o.push(MessageKind::Result, 5, 0, publish(5, &[b'x'; 80])), Err(NodeError::OutboxFull));
+        // 48 bytes of room, 16 free: the cached result and the heartbeat make the rest.
+        let d = o.push(MessageKind::Result, 6, 7, publish(6, &[b'x'; 38]));
+        assert_eq!(d, Ok(Dropped { heartbeats: 1, results: 0 }));
+        assert_eq!((o.pending(MessageKind::Register), o.pending(MessageKind::Heartbeat)), (1, 0));
+        assert_eq!(o.pending(MessageKind::Result), 2);
+        assert!(!o.replay(9, 10), "the cached result went first, uncounted");
+    }
+
+    #[test]
+    fn a_message_leaving_frees_the_gap_before_it_too() {
+        let mut arena = [0u8; 48];
+        let mut o = Outbox::<'_, 4>::new(&mut arena);
+        o.push(MessageKind::Register, 1, 0, publish(1, b"regist")).unwrap();
+        o.push(MessageKind::Heartbeat, 2, 0, publish(2, b"heartb")).unwrap();
+        o.push(MessageKind::Result, 3, 9, publish(3, b"result")).unwrap();
+        deliver(&mut o, 1);
+        // All 16 bytes the register took are free again, so nothing has to go.
+        assert_eq!(o.push(MessageKind::Result, 4, 8, publish(4, b"result")), Ok(Dropped::default()));
+        assert_eq!((o.pending(MessageKind::Heartbeat), o.pending(MessageKind::Result)), (1, 2));
     }
 
     #[test]

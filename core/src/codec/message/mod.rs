@@ -17,7 +17,7 @@ pub(crate) use names::key;
 pub use view::{HeartbeatView, RegisterView, ResultView, StatusView};
 
 use super::json::Writer;
-use crate::error::EncodeError;
+use crate::error::{EncodeError, Unfit};
 
 /// Opens an object with its first member's key (`key` without its leading comma). Inlined, as
 /// [`Writer::raw`] is, so the key stays a constant to copy.
@@ -40,10 +40,19 @@ pub fn to_json<T: ToJson + ?Sized>(message: &T, buf: &mut [u8]) -> Result<usize,
     w.finish()
 }
 
+/// Writes `message` as JSON into `buf`, returning the length written, or how many bytes it
+/// takes when `buf` is too small.
+pub(crate) fn to_json_sized<T: ToJson + ?Sized>(message: &T, buf: &mut [u8]) -> Result<usize, Unfit> {
+    let mut w = Writer::new(buf);
+    message.write_json(&mut w);
+    w.finish_sized()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::json::{Object, RawJson};
+    use crate::codec::packet::encode_publish_with;
     use crate::error::PayloadError;
     use crate::time::Timestamp;
 
@@ -228,6 +237,30 @@ mod tests {
             r#"{"timestamp":"1970-01-01T00:00:00Z","node_name":"n","instance_id":"n-h-1","request_id":"a\"b","command":"echo","success":true,"message":"line\nbreak","data":{"echo": [1, "x"]},"state":"done"}"#
         );
         assert_eq!(to_json(&r, &mut buf[..20]), Err(EncodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn a_publish_too_large_for_its_room_says_exactly_how_much_room_it_takes() {
+        let data = RawJson::parse(br#"{"echo": [1, "x"]}"#).unwrap();
+        let r = ResultMessage {
+            timestamp: Timestamp::from_unix_secs(0),
+            node_name: "n",
+            instance_id: "n-h-1",
+            request_id: "r1",
+            command: "echo",
+            success: true,
+            message: "quote \" and\nbreak",
+            data: Some(data),
+            state: "done",
+        };
+        let topic = "prefix/n/n-h-1/result";
+        let encode = |buf: &mut [u8]| encode_publish_with(topic, Some(1), false, buf, |p| to_json_sized(&r, p));
+        let mut buf = [0u8; 512];
+        let Err(Unfit::Needs(needed)) = encode(&mut buf[..20]) else { panic!("20 bytes are too few") };
+        // Also with no room for the headers, and with one byte short of enough.
+        assert_eq!(encode(&mut buf[..0]), Err(Unfit::Needs(needed)));
+        assert_eq!(encode(&mut buf[..needed - 1]), Err(Unfit::Needs(needed)));
+        assert_eq!(encode(&mut buf[..needed]).map(|at| at.end), Ok(needed));
     }
 
     proptest::proptest! {
