@@ -257,6 +257,37 @@ fn a_result_too_large_for_the_outbox_drops_nothing_and_what_its_failure_displace
 }
 
 #[test]
+fn a_built_in_answer_with_no_room_in_the_outbox_is_counted_as_dropped() {
+    // Room for the register and the status while both wait for their PUBACKs, and no more:
+    // neither may be dropped, so `ping`'s answer has nowhere to go. Their size, measured first:
+    // a packet takes its payload, its topic and at most 9 bytes of framing.
+    let mut probe = Script::new(config());
+    probe.expect(Out::Open);
+    probe.open();
+    probe.broker_sends(&broker::connack(false, 0));
+    probe.expect_event(Out::Connected(false));
+    let pid = probe.expect_subscribe();
+    probe.broker_sends(&broker::suback(pid, &[1, 1]));
+    let room = |p: Pub| p.payload.len() + p.topic.len() + 9;
+    let outbox = room(probe.expect_publish("register")) + room(probe.expect_publish("status"));
+
+    let mut t = Script::with_buffers(config(), 2048, 1024, outbox);
+    t.expect(Out::Open);
+    t.open();
+    t.broker_sends(&broker::connack(false, 0));
+    t.expect_event(Out::Connected(false));
+    let pid = t.expect_subscribe();
+    t.broker_sends(&broker::suback(pid, &[1, 1]));
+    t.expect_publish("register");
+    t.expect_publish("status");
+    t.broker_sends(&broker::command("ping", "q1", "{}"));
+    t.expect_packet(Sent::Puback(7));
+    t.expect_event(Out::MessagesDropped(0, 1));
+    assert_eq!(t.node.stats().results_dropped, 1);
+    assert_eq!(t.node.queued(MessageKind::Result), 0);
+}
+
+#[test]
 fn offline_outbox_overflow_drops_the_oldest_droppable_message_and_counts_it() {
     // 1100 bytes of outbox: four results (about 275 bytes each), or register, status and two.
     let mut t = Script::with_buffers(Config { commands: &["echo"], ..config() }, 2048, 1024, 1100);

@@ -11,6 +11,7 @@ use super::output::Pending;
 use super::{CommandId, Node, COMMAND_MAX, REQUEST_ID_MAX};
 use crate::codec::json::{Object, RawJson};
 use crate::error::CommandError;
+use crate::session::outbox::Dropped;
 use crate::time::later;
 
 impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
@@ -62,14 +63,29 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     }
 
     pub(super) fn answer(&mut self, request: ReplyTo<'_>, message: &str, data: Option<RawJson<'_>>) {
-        // A full outbox is reported through MessagesDropped by `enqueue`; nothing else to do.
-        let _ = self.finish(request, true, message, data);
+        self.finish_or_count(request, true, message, data);
     }
 
     pub(super) fn fail(&mut self, request: ReplyTo<'_>, error: CommandError) {
         let mut message = heapless::String::<96>::new();
         let _ = write!(message, "{error}");
-        let _ = self.finish(request, false, &message, None);
+        self.finish_or_count(request, false, &message, None);
+    }
+
+    /// Publishes a final result the node makes itself (a built-in's answer, a refusal, a
+    /// timeout, a fallback failure). Nobody could act on an error, so one that cannot be queued
+    /// is counted as a dropped result ([`Event::MessagesDropped`]).
+    pub(super) fn finish_or_count(
+        &mut self,
+        request: ReplyTo<'_>,
+        success: bool,
+        message: &str,
+        data: Option<RawJson<'_>>,
+    ) {
+        if self.finish(request, success, message, data).is_err() {
+            self.stats.results_dropped += 1;
+            self.push_event(Pending::MessagesDropped(Dropped { heartbeats: 0, results: 1 }));
+        }
     }
 
     pub(super) fn time_out(&mut self, id: CommandId) {
@@ -77,7 +93,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         let mut message = heapless::String::<64>::new();
         let ms = running.timeout.map_or(0, |t| t.as_millis());
         let _ = write!(message, "timed out after {ms} ms");
-        let _ = self.finish(running.request(), false, &message, None);
+        self.finish_or_count(running.request(), false, &message, None);
         self.push_event(Pending::CommandTimedOut(id));
     }
 

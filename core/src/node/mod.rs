@@ -40,7 +40,7 @@ use crate::codec::frame::Reassembly;
 use crate::codec::message::{self, Metrics};
 use crate::error::{ConfigError, NodeError};
 use crate::rng::Rng;
-use crate::session::outbox::{Dropped, Outbox};
+use crate::session::outbox::Outbox;
 use crate::session::{Backoff, MessageKind};
 use crate::time::{later, Duration, Instant, WallClock};
 
@@ -462,12 +462,9 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         };
         let mut message = heapless::String::<96>::new();
         let _ = write!(message, "result could not be sent: {refused}");
-        if self.finish(running.request(), false, &message, None).is_err() {
-            // Not even a failure fits: the command is over all the same (its handler has
-            // returned), and the lost answer is counted as a dropped result.
-            self.stats.results_dropped += 1;
-            self.push_event(Pending::MessagesDropped(Dropped { heartbeats: 0, results: 1 }));
-        }
+        // Should not even a failure fit, the command is over all the same (its handler has
+        // returned), and the lost answer is counted.
+        self.finish_or_count(running.request(), false, &message, None);
         self.commands.take(id);
         Err(refused)
     }
