@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::Database;
+use super::{readable_rows, Database};
 use crate::error::Error;
 use crate::record::{CommandRecord, ResultRecord};
 
@@ -116,37 +116,33 @@ impl Database {
                 received_ms FROM results WHERE request_id = ?1 ORDER BY id",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let list = commands
-            .query_map(params![limit, sent, rowid], |r| {
-                Ok(CommandRecord {
-                    request_id: r.get(0)?,
-                    command: r.get(1)?,
-                    parameters: r.get(2)?,
-                    target: r.get(3)?,
-                    expected: r.get(4)?,
-                    sent_ms: r.get(5)?,
-                    attempts: r.get(6)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let list = readable_rows(&mut commands, params![limit, sent, rowid], "commands", |r| {
+            Ok(CommandRecord {
+                request_id: r.get(0)?,
+                command: r.get(1)?,
+                parameters: r.get(2)?,
+                target: r.get(3)?,
+                expected: r.get(4)?,
+                sent_ms: r.get(5)?,
+                attempts: r.get(6)?,
+            })
+        })?;
         let mut out = Vec::with_capacity(list.len());
         for c in list {
-            let rs = results
-                .query_map([&c.request_id], |r| {
-                    Ok(ResultRecord {
-                        request_id: r.get(0)?,
-                        instance_id: r.get(1)?,
-                        node_name: r.get(2)?,
-                        command: r.get(3)?,
-                        success: r.get(4)?,
-                        message: r.get(5)?,
-                        data: r.get(6)?,
-                        state: r.get(7)?,
-                        timestamp: r.get(8)?,
-                        received_ms: r.get(9)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rs = readable_rows(&mut results, [&c.request_id], "results", |r| {
+                Ok(ResultRecord {
+                    request_id: r.get(0)?,
+                    instance_id: r.get(1)?,
+                    node_name: r.get(2)?,
+                    command: r.get(3)?,
+                    success: r.get(4)?,
+                    message: r.get(5)?,
+                    data: r.get(6)?,
+                    state: r.get(7)?,
+                    timestamp: r.get(8)?,
+                    received_ms: r.get(9)?,
+                })
+            })?;
             out.push((c, rs));
         }
         Ok(out)
@@ -292,6 +288,21 @@ mod tests {
         assert_eq!(count(&store, "SELECT COUNT(*) FROM results WHERE request_id = 'stranger-1'"), 0);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM results WHERE request_id = 'stranger-10005'"), 1);
         assert_eq!(store.apply_retention(&retention, now).unwrap(), Pruned::default());
+    }
+
+    #[test]
+    fn an_unreadable_command_or_result_row_is_skipped_and_the_rest_of_the_history_read() {
+        let mut store = Database::open(&temp("bad-history-row")).unwrap();
+        let (good, bad) = (result("r1", "done", "ok", 1), result("r1", "in_progress", "half", 1));
+        write(&mut store, vec![command("r1", 1), command("r2", 2)], vec![bad, good.clone()]);
+        store
+            .conn
+            .execute_batch(
+                "UPDATE commands SET attempts = 'often' WHERE request_id = 'r2';
+                 UPDATE results SET received_ms = 'soon' WHERE state = 'in_progress';",
+            )
+            .unwrap();
+        assert_eq!(store.history(10, None).unwrap(), vec![(command("r1", 1), vec![good])]);
     }
 
     #[test]

@@ -115,28 +115,36 @@ impl Database {
         Ok(())
     }
 
-    /// Every instance in the file. A row this engine cannot read (a value of the wrong type,
-    /// written by hand or by a broken tool) is skipped with a warning rather than refusing them all.
+    /// Every instance in the file; a row this engine cannot read is skipped with a warning.
     pub fn load_instances(&self) -> Result<Vec<Instance>, Error> {
         let mut stmt = self.conn.prepare(
             "SELECT instance_id, node_name, hostname, version, pid, start_time, status, registered, register_json,
                 first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime, cpu_centipercent,
-                memory_mb, threads, metrics_json, heartbeats, registered_ms, rowid FROM instances
+                memory_mb, threads, metrics_json, heartbeats, registered_ms FROM instances
              ORDER BY node_name, instance_id",
         )?;
-        let mut rows = stmt.query([])?;
-        let mut instances = Vec::new();
-        while let Some(row) = rows.next()? {
-            match read_instance(row) {
-                Ok(instance) => instances.push(instance),
-                Err(e) => {
-                    let rowid: Option<i64> = row.get(20).ok();
-                    tracing::warn!(rowid, error = %e, "an unreadable row in the instances table: skipped");
-                }
-            }
-        }
-        Ok(instances)
+        readable_rows(&mut stmt, [], "instances", read_instance)
     }
+}
+
+/// The rows of `stmt` that `read` makes sense of. A row it cannot read (a value of the wrong
+/// type, written by hand or by a broken tool) is skipped with a warning rather than refusing
+/// every other row with it.
+fn readable_rows<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    table: &str,
+    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, Error> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        match read(row) {
+            Ok(value) => out.push(value),
+            Err(e) => tracing::warn!(table, error = %e, "an unreadable row: skipped"),
+        }
+    }
+    Ok(out)
 }
 
 /// One `instances` row, or why it cannot be read.
