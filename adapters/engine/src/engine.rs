@@ -21,8 +21,8 @@ use crate::event::FleetEvent;
 use crate::persist::Backlog;
 use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Ingested, Instance, Limits, Registry};
-use crate::send::{new_request_id, with_timeout_ms, SendOutcome, SendRequest};
-use crate::store::Database;
+use crate::send::{self, with_timeout_ms, SendOutcome, SendRequest, Verdict};
+use crate::store::{Database, HistoryQuery};
 use crate::target::{Selector, Target};
 use crate::tasks;
 
@@ -51,6 +51,9 @@ struct Counters {
     rejected: AtomicU64,
     oversized: AtomicU64,
     flush_failures: AtomicU64,
+    commands_succeeded: AtomicU64,
+    commands_failed: AtomicU64,
+    commands_timed_out: AtomicU64,
 }
 
 /// Counters since the engine started.
@@ -75,6 +78,12 @@ pub struct IngestStats {
     pub flush_failures: u64,
     /// Rows accepted and not yet in the database, changed instances included.
     pub unsaved_rows: usize,
+    /// Commands sent by this engine that every target answered with success.
+    pub commands_succeeded: u64,
+    /// Commands sent by this engine with at least one failed result (and none missing).
+    pub commands_failed: u64,
+    /// Commands sent by this engine that some target did not answer in time (or none was expected).
+    pub commands_timed_out: u64,
 }
 
 /// What the engine's handle and its background tasks share.
@@ -309,6 +318,17 @@ impl Engine {
         lock(&self.shared.registry).instances().to_vec()
     }
 
+    /// A copy of one instance.
+    pub fn instance(&self, instance_id: &str) -> Option<Instance> {
+        lock(&self.shared.registry).get(instance_id).cloned()
+    }
+
+    /// Calls `visit` with the registry, held locked meanwhile (ingest waits): for reading many
+    /// instances without copying them all. Keep it short.
+    pub fn with_registry<T>(&self, visit: impl FnOnce(&Registry) -> T) -> T {
+        visit(&lock(&self.shared.registry))
+    }
+
     /// Fleet events from now on. A receiver more than 4096 events behind loses the oldest.
     pub fn events(&self) -> broadcast::Receiver<FleetEvent> {
         self.shared.events.subscribe()
@@ -332,6 +352,9 @@ impl Engine {
             results_not_stored: backlog.results_not_stored,
             flush_failures: c.flush_failures.load(Ordering::Relaxed),
             unsaved_rows: backlog.rows() + dirty,
+            commands_succeeded: c.commands_succeeded.load(Ordering::Relaxed),
+            commands_failed: c.commands_failed.load(Ordering::Relaxed),
+            commands_timed_out: c.commands_timed_out.load(Ordering::Relaxed),
         }
     }
 
@@ -350,7 +373,16 @@ impl Engine {
         before: Option<&str>,
     ) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
         self.flush().await?;
-        lock(&self.shared.store).history(limit, before)
+        self.query_history(HistoryQuery { before: before.map(str::to_owned), ..HistoryQuery::latest(limit) }).await
+    }
+
+    /// The commands `query` selects, with their results, as the database has them: rows still
+    /// queued for a write (while the database refuses writes) are not in it yet.
+    pub async fn query_history(&self, query: HistoryQuery) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || lock(&shared.store).query_history(&query))
+            .await
+            .map_err(|_| Error::Stopped)?
     }
 
     /// Removes `lost` and `offline` instances whose status is older than `age`, clearing their
@@ -379,7 +411,7 @@ impl Engine {
             Object::parse(sent_parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
         let prefix = &self.shared.config.topic_prefix;
         let (topics, expected) = self.resolve(&request.target)?;
-        let request_id = new_request_id();
+        let request_id = send::request_id(request.request_id.as_deref())?;
         let control = ControlMessage {
             command: &request.command,
             timestamp: Timestamp::from_unix_secs(u64::try_from(now_ms() / 1000).unwrap_or(0)),
@@ -391,7 +423,12 @@ impl Engine {
         buf.truncate(n);
 
         let (tx, mut rx) = mpsc::unbounded_channel();
-        lock(&self.shared.waiters).insert(request_id.clone(), tx);
+        match lock(&self.shared.waiters).entry(request_id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                return Err(Error::InvalidCommand("the request id is in use by a request still waiting"));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(tx),
+        };
         // Whatever happens below, stop routing results to this request.
         struct Unregister<'a>(&'a Shared, String);
         impl Drop for Unregister<'_> {
@@ -451,8 +488,15 @@ impl Engine {
                 }
             }
         }
-        let timed_out = expected.iter().filter(|e| !results.contains_key(*e)).cloned().collect();
-        Ok(SendOutcome { request_id, expected, results, timed_out, attempts: record.attempts })
+        let timed_out: Vec<String> = expected.iter().filter(|e| !results.contains_key(*e)).cloned().collect();
+        let outcome = SendOutcome { request_id, expected, results, timed_out, attempts: record.attempts };
+        let counter = match outcome.verdict() {
+            Verdict::Succeeded => &self.shared.counters.commands_succeeded,
+            Verdict::Failed => &self.shared.counters.commands_failed,
+            Verdict::TimedOut => &self.shared.counters.commands_timed_out,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(outcome)
     }
 
     /// The control topics to publish on and the instances expected to answer.

@@ -48,6 +48,8 @@ pub enum Error {
     InvalidCommand(&'static str),
     /// The MQTT client refused the request (its queue is closed).
     Mqtt(String),
+    /// The console cannot listen (the address is taken, or not this machine's).
+    Http(String),
 }
 
 impl fmt::Display for Error {
@@ -72,6 +74,7 @@ impl fmt::Display for Error {
             Self::InvalidParameters(e) => write!(f, "parameters must be a JSON object: {e}"),
             Self::InvalidCommand(why) => write!(f, "invalid command: {why}"),
             Self::Mqtt(e) => write!(f, "mqtt: {e}"),
+            Self::Http(e) => write!(f, "console: {e}"),
         }
     }
 }

@@ -3,6 +3,8 @@
 #[cfg(feature = "embedded-broker")]
 mod broker;
 mod config;
+#[cfg(feature = "console")]
+pub mod console;
 mod engine;
 mod error;
 mod event;
@@ -25,8 +27,8 @@ pub use event::FleetEvent;
 pub use persist::MAX_BACKLOG_RESULTS;
 pub use record::{CommandRecord, ResultRecord};
 pub use registry::{Instance, Registry, Status};
-pub use send::{SendOutcome, SendRequest};
-pub use store::{Database, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
+pub use send::{SendOutcome, SendRequest, Verdict};
+pub use store::{Database, HistoryQuery, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
 pub use target::{Selector, Target};
 pub use text::{printable, Printable};
 

@@ -237,6 +237,9 @@ pub struct Registry {
     pub(crate) heartbeat_events: bool,
     pub(crate) limits: Limits,
     refusals: Refusals,
+    /// The node's timestamp of the last heartbeat ingested, and when it was ingested: how far
+    /// behind the fleet the engine runs.
+    latest_heartbeat: (String, i64),
 }
 
 impl Registry {
@@ -247,6 +250,13 @@ impl Registry {
         }
         let index = instances.iter().enumerate().map(|(i, inst)| (inst.instance_id.clone(), i)).collect();
         Self { instances, index, ..Self::default() }
+    }
+
+    /// The node's timestamp of the last heartbeat ingested (RFC 3339, as sent) and when it was
+    /// ingested (Unix milliseconds); `None` before the first.
+    pub fn latest_heartbeat(&self) -> Option<(&str, i64)> {
+        let (timestamp, at) = &self.latest_heartbeat;
+        (!timestamp.is_empty()).then_some((timestamp.as_str(), *at))
     }
 
     /// What it refused or left out so far.
@@ -362,6 +372,10 @@ impl Registry {
                     });
                 }
                 self.refusals.json_not_stored += u64::from(metrics.is_none());
+                let (timestamp, at) = &mut self.latest_heartbeat;
+                timestamp.clear();
+                timestamp.push_str(hb.timestamp);
+                *at = now_ms;
                 Ok(if events.is_empty() { Ingested::Quiet } else { Ingested::Events(events) })
             }
             Kind::Register if payload.is_empty() => match self.index.get(instance) {
@@ -474,6 +488,7 @@ impl Registry {
             heartbeat_events: self.heartbeat_events,
             limits: self.limits,
             refusals: self.refusals,
+            latest_heartbeat: std::mem::take(&mut self.latest_heartbeat),
             ..Self::from_instances(kept)
         };
         // Whatever was waiting to be flushed is flushed with the next change; re-mark it all.

@@ -26,12 +26,23 @@ pub struct SendRequest {
     /// How many times to resend, with the same request id, to instances that have not answered
     /// yet; the resends are spread evenly over the timeout.
     pub retries: u32,
+    /// The request id to use, so a caller can follow the results as they arrive
+    /// ([`FleetEvent::Result`](crate::FleetEvent::Result)) before `send` returns; `None` for a
+    /// fresh one. It must be 1 to 64 printable ASCII characters, none of `"` and `\`.
+    pub request_id: Option<String>,
 }
 
 impl SendRequest {
     /// `command` to `target`, no parameters, 10 s timeout, 2 retries.
     pub fn new(target: Target, command: impl Into<String>) -> Self {
-        Self { target, command: command.into(), parameters: "{}".into(), timeout: Duration::from_secs(10), retries: 2 }
+        Self {
+            target,
+            command: command.into(),
+            parameters: "{}".into(),
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            request_id: None,
+        }
     }
 }
 
@@ -53,7 +64,40 @@ pub struct SendOutcome {
 impl SendOutcome {
     /// Whether something answered, nothing timed out and every result is a success.
     pub fn all_succeeded(&self) -> bool {
-        self.timed_out.is_empty() && !self.results.is_empty() && self.results.values().all(|r| r.success)
+        self.verdict() == Verdict::Succeeded
+    }
+
+    /// The request's outcome in one word.
+    pub fn verdict(&self) -> Verdict {
+        if !self.timed_out.is_empty() || self.results.is_empty() {
+            Verdict::TimedOut
+        } else if self.results.values().all(|r| r.success) {
+            Verdict::Succeeded
+        } else {
+            Verdict::Failed
+        }
+    }
+}
+
+/// A request's outcome in one word, as `subnode_commands_total{outcome}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every target answered with success.
+    Succeeded,
+    /// Every target answered, and at least one with failure.
+    Failed,
+    /// Some target did not answer in time, or there was nobody to answer.
+    TimedOut,
+}
+
+impl Verdict {
+    /// The lowercase word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+        }
     }
 }
 
@@ -73,6 +117,22 @@ pub(crate) fn with_timeout_ms(parameters: &str, timeout: Duration) -> Result<Str
     }
     let rest = object.as_raw().as_str().strip_prefix('{').unwrap_or_default();
     Ok(format!("{{\"timeout_ms\":{ms},{rest}"))
+}
+
+/// The caller's request id if it is one the wire carries unescaped, else a fresh one.
+pub(crate) fn request_id(chosen: Option<&str>) -> Result<String, Error> {
+    match chosen {
+        None => Ok(new_request_id()),
+        Some(id)
+            if (1..=REQUEST_ID_MAX).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
+        {
+            Ok(id.to_owned())
+        }
+        Some(_) => {
+            Err(Error::InvalidCommand("a request id must be 1 to 64 printable ASCII characters, no quote or backslash"))
+        }
+    }
 }
 
 /// A request id nobody else uses: time, process and a counter, well under the 64-byte limit.
@@ -99,5 +159,14 @@ mod tests {
         assert_eq!(with_timeout_ms("{}", Duration::from_millis(500)).unwrap(), r#"{"timeout_ms":450}"#);
         assert_eq!(with_timeout_ms(r#"{"timeout_ms":5,"x":1}"#, ten).unwrap(), r#"{"timeout_ms":5,"x":1}"#);
         assert!(matches!(with_timeout_ms("[1]", ten), Err(Error::InvalidParameters(_))));
+    }
+
+    #[test]
+    fn a_chosen_request_id_is_used_if_the_wire_carries_it_as_it_is() {
+        assert_eq!(request_id(Some("ui-42")).unwrap(), "ui-42");
+        assert!(request_id(None).unwrap().starts_with("r-"));
+        for bad in ["", "has space", "quote\"", "back\\slash", "é", &"x".repeat(65)] {
+            assert!(matches!(request_id(Some(bad)), Err(Error::InvalidCommand(_))), "{bad:?}");
+        }
     }
 }

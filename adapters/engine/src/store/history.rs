@@ -86,6 +86,26 @@ pub(super) fn save_results(tx: &Transaction<'_>, results: &[ResultRecord]) -> Re
     Ok(())
 }
 
+/// Which commands of the history to read, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The most commands.
+    pub limit: usize,
+    /// Only commands sent before this one (the request id a page ended with).
+    pub before: Option<String>,
+    /// Only commands this instance was expected to answer or answered, with its results only.
+    pub instance: Option<String>,
+    /// Only the command with this request id.
+    pub request_id: Option<String>,
+}
+
+impl HistoryQuery {
+    /// The latest `limit` commands.
+    pub fn latest(limit: usize) -> Self {
+        Self { limit, before: None, instance: None, request_id: None }
+    }
+}
+
 impl Database {
     /// The latest `limit` commands sent before the command `before` (or the latest of all), newest
     /// first, each with its results in arrival order.
@@ -94,7 +114,12 @@ impl Database {
         limit: usize,
         before: Option<&str>,
     ) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
-        let cursor = match before {
+        self.query_history(&HistoryQuery { before: before.map(str::to_owned), ..HistoryQuery::latest(limit) })
+    }
+
+    /// The commands `query` selects, newest first, each with its results in arrival order.
+    pub fn query_history(&self, query: &HistoryQuery) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
+        let cursor = match query.before.as_deref() {
             Some(id) => Some(
                 self.conn
                     .query_row("SELECT sent_ms, rowid FROM commands WHERE request_id = ?1", [id], |r| {
@@ -108,15 +133,19 @@ impl Database {
         let (sent, rowid) = cursor.unzip();
         let mut commands = self.conn.prepare_cached(
             "SELECT request_id, command, parameters, target, expected, sent_ms, attempts FROM commands
-             WHERE ?2 IS NULL OR (sent_ms, rowid) < (?2, ?3)
+             WHERE (?2 IS NULL OR (sent_ms, rowid) < (?2, ?3))
+                AND (?4 IS NULL OR instr(',' || expected || ',', ',' || ?4 || ',') > 0
+                    OR request_id IN (SELECT request_id FROM results WHERE instance_id = ?4))
+                AND (?5 IS NULL OR request_id = ?5)
              ORDER BY sent_ms DESC, rowid DESC LIMIT ?1",
         )?;
         let mut results = self.conn.prepare_cached(
             "SELECT request_id, instance_id, node_name, command, success, message, data, state, timestamp,
-                received_ms FROM results WHERE request_id = ?1 ORDER BY id",
+                received_ms FROM results WHERE request_id = ?1 AND (?2 IS NULL OR instance_id = ?2) ORDER BY id",
         )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let list = readable_rows(&mut commands, params![limit, sent, rowid], "commands", |r| {
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let filter = params![limit, sent, rowid, query.instance, query.request_id];
+        let list = readable_rows(&mut commands, filter, "commands", |r| {
             Ok(CommandRecord {
                 request_id: r.get(0)?,
                 command: r.get(1)?,
@@ -129,7 +158,7 @@ impl Database {
         })?;
         let mut out = Vec::with_capacity(list.len());
         for c in list {
-            let rs = readable_rows(&mut results, [&c.request_id], "results", |r| {
+            let rs = readable_rows(&mut results, params![c.request_id, query.instance], "results", |r| {
                 Ok(ResultRecord {
                     request_id: r.get(0)?,
                     instance_id: r.get(1)?,
@@ -303,6 +332,30 @@ mod tests {
             )
             .unwrap();
         assert_eq!(store.history(10, None).unwrap(), vec![(command("r1", 1), vec![good])]);
+    }
+
+    #[test]
+    fn the_history_of_one_instance_or_one_request_is_read_alone() {
+        let mut store = Database::open(&temp("history-of")).unwrap();
+        let other = ResultRecord { instance_id: "a-h-2".into(), ..result("r2", "done", "ok", 2) };
+        // r1 expected a-h-1 (unanswered); r2 was a broadcast both answered; r3 was for a-h-2 only.
+        let commands = vec![
+            command("r1", 1),
+            CommandRecord { expected: String::new(), ..command("r2", 2) },
+            CommandRecord { expected: "a-h-2,a-h-12".into(), ..command("r3", 3) },
+        ];
+        write(&mut store, commands, vec![result("r2", "done", "ok", 2), other]);
+        let of = |instance: &str| {
+            let query = HistoryQuery { instance: Some(instance.to_owned()), ..HistoryQuery::latest(10) };
+            store.query_history(&query).unwrap()
+        };
+        let mine = of("a-h-1");
+        assert_eq!(mine.iter().map(|(c, _)| c.request_id.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
+        assert_eq!(mine[0].1.iter().map(|r| r.instance_id.as_str()).collect::<Vec<_>>(), ["a-h-1"]);
+        assert_eq!(of("a-h").len(), 0, "an id inside another is not that id");
+        let query = HistoryQuery { request_id: Some("r2".into()), ..HistoryQuery::latest(10) };
+        let one = store.query_history(&query).unwrap();
+        assert_eq!((one.len(), one[0].1.len()), (1, 2));
     }
 
     #[test]

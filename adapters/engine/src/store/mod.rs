@@ -17,7 +17,7 @@ use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Instance, Status};
 use schema::MIGRATIONS;
 
-pub use history::{Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
+pub use history::{HistoryQuery, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
 
 /// What one flush writes, in one transaction: all of it or, on an error, none of it.
 #[derive(Debug, Default)]

@@ -62,4 +62,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX results_progress ON results (request_id, instance_id, timestamp, message)
         WHERE state != 'done';
     CREATE INDEX results_orphans ON results (id) WHERE orphan = 1;",
+    // 4: an instance's own history (the console's instance page).
+    "CREATE INDEX results_by_instance ON results (instance_id, request_id);",
 ];

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
+use subnodesync_engine::console::{Console, ConsoleConfig};
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Selector, SendRequest, Target};
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
 use tokio::process::{Child, Command};
@@ -24,6 +25,9 @@ pub(crate) struct DemoArgs {
     /// How long to run before exiting by itself.
     #[arg(long, value_name = "DURATION", value_parser = crate::timeout, default_value = "40s")]
     duration: Duration,
+    /// Where the web console listens (a free port if this one is taken); loopback only.
+    #[arg(long, value_name = "ADDR", value_parser = subnodesync_engine::console::parse_listen, default_value = subnodesync_engine::console::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
 }
 
 /// The lines under the table: events and command outcomes, newest last.
@@ -159,9 +163,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     .broker_url(&url)?;
     let engine = Arc::new(Engine::start(config).await?);
+    let console = start_console(engine.clone(), args.listen).await?;
     let log = Log::default();
     let nodes = start_nodes(&url, args.nodes).await?;
     log.push(format!("started       broker on {url}, engine, {} nodes", nodes.len()));
+    eprintln!("console: {}", console.url());
 
     // Events into the log; after the restart, count who is back.
     let restarted: Arc<Mutex<Option<Recovery>>> = Arc::default();
@@ -188,6 +194,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     });
 
     let terminal = std::io::stdout().is_terminal();
+    let screen = Screen { broker: url.clone(), console: console.url(), total: args.duration, terminal };
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut step = 0;
@@ -235,11 +242,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
             }
             step += 1;
         }
-        draw(&engine, &log, &url, t, args.duration, terminal, false);
+        draw(&engine, &log, &screen, t, false);
     }
 
     // The last frame, also off a terminal, so the last outcomes are on screen.
-    draw(&engine, &log, &url, start.elapsed(), args.duration, terminal, true);
+    draw(&engine, &log, &screen, start.elapsed(), true);
     for node in &nodes {
         node.stop().await;
     }
@@ -253,7 +260,31 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn draw(engine: &Engine, log: &Log, url: &str, t: Duration, total: Duration, terminal: bool, last: bool) {
+/// The web console on `listen`, or on a free loopback port if that one is taken: a demo should
+/// start whatever else runs on 8080.
+async fn start_console(engine: Arc<Engine>, listen: std::net::SocketAddr) -> Result<Console, Failure> {
+    let config = |listen| ConsoleConfig { listen, token: None };
+    match Console::start(engine.clone(), config(listen)).await {
+        Ok(console) => Ok(console),
+        Err(_) => Ok(Console::start(engine, config(std::net::SocketAddr::new(listen.ip(), 0))).await?),
+    }
+}
+
+/// What every frame shows the same.
+struct Screen {
+    /// The broker's URL.
+    broker: String,
+    /// The web console's URL.
+    console: String,
+    /// How long the demo runs.
+    total: Duration,
+    /// Redraw in place (a terminal), or print a frame now and then (a pipe).
+    terminal: bool,
+}
+
+fn draw(engine: &Engine, log: &Log, screen: &Screen, t: Duration, last: bool) {
+    let Screen { broker: url, console, total, terminal } = screen;
+    let terminal = *terminal;
     // Off a terminal (piped, CI), a frame every 5 s instead of redrawing in place.
     if !terminal && !last && !t.as_secs().is_multiple_of(5) {
         return;
@@ -265,7 +296,7 @@ fn draw(engine: &Engine, log: &Log, url: &str, t: Duration, total: Duration, ter
         frame.push_str("\x1b[H\x1b[2J");
     }
     frame.push_str(&format!(
-        "SubNodeSync demo   broker {url}   {}s / {}s   Ctrl-C to stop\n\n",
+        "SubNodeSync demo   broker {url}   console {console}   {}s / {}s   Ctrl-C to stop\n\n",
         t.as_secs(),
         total.as_secs()
     ));

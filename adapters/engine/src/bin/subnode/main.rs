@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
+use subnodesync_engine::console::{Console, ConsoleConfig};
 use subnodesync_engine::{
     printable, Database, Engine, EngineConfig, Error, Printable, Selector, SendRequest, Status, Target,
     HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE,
@@ -32,6 +33,7 @@ const EXAMPLES: &str = "Examples:
   subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
   subnode send '*' status --where version=1.0.0
   subnode history --limit 5
+  subnode serve                                 # the web console on http://127.0.0.1:8080/
   subnode history --before REQUEST_ID           # the page after the one that ended there";
 
 /// Manage a SubNodeSync fleet: see the nodes, watch them live, send commands.
@@ -157,6 +159,12 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = age)]
         prune_after: Option<Duration>,
     },
+    /// Run the engine with the web console: a live dashboard, a JSON API, server-sent events and
+    /// Prometheus metrics.
+    ///
+    /// Loopback only unless a token is set (SUBNODE_HTTP_TOKEN or --token-file): programs send
+    /// it as `Authorization: Bearer <token>`, people sign in with it on the page.
+    Serve(ServeArgs),
     /// Send a command and wait for every targeted instance to answer.
     ///
     /// TARGET is an instance id, NODE/INSTANCE_ID, NODE/* (broadcast to every instance of NODE)
@@ -195,6 +203,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [env: SUBNODE_HTTP_LISTEN; default 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR", value_parser = subnodesync_engine::console::parse_listen)]
+    listen: Option<std::net::SocketAddr>,
+    /// File whose first line is the console's token [env: SUBNODE_HTTP_TOKEN]
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<String>,
+    /// Share heartbeat ingest with other engines in this group ($share/GROUP/...).
+    #[arg(long, value_name = "GROUP")]
+    share: Option<String>,
+    /// Prune lost, offline and missing instances this long after they went.
+    #[arg(long, value_name = "DURATION", value_parser = age)]
+    prune_after: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +374,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             watch(config, json).await
         }
         Command::Send(args) => send(config, args).await,
+        Command::Serve(args) => serve(config, args).await,
         Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
         Command::History { limit, before, json } => history(config, limit as usize, before, json).await,
         Command::Prune { older_than, json } => {
@@ -436,6 +461,35 @@ async fn watch(config: EngineConfig, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
+async fn serve(config: EngineConfig, args: ServeArgs) -> Result<u8, Failure> {
+    let mut console = ConsoleConfig::from_lookup(&|key| std::env::var(key).ok())?;
+    if let Some(listen) = args.listen {
+        console.listen = listen;
+    }
+    if let Some(file) = &args.token_file {
+        console.token = Some(read_password_file(file, "--token-file").map_err(Error::Setting)?);
+    }
+    let config = EngineConfig { share_group: args.share, prune_after: args.prune_after, ..config };
+    let engine = std::sync::Arc::new(Engine::start(config).await?);
+    let console = match Console::start(engine.clone(), console).await {
+        Ok(console) => console,
+        Err(e) => {
+            stop(&engine).await?;
+            return Err(e.into());
+        }
+    };
+    if !engine.wait_synced(Duration::from_secs(5)).await {
+        unreachable_broker(&engine).await?;
+    }
+    // The address on stdout, for scripts (and `--listen 127.0.0.1:0`); the rest on stderr.
+    println!("{}", console.url());
+    eprintln!("console on {}; Ctrl-C to stop", console.url());
+    subnodesync_tokio::shutdown_signal().await;
+    drop(console);
+    stop(&engine).await?;
+    Ok(0)
+}
+
 /// Stops the engine, failing when what it accepted could not be written to the database.
 async fn stop(engine: &Engine) -> Result<(), Failure> {
     Ok(engine.shutdown().await?)
@@ -510,6 +564,7 @@ async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
         parameters: parameters(&args)?,
         timeout: args.timeout,
         retries: args.retries,
+        request_id: None,
     };
     let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
     if !engine.wait_synced(Duration::from_secs(5)).await {

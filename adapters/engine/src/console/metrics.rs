@@ -1,0 +1,205 @@
+//! `GET /metrics`: the fleet and the engine in Prometheus' text exposition format (0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::Shared;
+use crate::registry::Status;
+
+/// Every status, so each node name has a series for each (a zero is a value, not a gap).
+const STATUSES: [Status; 4] = [Status::Online, Status::Missing, Status::Lost, Status::Offline];
+
+/// One number of an instance's last heartbeat.
+type Reading = fn(&crate::Instance) -> Option<f64>;
+
+/// A label value with `\`, `"` and newlines escaped, as the format asks.
+struct Label<'a>(&'a str);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a metric's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The exposition text.
+pub(super) async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    let lag_ms = shared.engine.with_registry(|registry| {
+        let mut counts: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+        for inst in registry.instances() {
+            let slot = STATUSES.iter().position(|s| *s == inst.status).unwrap_or(0);
+            counts.entry(inst.node_name.as_str()).or_default()[slot] += 1;
+        }
+        header(&mut out, "subnode_instances", "gauge", "Instances in the registry by node name and status.");
+        for (node, counts) in &counts {
+            for (status, count) in STATUSES.iter().zip(counts) {
+                let _ = writeln!(out, "subnode_instances{{node=\"{}\",status=\"{status}\"}} {count}", Label(node));
+            }
+        }
+        let per_instance: [(&str, &str, Reading); 3] = [
+            ("subnode_instance_cpu_percent", "CPU of the instance's process at its last heartbeat, percent.", |i| {
+                i.cpu_centipercent.map(|c| f64::from(c) / 100.0)
+            }),
+            (
+                "subnode_instance_memory_bytes",
+                "Resident memory of the instance's process at its last heartbeat.",
+                |i| i.memory_mb.map(|m| m as f64 * 1_048_576.0),
+            ),
+            ("subnode_instance_uptime_seconds", "Uptime of the instance's process at its last heartbeat.", |i| {
+                i.uptime.map(|u| u as f64)
+            }),
+        ];
+        for (name, help, value) in per_instance {
+            header(&mut out, name, "gauge", help);
+            // Only instances that may still be running: a lost or offline process has no CPU.
+            let live = registry.instances().iter().filter(|i| matches!(i.status, Status::Online | Status::Missing));
+            for inst in live {
+                if let Some(v) = value(inst) {
+                    let (node, id) = (Label(&inst.node_name), Label(&inst.instance_id));
+                    let _ = writeln!(out, "{name}{{node=\"{node}\",instance=\"{id}\"}} {v}");
+                }
+            }
+        }
+        registry.latest_heartbeat().and_then(|(timestamp, at)| Some(at - parse_rfc3339_ms(timestamp)?))
+    });
+
+    let stats = shared.engine.stats();
+    let counters = [
+        ("subnode_heartbeats_total", "Heartbeats ingested.", stats.heartbeats),
+        ("subnode_messages_total", "Messages received from the broker.", stats.messages),
+        (
+            "subnode_messages_rejected_total",
+            "Messages refused: bad topic, payload or identity, or a full registry.",
+            stats.rejected,
+        ),
+        ("subnode_messages_oversized_total", "Messages over 64 KiB, skipped unread.", stats.oversized),
+        (
+            "subnode_registry_full_total",
+            "Messages about new instances refused because the registry was full.",
+            stats.registry_full,
+        ),
+        (
+            "subnode_database_write_failures_total",
+            "Database writes that failed and were retried.",
+            stats.flush_failures,
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(&mut out, "subnode_commands_total", "counter", "Commands sent by this engine by outcome.");
+    for (outcome, n) in [
+        ("succeeded", stats.commands_succeeded),
+        ("failed", stats.commands_failed),
+        ("timed_out", stats.commands_timed_out),
+    ] {
+        let _ = writeln!(out, "subnode_commands_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    header(&mut out, "subnode_database_unsaved_rows", "gauge", "Rows accepted and not yet written to the database.");
+    let _ = writeln!(out, "subnode_database_unsaved_rows {}", stats.unsaved_rows);
+    header(&mut out, "subnode_broker_connected", "gauge", "1 while the engine is connected to the broker.");
+    let _ = writeln!(out, "subnode_broker_connected {}", u8::from(shared.engine.is_connected()));
+    if let Some(lag) = lag_ms {
+        let help = "How long the last heartbeat took from its node's clock to the registry (clock skew included).";
+        header(&mut out, "subnode_ingest_lag_seconds", "gauge", help);
+        let _ = writeln!(out, "subnode_ingest_lag_seconds {}", lag as f64 / 1000.0);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds.
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = b.get(range)?;
+        digits.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+    };
+    let sep = |i: usize, c: u8| b.get(i).is_some_and(|x| *x == c || (c == b'T' && *x == b't'));
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        let digits = b.get(i + 1..)?.iter().take_while(|d| d.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let first3 = num(i + 1..i + 1 + digits.min(3))?;
+        millis = first3 * 10i64.pow(3 - u32::try_from(digits.min(3)).ok()?);
+        i += 1 + digits;
+    }
+    let offset_min = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'-' {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, by eras of 400 years).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+    Some(seconds * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_timestamps_read_as_unix_milliseconds() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2000-02-29T12:00:00.5Z"), Some(951_825_600_500));
+        assert_eq!(parse_rfc3339_ms("2024-01-01T12:00:00.123456Z"), Some(1_704_110_400_123));
+        assert_eq!(parse_rfc3339_ms("2024-01-01T14:00:00+02:00"), Some(1_704_110_400_000));
+        assert_eq!(parse_rfc3339_ms("2038-01-19T03:14:08Z"), Some(2_147_483_648_000));
+        for bad in [
+            "",
+            "2024-01-01",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "x024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(Label("a\"b\\c\nd").to_string(), r#"a\"b\\c\nd"#);
+    }
+}

@@ -1,0 +1,160 @@
+//! The operator console over one engine: the dashboard, the JSON API, server-sent events and
+//! Prometheus metrics (`subnode serve`). The page is three static files compiled in; everything
+//! it shows comes from the API it shares with other programs.
+
+mod api;
+mod assets;
+mod auth;
+mod live;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use subnodesync_host::config::Secret;
+use subnodesync_host::InvalidValue;
+use tokio::task::JoinHandle;
+
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// `SUBNODE_HTTP_LISTEN`: where `subnode serve` listens.
+pub const HTTP_LISTEN: &str = "SUBNODE_HTTP_LISTEN";
+/// `SUBNODE_HTTP_TOKEN`: the token the console asks for; required off loopback.
+pub const HTTP_TOKEN: &str = "SUBNODE_HTTP_TOKEN";
+/// Where the console listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Where the console listens and what it asks for.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// The address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The token for the API, the metrics and the page's login form; required unless `listen` is
+    /// a loopback address.
+    pub token: Option<Secret>,
+}
+
+impl ConsoleConfig {
+    /// From `SUBNODE_HTTP_LISTEN` and `SUBNODE_HTTP_TOKEN` as `lookup` gives them.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let listen = get(HTTP_LISTEN).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = parse_listen(&listen)
+            .map_err(|expected| Error::Setting(InvalidValue { name: HTTP_LISTEN, value: listen.clone(), expected }))?;
+        Ok(Self { listen, token: get(HTTP_TOKEN).map(Secret::new) })
+    }
+
+    /// Refuses to serve a network without a token.
+    fn check(&self) -> Result<(), Error> {
+        if self.token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(Error::Setting(InvalidValue {
+                name: HTTP_TOKEN,
+                value: String::new(),
+                expected: "a token, since the console listens on an address other than loopback",
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` as an address; what `--listen` and `SUBNODE_HTTP_LISTEN` take.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, &'static str> {
+    text.trim().parse().map_err(|_| "an address and port such as 127.0.0.1:8080 or [::1]:8080")
+}
+
+/// What every handler shares.
+type Shared = Arc<State>;
+
+/// The console's state over its engine.
+struct State {
+    engine: Arc<Engine>,
+    auth: auth::Auth,
+    live: live::Live,
+}
+
+/// A running console; it stops when dropped.
+#[derive(Debug)]
+pub struct Console {
+    addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Console {
+    /// Serves the console for `engine` on `config.listen` until dropped.
+    pub async fn start(engine: Arc<Engine>, config: ConsoleConfig) -> Result<Self, Error> {
+        config.check()?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::Http(format!("cannot listen on {}: {e}", config.listen)))?;
+        let addr = listener.local_addr().map_err(|e| Error::Http(e.to_string()))?;
+        let shared = Arc::new(State { engine, auth: auth::Auth::new(config.token), live: live::Live::new() });
+        let sampler = tokio::spawn(live::run(shared.clone()));
+        let app = router(shared);
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the console stopped");
+            }
+        });
+        Ok(Self { addr, tasks: vec![sampler, server] })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The dashboard's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/:name", get(assets::asset))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/engine", get(api::engine))
+        .route("/api/nodes", get(api::nodes))
+        .route("/api/nodes/:instance_id", get(api::node))
+        .route("/api/commands", get(api::commands).post(api::send))
+        .route("/api/commands/:request_id", get(api::command))
+        .route("/api/events", get(live::events))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), auth::guard))
+        .layer(axum::middleware::from_fn(assets::security_headers))
+        .with_state(shared)
+}
+
+/// `{"error": message}` with `status`.
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// 128 unpredictable bits as hex: the standard library's per-process random hash keys over a
+/// counter and the time, twice.
+fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+        h.write_i64(crate::engine::now_ms());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
+}
