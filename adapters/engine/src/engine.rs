@@ -376,9 +376,12 @@ impl Engine {
         self.query_history(HistoryQuery { before: before.map(str::to_owned), ..HistoryQuery::latest(limit) }).await
     }
 
-    /// The commands `query` selects, with their results, as the database has them: rows still
-    /// queued for a write (while the database refuses writes) are not in it yet.
+    /// The commands `query` selects, with their results, after writing what is queued. While the
+    /// database refuses writes, the rows still queued are not in the answer.
     pub async fn query_history(&self, query: HistoryQuery) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
+        if let Err(e) = self.flush().await {
+            tracing::debug!(error = %e, "reading the history without the rows still queued");
+        }
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || lock(&shared.store).query_history(&query))
             .await

@@ -107,7 +107,8 @@ fn loopback_host(headers: &HeaderMap) -> bool {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Lets a request through, or answers it: the login form for a page, 401 for the API.
@@ -208,7 +209,15 @@ mod tests {
 
     #[test]
     fn only_loopback_names_count_as_loopback() {
-        for host in ["localhost", "localhost:8080", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080", "LOCALHOST"] {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:8080",
+            "LOCALHOST",
+            "[::ffff:127.0.0.1]:80",
+        ] {
             assert!(loopback_host(&headers(&[(header::HOST, host)])), "{host}");
         }
         for host in ["evil.example:8080", "10.0.0.1", "[2001:db8::1]:80", "localhost.evil.example", ""] {

@@ -51,7 +51,7 @@ impl ConsoleConfig {
 
     /// Refuses to serve a network without a token.
     fn check(&self) -> Result<(), Error> {
-        if self.token.is_none() && !self.listen.ip().is_loopback() {
+        if self.token.is_none() && !self.listen.ip().to_canonical().is_loopback() {
             return Err(Error::Setting(InvalidValue {
                 name: HTTP_TOKEN,
                 value: String::new(),
@@ -157,4 +157,27 @@ fn random_id() -> String {
         h.finish()
     };
     format!("{:016x}{:016x}", half(), half())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_required_unless_the_console_listens_on_loopback() {
+        let config = |listen: &str, token: Option<&str>| ConsoleConfig {
+            listen: parse_listen(listen).unwrap(),
+            token: token.map(Secret::new),
+        };
+        for loopback in ["127.0.0.1:8080", "[::1]:0", "[::ffff:127.0.0.1]:8080"] {
+            assert!(config(loopback, None).check().is_ok(), "{loopback}");
+        }
+        for open in ["0.0.0.0:8080", "[::]:0", "10.1.2.3:80", "[::ffff:10.1.2.3]:80"] {
+            assert!(matches!(config(open, None).check(), Err(Error::Setting(v)) if v.name == HTTP_TOKEN), "{open}");
+            assert!(config(open, Some("t")).check().is_ok());
+        }
+        let env = |k: &str| (k == HTTP_LISTEN).then(|| "nowhere".to_owned());
+        assert!(matches!(ConsoleConfig::from_lookup(&env), Err(Error::Setting(v)) if v.name == HTTP_LISTEN));
+        assert_eq!(ConsoleConfig::from_lookup(&|_| None).unwrap().listen, parse_listen(DEFAULT_LISTEN).unwrap());
+    }
 }
