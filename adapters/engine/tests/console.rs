@@ -187,6 +187,28 @@ fn metrics_are_prometheus_text_about_the_fleet_and_the_engine() {
     assert_eq!(value(r#"subnode_commands_total{outcome="succeeded"}"#), 1.0);
     assert_eq!(value("subnode_broker_connected"), 1.0);
     assert!(value("subnode_ingest_lag_seconds").abs() < 60.0);
+
+    // The shipped Grafana dashboard asks only for metrics that exist.
+    let dashboard: Value = serde_json::from_str(include_str!("../grafana/subnode-fleet.json")).expect("JSON");
+    let exported: std::collections::HashSet<&str> =
+        samples.keys().map(|s| s.split('{').next().unwrap_or_default()).collect();
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            for name in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("subnode_"))
+            {
+                assert!(
+                    exported.contains(name),
+                    "panel {:?} asks for {name}, which /metrics does not have",
+                    panel["title"]
+                );
+                used += 1;
+            }
+        }
+    }
+    assert!(used >= 10, "the dashboard uses only {used} metrics");
 }
 
 #[test]
