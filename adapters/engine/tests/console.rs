@@ -107,7 +107,12 @@ fn the_api_serves_the_registry_and_commands_as_the_cli_prints_them() {
     let history: Vec<&str> =
         page["history"].as_array().expect("history").iter().filter_map(|c| c["command"].as_str()).collect();
     assert_eq!(history, ["ping", "echo"]);
-    assert!(page["trend"].as_array().is_some_and(|t| !t.is_empty()), "no chart sample: {page}");
+    // The chart's first sample is taken within a second of the first heartbeat.
+    let deadline = Instant::now() + WAIT;
+    while !get(&base, &format!("/api/nodes/{a}")).json()["trend"].as_array().is_some_and(|t| !t.is_empty()) {
+        assert!(Instant::now() < deadline, "no chart sample within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Bad requests are typed errors, not hangs or 500s.
     let unknown = get(&base, "/api/nodes/nobody");
