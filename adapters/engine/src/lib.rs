@@ -5,6 +5,10 @@ mod broker;
 mod config;
 mod engine;
 mod error;
+// Compiled for unit tests too, which replay the committed fuzz seeds on stable.
+#[cfg(any(test, feature = "_fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod record;
 mod registry;
 mod send;
