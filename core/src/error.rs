@@ -186,6 +186,9 @@ pub enum PayloadError {
     MissingField(&'static str),
     /// A field has a JSON type (or, for numbers, a range) the wire contract does not allow.
     WrongType(&'static str),
+    /// A field the wire contract names appears twice (also when one is spelled with escapes):
+    /// readers that keep the first and readers that keep the last would see different messages.
+    DuplicateField(&'static str),
 }
 
 impl fmt::Display for PayloadError {
@@ -194,6 +197,7 @@ impl fmt::Display for PayloadError {
             Self::Malformed(e) => write!(f, "malformed payload: {e}"),
             Self::MissingField(field) => write!(f, "malformed payload: missing field `{field}`"),
             Self::WrongType(field) => write!(f, "malformed payload: field `{field}` has the wrong type"),
+            Self::DuplicateField(field) => write!(f, "malformed payload: field `{field}` appears twice"),
         }
     }
 }

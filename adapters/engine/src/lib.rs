@@ -9,6 +9,10 @@ mod engine;
 mod error;
 mod event;
 mod persist;
+// Compiled for unit tests too, which replay the committed fuzz seeds on stable.
+#[cfg(any(test, feature = "_fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod record;
 mod registry;
 mod send;

@@ -174,7 +174,8 @@ pub(crate) fn split_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, 
     let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
     let mut levels = rest.split('/');
     let (node, instance, kind) = (levels.next()?, levels.next()?, levels.next()?);
-    if levels.next().is_some() {
+    // Names are 1 to 48 bytes (PROTOCOL.md §3): an empty level names nobody.
+    if levels.next().is_some() || node.is_empty() || instance.is_empty() {
         return None;
     }
     let kind = match kind {
@@ -527,6 +528,27 @@ impl Registry {
         }
         dirty.into_iter().filter_map(|i| self.instances.get(i)).collect()
     }
+
+    /// Panics unless the list, the index and the changed set agree and every id belongs to its
+    /// node name: what ingest must keep true whatever arrives (see `fuzzing`).
+    #[cfg(any(test, feature = "_fuzzing"))]
+    pub(crate) fn assert_consistent(&self) {
+        assert_eq!(self.index.len(), self.instances.len(), "index and instance list differ in size");
+        for (i, inst) in self.instances.iter().enumerate() {
+            let id = &inst.instance_id;
+            // Each id indexed at its own position also means no two instances share one.
+            assert_eq!(self.index.get(id), Some(&i), "{id:?} is not indexed at its position {i}");
+            let host_pid = id.strip_prefix(inst.node_name.as_str()).and_then(|rest| rest.strip_prefix('-'));
+            assert!(host_pid.is_some_and(|r| !r.is_empty()), "{id:?} is not an id of node {:?}", inst.node_name);
+            // A change missing from `dirty` would never reach the database.
+            assert_eq!(inst.dirty, self.dirty.contains(&i), "{id:?}: dirty flag and changed set disagree");
+        }
+        let mut changed = self.dirty.clone();
+        changed.sort_unstable();
+        changed.dedup();
+        assert_eq!(changed.len(), self.dirty.len(), "an instance is in the changed set twice");
+        assert!(changed.last().is_none_or(|&i| i < self.instances.len()), "the changed set points past the list");
+    }
 }
 
 #[cfg(test)]
@@ -553,6 +575,8 @@ pub(crate) mod tests {
         assert_eq!(split_topic("p", "p/app/control"), None);
         assert_eq!(split_topic("p", "p/app/i/result/x"), None);
         assert_eq!(split_topic("p", "px/app/i/result"), None);
+        assert_eq!(split_topic("p", "p//-h-1/register"), None);
+        assert_eq!(split_topic("p", "p/app//status"), None);
     }
 
     #[test]

@@ -87,6 +87,28 @@ impl core::fmt::Display for Unescaped<'_> {
     }
 }
 
+impl Unescaped<'_> {
+    /// Whether the escaped text means exactly `plain`, compared as it is unescaped, without
+    /// allocating.
+    pub fn means(&self, plain: &str) -> bool {
+        if !self.0.contains('\\') {
+            return self.0 == plain;
+        }
+        /// Consumes `rest` as long as what is written matches it.
+        struct Matcher<'p> {
+            rest: &'p str,
+        }
+        impl core::fmt::Write for Matcher<'_> {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                self.rest = self.rest.strip_prefix(s).ok_or(core::fmt::Error)?;
+                Ok(())
+            }
+        }
+        let mut matcher = Matcher { rest: plain };
+        core::fmt::write(&mut matcher, format_args!("{self}")).is_ok() && matcher.rest.is_empty()
+    }
+}
+
 /// `u` and four hex digits (and, for a surrogate pair, `\u` and four more) at the start of
 /// `escape`: the character and how many bytes it took.
 fn unicode_escape(escape: &str) -> (char, usize) {
@@ -601,6 +623,18 @@ mod tests {
         assert_eq!(un(r"broken\u12"), "broken\u{fffd}12");
         assert_eq!(un(r"trailing\"), "trailing\u{fffd}");
         assert_eq!(un(r"\u+041"), "\u{fffd}+041");
+    }
+
+    #[test]
+    fn an_escaped_string_means_what_it_unescapes_to_and_nothing_else() {
+        assert!(Unescaped("node_name").means("node_name"));
+        assert!(Unescaped(r"node\u005fname").means("node_name"));
+        assert!(Unescaped(r"caf\u00e9").means("café"));
+        for (escaped, plain) in
+            [("node_name", "node_nam"), (r"node\u005fname", "node_names"), (r"a\nb", "a\\nb"), ("", "x")]
+        {
+            assert!(!Unescaped(escaped).means(plain), "{escaped} / {plain}");
+        }
     }
 
     #[test]

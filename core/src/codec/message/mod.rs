@@ -199,6 +199,26 @@ mod tests {
     }
 
     #[test]
+    fn a_field_of_the_contract_given_twice_is_refused_however_it_is_spelled() {
+        let status = |extra: &str| {
+            std::format!(r#"{{"timestamp":"t","node_name":"a","instance_id":"a-h-1","status":"online"{extra}}}"#)
+        };
+        assert!(StatusView::parse(status(r#","other":1,"other":2"#).as_bytes()).is_ok(), "unknown keys are not ours");
+        for twice in [r#","instance_id":"a-h-2""#, r#","instance\u005fid":"a-h-2""#, r#","\u0069nstance_id":"x""#] {
+            assert_eq!(
+                StatusView::parse(status(twice).as_bytes()),
+                Err(PayloadError::DuplicateField("instance_id")),
+                "{twice}"
+            );
+        }
+        let metrics = r#"{"timestamp":"t","node_name":"a","instance_id":"i","status":"running","pid":1,"uptime":1,"version":"v","hostname":"h","metrics":{"process_cpu_usage_percent":"1.00","process_memory_usage_mb":1,"process_goroutine_count":1,"process_memory_usage_mb":9}}"#;
+        assert_eq!(
+            HeartbeatView::parse(metrics.as_bytes()).err(),
+            Some(PayloadError::DuplicateField("process_memory_usage_mb"))
+        );
+    }
+
+    #[test]
     fn cpu_is_a_two_decimal_string_and_custom_metrics_join_the_object() {
         let custom = [("queue_depth", Metric::Int(7)), ("process_goroutine_count", Metric::Int(1))];
         let m = Metrics { cpu_centipercent: 250, memory_mb: 128, threads: 42, custom: &custom };

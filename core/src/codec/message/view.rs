@@ -3,29 +3,45 @@
 
 use super::names::field;
 use super::NodeVersion;
-use crate::codec::json::{Object, RawJson};
+use crate::codec::json::{Object, RawJson, Unescaped};
 use crate::error::PayloadError;
 
-/// The top-level members named in `names`, in one pass over `payload`; the first occurrence of
-/// a name wins, as in [`Object::get`].
-fn members<'a, const N: usize>(payload: &'a [u8], names: [&str; N]) -> Result<[Option<RawJson<'a>>; N], PayloadError> {
+/// The top-level members named in `names`, in one pass over `payload`. A name that appears
+/// twice, however it is escaped, is an error: which one counts would depend on the reader.
+fn members<'a, const N: usize>(
+    payload: &'a [u8],
+    names: [&'static str; N],
+) -> Result<[Option<RawJson<'a>>; N], PayloadError> {
     let mut found = [None; N];
-    Object::parse_with(payload, |key, value| keep_first(&mut found, &names, key, value))
-        .map_err(PayloadError::Malformed)?;
-    Ok(found)
+    let mut duplicate = None;
+    Object::parse_with(payload, |key, value| {
+        if let Err(name) = file(&mut found, &names, key, value) {
+            duplicate = duplicate.or(Some(name));
+        }
+    })
+    .map_err(PayloadError::Malformed)?;
+    match duplicate {
+        Some(name) => Err(PayloadError::DuplicateField(name)),
+        None => Ok(found),
+    }
 }
 
-/// Files `value` under `key`'s slot in `found` if `key` is one of `names` and not seen yet.
-fn keep_first<'a, const N: usize>(
+/// Files `value` under `key`'s slot in `found` if `key` (escaped as on the wire) is one of
+/// `names`; the name back if its slot was taken already.
+fn file<'a, const N: usize>(
     found: &mut [Option<RawJson<'a>>; N],
-    names: &[&str; N],
+    names: &[&'static str; N],
     key: &str,
     value: RawJson<'a>,
-) {
-    if let Some(slot) = names.iter().position(|n| *n == key).and_then(|i| found.get_mut(i)) {
-        if slot.is_none() {
+) -> Result<(), &'static str> {
+    let key = Unescaped(key);
+    let Some(i) = names.iter().position(|n| key.means(n)) else { return Ok(()) };
+    match found.get_mut(i) {
+        Some(slot @ None) => {
             *slot = Some(value);
+            Ok(())
         }
+        _ => Err(names[i]),
     }
 }
 
@@ -172,7 +188,7 @@ impl<'a> HeartbeatView<'a> {
         let metrics = object(metrics, METRICS)?;
         let mut fixed = [None; 3];
         for (key, value) in metrics.members() {
-            keep_first(&mut fixed, &[CPU, MEMORY_MB, THREADS], key, value);
+            file(&mut fixed, &[CPU, MEMORY_MB, THREADS], key, value).map_err(PayloadError::DuplicateField)?;
         }
         let [cpu, memory, threads] = fixed;
         Ok(Self {
