@@ -126,6 +126,30 @@ impl From<PayloadError> for IngestError {
     }
 }
 
+/// Why a `KEY=VALUE` filter (`subnode send --where`, `subnode nodes --where`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FilterError {
+    /// The filter, which has no `=`.
+    NotKeyValue(String),
+    /// The key, which is not `node`, `version`, `host`, `hostname` or `status`.
+    UnknownKey(String),
+    /// The value of `status=`, which names no status.
+    UnknownStatus(String),
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotKeyValue(filter) => write!(f, "{filter:?}: expected KEY=VALUE"),
+            Self::UnknownKey(key) => write!(f, "{key}: expected node, version, host or status"),
+            Self::UnknownStatus(status) => write!(f, "status={status}: unknown status"),
+        }
+    }
+}
+
+impl std::error::Error for FilterError {}
+
 /// What went wrong with the broker connection, in the words the nodes use for a refused CONNECT.
 pub(crate) fn describe_connection_error(e: &ConnectionError) -> String {
     let refused = match e {

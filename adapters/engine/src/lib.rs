@@ -20,13 +20,14 @@ mod store;
 mod target;
 mod tasks;
 mod text;
+mod timestamp;
 
 #[cfg(feature = "embedded-broker")]
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, Limit, DB, HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE};
 pub use config::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
 pub use engine::{Engine, IngestStats, MAX_PAYLOAD, SHUTDOWN_FLUSH_FOR};
-pub use error::{Error, IngestError};
+pub use error::{Error, FilterError, IngestError};
 pub use event::FleetEvent;
 pub use persist::MAX_BACKLOG_RESULTS;
 pub use record::{CommandRecord, ResultRecord};
@@ -35,6 +36,7 @@ pub use send::{SendOutcome, SendRequest, Verdict};
 pub use store::{Database, HistoryQuery, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
 pub use target::{Selector, Target};
 pub use text::{printable, Printable};
+pub use timestamp::rfc3339;
 
 /// Ingest without a broker, for the benchmark: feeds messages straight into a registry and
 /// writes it to a database the way the engine does. Not a stable API.

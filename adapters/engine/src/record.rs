@@ -4,6 +4,7 @@
 //! and the store writes and reads both, so this module depends on neither.
 
 use crate::text::Printable;
+use crate::timestamp::rfc3339;
 
 /// A command as the history records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,7 @@ impl ResultRecord {
             "state": self.state,
             "timestamp": self.timestamp,
             "received_ms": self.received_ms,
+            "received_at": rfc3339(self.received_ms),
         })
     }
 }
@@ -98,6 +100,7 @@ impl CommandRecord {
             "target": self.target,
             "expected": self.expected.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
             "sent_ms": self.sent_ms,
+            "sent_at": rfc3339(self.sent_ms),
             "attempts": self.attempts,
         })
     }

@@ -9,6 +9,7 @@ use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView, Unes
 use crate::error::IngestError;
 use crate::event::FleetEvent;
 use crate::record::ResultRecord;
+use crate::timestamp::rfc3339;
 
 /// What the engine believes about an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,8 +143,13 @@ impl Instance {
             "memory_mb": self.memory_mb,
             "threads": self.threads,
             "last_heartbeat_age_ms": self.last_heartbeat_ms.map(|t| now_ms.saturating_sub(t)),
+            "last_heartbeat_at": self.last_heartbeat_ms.map(rfc3339),
             "heartbeats": self.heartbeats,
             "registered_ms": self.registered_ms,
+            "registered_at": self.registered_ms.map(rfc3339),
+            "first_seen_at": rfc3339(self.first_seen_ms),
+            "last_seen_at": rfc3339(self.last_seen_ms),
+            "status_changed_at": rfc3339(self.status_changed_ms),
             "metrics": self.metrics_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok()),
         })
     }

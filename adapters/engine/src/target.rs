@@ -1,5 +1,6 @@
 //! Who a command goes to: one instance, every instance of a name, or a filtered set.
 
+use crate::error::FilterError;
 use crate::registry::{Instance, Status};
 
 /// Which instances a command goes to.
@@ -70,14 +71,42 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// Whether `i` is selected.
+    /// Whether a command to the selection goes to `i`: without a status, only to the instances
+    /// that may answer.
     pub fn matches(&self, i: &Instance) -> bool {
+        (self.status.is_some() || matches!(i.status, Status::Online | Status::Missing)) && self.lists(i)
+    }
+
+    /// Whether a listing of the registry shows `i`: every field set matches, and without a
+    /// status any status does, so the instances that went away can be listed too.
+    pub fn lists(&self, i: &Instance) -> bool {
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        let status = match self.status {
-            Some(s) => i.status == s,
-            None => matches!(i.status, Status::Online | Status::Missing),
-        };
-        status && eq(&self.node_name, &i.node_name) && eq(&self.version, &i.version) && eq(&self.hostname, &i.hostname)
+        self.status.is_none_or(|s| s == i.status)
+            && eq(&self.node_name, &i.node_name)
+            && eq(&self.version, &i.version)
+            && eq(&self.hostname, &i.hostname)
+    }
+
+    /// Narrows the selection by one `KEY=VALUE` filter, as `--where` takes it; see
+    /// [`Selector::set_field`] for the keys.
+    pub fn add_filter(&mut self, filter: &str) -> Result<(), FilterError> {
+        let (key, value) = filter.split_once('=').ok_or_else(|| FilterError::NotKeyValue(filter.to_owned()))?;
+        self.set_field(key, value)
+    }
+
+    /// Narrows the selection to `value` for `key`: `node`, `version`, `host` (or `hostname`) or
+    /// `status`; a key given again replaces its value.
+    pub fn set_field(&mut self, key: &str, value: &str) -> Result<(), FilterError> {
+        match key {
+            "node" => self.node_name = Some(value.to_owned()),
+            "version" => self.version = Some(value.to_owned()),
+            "host" | "hostname" => self.hostname = Some(value.to_owned()),
+            "status" => {
+                self.status = Some(Status::parse(value).ok_or_else(|| FilterError::UnknownStatus(value.to_owned()))?);
+            }
+            _ => return Err(FilterError::UnknownKey(key.to_owned())),
+        }
+        Ok(())
     }
 }
 
@@ -112,5 +141,35 @@ mod tests {
         assert!(!Selector { status: Some(Status::Lost), ..Selector::default() }.matches(&inst));
         let lost = Instance { status: Status::Lost, ..inst };
         assert!(!Selector::default().matches(&lost));
+        // A listing shows it all the same, unless told a status.
+        assert!(Selector::default().lists(&lost));
+        assert!(Selector { hostname: Some("h".into()), ..Selector::default() }.lists(&lost));
+        assert!(!Selector { status: Some(Status::Online), ..Selector::default() }.lists(&lost));
+    }
+
+    #[test]
+    fn filters_read_as_where_takes_them() {
+        let mut selector = Selector::default();
+        for filter in ["node=shop", "version=1.0=beta", "host=h1", "status=missing", "hostname=h2"] {
+            selector.add_filter(filter).unwrap();
+        }
+        let expected = Selector {
+            node_name: Some("shop".into()),
+            // Only the first `=` splits: a value may hold more.
+            version: Some("1.0=beta".into()),
+            hostname: Some("h2".into()),
+            status: Some(Status::Missing),
+        };
+        assert_eq!(selector, expected);
+        assert_eq!(selector.add_filter("version"), Err(FilterError::NotKeyValue("version".into())));
+        assert_eq!(selector.add_filter("colour=red"), Err(FilterError::UnknownKey("colour".into())));
+        assert_eq!(selector.add_filter("status=asleep"), Err(FilterError::UnknownStatus("asleep".into())));
+        assert_eq!(selector, expected, "a refused filter changes nothing");
+        assert_eq!(FilterError::NotKeyValue("version".into()).to_string(), r#""version": expected KEY=VALUE"#);
+        assert_eq!(
+            FilterError::UnknownKey("colour".into()).to_string(),
+            "colour: expected node, version, host or status"
+        );
+        assert_eq!(FilterError::UnknownStatus("asleep".into()).to_string(), "status=asleep: unknown status");
     }
 }

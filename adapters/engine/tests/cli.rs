@@ -260,16 +260,7 @@ fn prune_forgets_an_old_offline_instance_and_clears_its_retained_status() {
     wait_online(&broker.url(), &db, &id);
     node.stop();
     // The engine sees the clean stop: status offline (retained), register cleared.
-    let deadline = Instant::now() + WAIT;
-    while !json(&run(&broker.url(), &db, &["nodes", "--json"]))
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|i| i["instance_id"] == id.as_str() && i["status"] == "offline")
-    {
-        assert!(Instant::now() < deadline, "{id} never went offline");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_status(&broker.url(), &db, &id, "offline");
 
     // Too young to prune, then old enough.
     assert_eq!(json(&run(&broker.url(), &db, &["prune", "--older-than", "1h", "--json"])), serde_json::json!([]));
@@ -476,4 +467,186 @@ fn the_password_can_come_from_a_file() {
         .expect("run");
     assert_eq!(both.status.code(), Some(2), "{}", String::from_utf8_lossy(&both.stderr));
     assert!(String::from_utf8_lossy(&both.stderr).contains("not both"));
+}
+
+/// The instance ids in a `--json` list, sorted.
+fn ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> =
+        list.as_array().expect("a list").iter().filter_map(|i| i["instance_id"].as_str().map(str::to_owned)).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// `nodes --where` narrows the listing (JSON and table, online and `--offline`) with `send
+/// --where`'s keys; with no `status=` it lists instances of every status, not only the reachable
+/// ones `send` takes.
+#[test]
+fn nodes_where_lists_only_the_matching_instances() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let scratch = Scratch::new("nodes-where");
+    let db = scratch.db("engine.db");
+    let node = |name: &str, host: &str, version: &str| {
+        let mut cmd = subnode(&url, "/nonexistent/unused.db");
+        cmd.env("SUBNODE_VERSION", version);
+        Running::node_from(cmd, name, host)
+    };
+    let (_app1, app1) = node("app", "h1", "1.0.0");
+    let (_app2, app2) = node("app", "h2", "2.0.0");
+    let (other, other1) = node("other", "h1", "1.0.0");
+    for id in [&app1, &app2, &other1] {
+        wait_online(&url, &db, id);
+    }
+    other.stop();
+    wait_status(&url, &db, &other1, "offline");
+
+    let listed = |args: &[&str]| {
+        let out = run(&url, &db, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        ids(&json(&out))
+    };
+    // Sorted lists: `app-...` before `other-...`.
+    assert_eq!(listed(&["nodes", "--json", "--where", "version=2.0.0"]), [app2.as_str()]);
+    assert_eq!(listed(&["nodes", "--json", "-w", "node=app", "-w", "host=h1"]), [app1.as_str()]);
+    assert_eq!(listed(&["nodes", "--json", "--where", "hostname=h1"]), [app1.as_str(), other1.as_str()]);
+    assert_eq!(listed(&["nodes", "--json", "--where", "status=offline"]), [other1.as_str()]);
+    assert_eq!(listed(&["nodes", "--json", "--where", "status=lost"]), Vec::<String>::new());
+    assert_eq!(listed(&["nodes", "--offline", "--json", "--where", "version=1.0.0"]), [app1.as_str(), other1.as_str()]);
+
+    let table = run(&url, &db, &["nodes", "--where", "node=app", "--where", "version=1.0.0"]);
+    let text = String::from_utf8(table.stdout).expect("UTF-8");
+    assert!(text.contains(&app1) && !text.contains(&app2) && !text.contains(&other1), "{text}");
+
+    // `send` takes the same filters, through the same parser.
+    let out = run(&url, &db, &["send", "*", "ping", "--where", "host=h2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcome = json(&out);
+    assert_eq!(ids(&outcome["results"]), [app2.as_str()]);
+}
+
+/// A filter `--where` does not know is a usage error (exit 2) naming it, before anything connects.
+#[test]
+fn a_bad_where_filter_is_a_usage_error_that_names_it() {
+    let scratch = Scratch::new("bad-where");
+    let db = scratch.db("engine.db");
+    // No broker listens there: nothing may get as far as connecting.
+    let url = format!("mqtt://127.0.0.1:{}", free_port());
+    for (filter, says) in [
+        ("colour=red", "--where colour: expected node, version, host or status"),
+        ("status=asleep", "--where status=asleep: unknown status"),
+        ("version", r#"--where "version": expected KEY=VALUE"#),
+    ] {
+        for command in [&["nodes"][..], &["nodes", "--offline", "--json"], &["send", "*", "ping"]] {
+            let mut args = command.to_vec();
+            args.extend(["--where", filter]);
+            let out = run(&url, &db, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+        }
+    }
+}
+
+/// Unix milliseconds of `YYYY-MM-DDTHH:MM:SS.mmmZ`, counted day by day: a check on the engine's
+/// formatter that shares none of its arithmetic. Panics on anything else.
+fn parse_rfc3339(text: &str) -> i64 {
+    let b = text.as_bytes();
+    let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')];
+    assert!(b.len() == 24 && seps.iter().all(|&(at, c)| b[at] == c), "not RFC 3339 UTC with ms: {text:?}");
+    let n = |from: usize, to: usize| -> i64 { text[from..to].parse().unwrap_or_else(|_| panic!("{text:?}")) };
+    let (year, month, day) = (n(0, 4), n(5, 7), n(8, 10));
+    let leap = |y: i64| y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = |m: i64| match m {
+        2 if leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    assert!((1..=12).contains(&month) && (1..=month_days(month)).contains(&day), "{text:?}");
+    let days = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum::<i64>()
+        + (1..month).map(month_days).sum::<i64>()
+        + day
+        - 1;
+    ((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60_000 + n(17, 19) * 1000 + n(20, 23)
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("in range")
+}
+
+/// `--json` prints an RFC 3339 `*_at` beside every Unix-millisecond time (kept as it was), and
+/// `history` shows when a command was sent the same way.
+#[test]
+fn times_are_rfc3339_beside_their_unix_milliseconds() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let scratch = Scratch::new("rfc3339");
+    let db = scratch.db("engine.db");
+    let before = now_ms();
+    let (_node, id) = Running::node(&url, "app", "h1");
+    wait_online(&url, &db, &id);
+    let out = run(&url, &db, &["send", &id, "ping", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = &json(&out)["results"][0];
+    assert_eq!(parse_rfc3339(result["received_at"].as_str().expect("received_at")), result["received_ms"]);
+
+    let history = json(&run(&url, &db, &["history", "--json"]));
+    let (command, result) = (&history[0], &history[0]["results"][0]);
+    let sent_at = command["sent_at"].as_str().expect("sent_at");
+    assert_eq!(parse_rfc3339(sent_at), command["sent_ms"]);
+    assert_eq!(parse_rfc3339(result["received_at"].as_str().expect("received_at")), result["received_ms"]);
+    let text = String::from_utf8(run(&url, &db, &["history"]).stdout).expect("UTF-8");
+    assert!(text.starts_with(&format!("{sent_at} ")), "{text}");
+
+    // A watch ingests a heartbeat (`nodes` and `send` take none) and, stopped, writes it.
+    let mut watch_cmd = subnode(&url, &db);
+    watch_cmd.args(["watch", "--json", "--heartbeats"]);
+    let watch = Running::start(watch_cmd);
+    watch.expect("a heartbeat", |v| v["event"] == "heartbeat" && v["instance_id"] == id.as_str());
+    watch.stop();
+    let after = now_ms();
+    let list = json(&run(&url, &db, &["nodes", "--offline", "--json"]));
+    let instance = list.as_array().expect("a list").iter().find(|i| i["instance_id"] == id.as_str()).expect("listed");
+    let at = |field: &str| parse_rfc3339(instance[field].as_str().unwrap_or_else(|| panic!("{field}: {instance}")));
+    assert_eq!(at("registered_at"), instance["registered_ms"]);
+    for field in ["sent_at", "registered_at", "first_seen_at", "last_seen_at", "status_changed_at", "last_heartbeat_at"]
+    {
+        let time = if field == "sent_at" { parse_rfc3339(sent_at) } else { at(field) };
+        assert!((before..=after).contains(&time), "{field} is not within the test: {instance}");
+    }
+}
+
+/// Statuses are coloured on a terminal or with `CLICOLOR_FORCE`, and never with `NO_COLOR`.
+#[test]
+fn no_color_turns_off_the_colour_clicolor_force_turns_on() {
+    let scratch = Scratch::new("no-color");
+    let url = format!("mqtt://127.0.0.1:{}", free_port());
+    let db = scratch.db("engine.db");
+    assert!(run(&url, &db, &["history"]).status.success(), "a new database is made");
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute_batch(
+            "INSERT INTO instances (instance_id, node_name, status, first_seen_ms, last_seen_ms, status_changed_ms)
+                 VALUES ('a-h-1', 'a', 'online', 1, 2, 3), ('a-h-2', 'a', 'lost', 1, 2, 3);",
+        )
+        .expect("write the rows");
+    let table = |env: &[(&str, &str)]| {
+        let mut cmd = subnode(&url, &db);
+        cmd.envs(env.iter().copied()).args(["nodes", "--offline"]);
+        let out = cmd.output().expect("run subnode");
+        assert!(out.status.success(), "{env:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let forced = table(&[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.contains("\u{1b}[32monline\u{1b}[0m") && forced.contains("\u{1b}[31mlost\u{1b}[0m"), "{forced:?}");
+    // An empty NO_COLOR is no NO_COLOR (no-color.org).
+    assert_eq!(table(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "")]), forced);
+    for env in
+        [&[][..], &[("NO_COLOR", "1")], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], &[("CLICOLOR_FORCE", "0")]]
+    {
+        let plain = table(env);
+        assert!(plain.contains("a-h-2") && !plain.contains('\u{1b}'), "{env:?}: {plain:?}");
+    }
 }

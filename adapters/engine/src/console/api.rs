@@ -14,7 +14,7 @@ use super::{json_error, Shared};
 use crate::engine::now_ms;
 use crate::error::Error;
 use crate::record::{CommandRecord, ResultRecord};
-use crate::registry::{Instance, Status};
+use crate::registry::Instance;
 use crate::send::SendRequest;
 use crate::store::HistoryQuery;
 use crate::target::{Selector, Target};
@@ -183,17 +183,8 @@ fn narrowed(target: Target, filters: &Map<String, Value>) -> Result<Target, Stri
         Target::Instance { .. } => return Err("where: needs a set target, NODE/* or *".into()),
     };
     for (key, value) in filters {
-        let value = value.as_str().ok_or_else(|| format!("where.{key}: expected a string"))?.to_owned();
-        match key.as_str() {
-            "node" => selector.node_name = Some(value),
-            "version" => selector.version = Some(value),
-            "host" | "hostname" => selector.hostname = Some(value),
-            "status" => {
-                selector.status =
-                    Some(Status::parse(&value).ok_or_else(|| format!("where.status: unknown status {value:?}"))?)
-            }
-            _ => return Err(format!("where.{key}: expected node, version, host or status")),
-        }
+        let value = value.as_str().ok_or_else(|| format!("where.{key}: expected a string"))?;
+        selector.set_field(key, value).map_err(|e| format!("where.{e}"))?;
     }
     Ok(Target::Select(selector))
 }
@@ -228,6 +219,7 @@ pub(super) async fn send(State(shared): State<Shared>, body: String) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Status;
 
     #[test]
     fn a_command_request_reads_like_subnode_send() {

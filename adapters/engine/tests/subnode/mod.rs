@@ -89,7 +89,11 @@ impl Running {
 
     /// A node process named `name` on host `host`; its instance id is returned too.
     pub(crate) fn node(url: &str, name: &str, host: &str) -> (Self, String) {
-        let mut cmd = subnode(url, "/nonexistent/unused.db");
+        Self::node_from(subnode(url, "/nonexistent/unused.db"), name, host)
+    }
+
+    /// A node process like [`Running::node`], started from `cmd` (a node's variables set on it).
+    pub(crate) fn node_from(mut cmd: Command, name: &str, host: &str) -> (Self, String) {
         cmd.args(["node", name, "--hostname", host]);
         let node = Self::start(cmd);
         let id = format!("{name}-{host}-{}", node.child.id());
@@ -160,16 +164,21 @@ pub(crate) fn status_event<'a>(instance: &'a str, to: &str) -> impl Fn(&Value) -
 
 /// Waits until `subnode nodes` lists `instance` as online.
 pub(crate) fn wait_online(url: &str, db: &str, instance: &str) -> Value {
+    wait_status(url, db, instance, "online")
+}
+
+/// Waits until `subnode nodes` lists `instance` with `status`.
+pub(crate) fn wait_status(url: &str, db: &str, instance: &str, status: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let out = run(url, db, &["nodes", "--json"]);
         let list = json(&out);
         if let Some(i) = list.as_array().into_iter().flatten().find(|i| i["instance_id"] == instance) {
-            if i["status"] == "online" {
+            if i["status"] == status {
                 return i.clone();
             }
         }
-        assert!(Instant::now() < deadline, "{instance} not online within {WAIT:?}: {list}");
+        assert!(Instant::now() < deadline, "{instance} not {status} within {WAIT:?}: {list}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }

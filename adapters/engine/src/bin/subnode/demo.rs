@@ -300,11 +300,7 @@ fn draw(engine: &Engine, log: &Log, screen: &Screen, t: Duration, last: bool) {
         t.as_secs(),
         total.as_secs()
     ));
-    frame.push_str(&if terminal {
-        table::instances_coloured(&instances, now)
-    } else {
-        table::instances(&instances, now)
-    });
+    frame.push_str(&table::instances(&instances, now, crate::colour::on_stdout()));
     frame.push_str("\nEvents\n");
     for line in log.lines() {
         frame.push_str("  ");

@@ -5,20 +5,22 @@
 //! settings, 3 the database or broker could not be used.
 
 mod broker;
+mod colour;
 mod demo;
+mod send;
 mod table;
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use subnodesync_engine::console::{Console, ConsoleConfig};
 use subnodesync_engine::{
-    printable, Database, Engine, EngineConfig, Error, Printable, Selector, SendRequest, Status, Target,
-    HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE,
+    printable, rfc3339, Database, Engine, EngineConfig, Error, Printable, Selector, HEARTBEAT_INTERVAL_EXPECTED,
+    HEARTBEAT_INTERVAL_RANGE,
 };
 use subnodesync_engine::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
 use subnodesync_host::config::{parse_duration, read_password_file, Secret};
@@ -28,6 +30,7 @@ const EXAMPLES: &str = "Examples:
   subnode demo                                  # everything in one process, nothing to install
   subnode broker &                              # a broker on localhost:1883
   subnode nodes --json
+  subnode nodes --where node=my-app --where version=1.0.0
   subnode watch
   subnode send 'my-app/*' ping                  # every instance of my-app
   subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
@@ -136,6 +139,8 @@ enum Command {
         bind: std::net::IpAddr,
     },
     /// List the instances in the registry.
+    ///
+    /// With --where, only those that match; of any status unless status= is one of the filters.
     Nodes {
         /// Print JSON (an array of instances) instead of a table.
         #[arg(long)]
@@ -143,6 +148,8 @@ enum Command {
         /// Read the database only; do not connect to the broker.
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        filters: Filters,
     },
     /// Stream registrations, status changes, missing heartbeats and results as they happen.
     Watch {
@@ -168,9 +175,10 @@ enum Command {
     /// Send a command and wait for every targeted instance to answer.
     ///
     /// TARGET is an instance id, NODE/INSTANCE_ID, NODE/* (broadcast to every instance of NODE)
-    /// or * (every reachable instance). The exit code is 0 only if every targeted instance
-    /// answered with success.
-    Send(SendArgs),
+    /// or * (every reachable instance); --where narrows NODE/* or * to the registry's matching
+    /// instances, sent one by one. The exit code is 0 only if every targeted instance answered
+    /// with success.
+    Send(send::SendArgs),
     /// Show the commands sent and the results received, newest first, a page at a time.
     History {
         /// How many commands to show.
@@ -221,30 +229,28 @@ struct ServeArgs {
     prune_after: Option<Duration>,
 }
 
+/// `--where KEY=VALUE`, repeatable: the instances `send` and `nodes` take, by what the registry
+/// knows of them.
 #[derive(Debug, Args)]
-struct SendArgs {
-    /// Who gets it: INSTANCE_ID, NODE/INSTANCE_ID, NODE/* or *.
-    target: String,
-    /// The command, e.g. ping, status, echo.
-    command: String,
-    /// A parameter, KEY=VALUE; VALUE is read as JSON if it is JSON (42, true), else as text.
-    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
-    params: Vec<String>,
-    /// All parameters as one JSON object (merged under any --param).
-    #[arg(long, value_name = "JSON")]
-    params_json: Option<String>,
-    /// Only instances matching KEY=VALUE (node, version, host, status); sent one by one.
+struct Filters {
+    /// Only instances matching KEY=VALUE: node, version, host or status (repeat to narrow further).
     #[arg(long = "where", short = 'w', value_name = "KEY=VALUE")]
-    filters: Vec<String>,
-    /// How long to wait for every result.
-    #[arg(long, value_name = "DURATION", value_parser = timeout, default_value = "10s")]
-    timeout: Duration,
-    /// Resends to silent instances within the timeout (same request id: nodes de-duplicate).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
-    retries: u32,
-    /// Print the outcome as JSON.
-    #[arg(long)]
-    json: bool,
+    list: Vec<String>,
+}
+
+impl Filters {
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `selector` narrowed by every filter; a bad one is a usage error, found before anything
+    /// connects.
+    fn narrow(&self, mut selector: Selector) -> Result<Selector, Failure> {
+        for filter in &self.list {
+            selector.add_filter(filter).map_err(|e| Failure(2, format!("--where {e}")))?;
+        }
+        Ok(selector)
+    }
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -368,12 +374,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Demo(args) => demo::run(args).await.map(|()| 0),
         // Served in `main`, before any runtime exists.
         Command::Broker { .. } => Ok(0),
-        Command::Nodes { json, offline } => nodes(config, json, offline).await,
+        Command::Nodes { json, offline, filters } => nodes(config, json, offline, &filters).await,
         Command::Watch { json, heartbeats, share, prune_after } => {
             let config = EngineConfig { share_group: share, heartbeat_events: heartbeats, prune_after, ..config };
             watch(config, json).await
         }
-        Command::Send(args) => send(config, args).await,
+        Command::Send(args) => send::run(config, args).await,
         Command::Serve(args) => serve(config, args).await,
         Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
         Command::History { limit, before, json } => history(config, limit as usize, before, json).await,
@@ -404,8 +410,9 @@ fn list_suffix(ids: &[String]) -> String {
     }
 }
 
-async fn nodes(config: EngineConfig, json: bool, offline: bool) -> Result<u8, Failure> {
-    let instances = if offline {
+async fn nodes(config: EngineConfig, json: bool, offline: bool, filters: &Filters) -> Result<u8, Failure> {
+    let selector = filters.narrow(Selector::default())?;
+    let mut instances = if offline {
         let path = config.db.clone();
         tokio::task::spawn_blocking(move || Database::open(&path)?.load_instances())
             .await
@@ -420,11 +427,12 @@ async fn nodes(config: EngineConfig, json: bool, offline: bool) -> Result<u8, Fa
         stop(&engine).await?;
         instances
     };
+    instances.retain(|i| selector.lists(i));
     let now = table::now_ms();
     if json {
         println!("{}", Value::from(instances.iter().map(|i| i.to_json(now)).collect::<Vec<_>>()));
     } else {
-        print!("{}", table::instances(&instances, now));
+        print!("{}", table::instances(&instances, now, colour::on_stdout()));
     }
     Ok(0)
 }
@@ -510,115 +518,6 @@ async fn unreachable_broker(engine: &Engine) -> Result<(), Failure> {
     }
 }
 
-fn parameters(args: &SendArgs) -> Result<String, Failure> {
-    let mut map = match &args.params_json {
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => return Err(Failure(2, "--params-json must be a JSON object".into())),
-            Err(e) => return Err(Failure(2, format!("--params-json: {e}"))),
-        },
-        None => Map::new(),
-    };
-    for p in &args.params {
-        let Some((k, v)) = p.split_once('=') else {
-            return Err(Failure(2, format!("--param {p:?}: expected KEY=VALUE")));
-        };
-        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
-        map.insert(k.to_owned(), value);
-    }
-    Ok(Value::Object(map).to_string())
-}
-
-fn target(args: &SendArgs) -> Result<Target, Failure> {
-    let target = Target::parse(&args.target);
-    if args.filters.is_empty() {
-        return Ok(target);
-    }
-    let mut selector = match target {
-        Target::Node(node) => Selector { node_name: Some(node), ..Selector::default() },
-        Target::Select(s) => s,
-        Target::Instance { .. } => {
-            return Err(Failure(2, "--where needs a set target: NODE/* or *".into()));
-        }
-    };
-    for f in &args.filters {
-        let (k, v) = f.split_once('=').ok_or_else(|| Failure(2, format!("--where {f:?}: expected KEY=VALUE")))?;
-        match k {
-            "node" => selector.node_name = Some(v.into()),
-            "version" => selector.version = Some(v.into()),
-            "host" | "hostname" => selector.hostname = Some(v.into()),
-            "status" => {
-                selector.status =
-                    Some(Status::parse(v).ok_or_else(|| Failure(2, format!("--where status={v}: unknown status")))?);
-            }
-            _ => return Err(Failure(2, format!("--where {k}: expected node, version, host or status"))),
-        }
-    }
-    Ok(Target::Select(selector))
-}
-
-async fn send(config: EngineConfig, args: SendArgs) -> Result<u8, Failure> {
-    let request = SendRequest {
-        target: target(&args)?,
-        command: args.command.clone(),
-        parameters: parameters(&args)?,
-        timeout: args.timeout,
-        retries: args.retries,
-        request_id: None,
-    };
-    let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
-    if !engine.wait_synced(Duration::from_secs(5)).await {
-        unreachable_broker(&engine).await?;
-        stop(&engine).await?;
-        return Err(Failure(3, "the broker did not answer in 5 s".into()));
-    }
-    let interactive = std::io::stderr().is_terminal();
-    let sent = engine
-        .send_with_progress(&request, |r, answered| {
-            if !r.is_final() && !args.json {
-                eprintln!("  progress {r}");
-            } else if interactive {
-                eprint!("\r\x1b[K  {answered} answered, waiting...");
-            }
-        })
-        .await;
-    if interactive {
-        eprint!("\r\x1b[K");
-    }
-    // The outcome is printed even if the history could not be written: the nodes did answer.
-    let stopped = stop(&engine).await;
-    let outcome = sent?;
-    if args.json {
-        let value = serde_json::json!({
-            "request_id": outcome.request_id,
-            "expected": outcome.expected,
-            "results": outcome.results.values().map(|r| r.to_json()).collect::<Vec<_>>(),
-            "timed_out": outcome.timed_out,
-            "attempts": outcome.attempts,
-            "success": outcome.all_succeeded(),
-        });
-        println!("{value}");
-    } else {
-        for r in outcome.results.values() {
-            println!("{r}");
-        }
-        for id in &outcome.timed_out {
-            println!("{} {} TIMEOUT: no result within {:?}", Printable(id), request.command, request.timeout);
-        }
-        println!(
-            "{} answered of {} expected, {} failed, {} timed out (request {}, {} attempt(s))",
-            outcome.results.len(),
-            outcome.expected.len(),
-            outcome.results.values().filter(|r| !r.success).count(),
-            outcome.timed_out.len(),
-            outcome.request_id,
-            outcome.attempts
-        );
-    }
-    stopped?;
-    Ok(if outcome.all_succeeded() { 0 } else { 1 })
-}
-
 async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Result<u8, Failure> {
     let mut builder = NodeBuilder::new(name).handler(handler_fn("echo", |_ctx, cmd| async move {
         Ok(CommandResult::ok("echoed").with_data(cmd.parameters))
@@ -669,7 +568,7 @@ async fn history(config: EngineConfig, limit: usize, before: Option<String>, jso
         for (c, results) in &history {
             println!(
                 "{} {} {} -> {} ({} attempt(s), {} result(s))",
-                table::time_of(c.sent_ms),
+                rfc3339(c.sent_ms),
                 Printable(&c.request_id),
                 Printable(&c.command),
                 Printable(&c.target),

@@ -3,22 +3,16 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use subnodesync_engine::{printable, Instance, Status};
+use subnodesync_engine::{printable, rfc3339, Instance, Status};
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// `HH:MM:SS` UTC of a Unix-milliseconds time.
-pub(crate) fn time_of(ms: i64) -> String {
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-/// `HH:MM:SS` UTC now.
+/// `HH:MM:SS` UTC now: the time part of the RFC 3339 timestamp, to the second.
 pub(crate) fn clock() -> String {
-    time_of(now_ms())
+    rfc3339(now_ms())[11..19].to_owned()
 }
 
 /// `3d4h`, `2h5m`, `4m10s`, `12s`.
@@ -40,17 +34,9 @@ fn colour(status: Status) -> &'static str {
     }
 }
 
-/// The registry as an aligned table; `now` dates the heartbeat ages.
-pub(crate) fn instances(list: &[Instance], now: i64) -> String {
-    render(list, now, false)
-}
-
-/// The same table with statuses in colour, for a terminal.
-pub(crate) fn instances_coloured(list: &[Instance], now: i64) -> String {
-    render(list, now, true)
-}
-
-fn render(list: &[Instance], now: i64, coloured: bool) -> String {
+/// The registry as an aligned table, statuses in colour if `coloured`; `now` dates the heartbeat
+/// ages.
+pub(crate) fn instances(list: &[Instance], now: i64, coloured: bool) -> String {
     let header = ["INSTANCE", "NODE", "STATUS", "VERSION", "UPTIME", "CPU", "MEM", "LAST HB"];
     let rows: Vec<[String; 8]> = list
         .iter()

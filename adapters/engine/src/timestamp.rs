@@ -1,0 +1,103 @@
+//! Unix-millisecond times as RFC 3339 text, for people and for tools that parse dates.
+//!
+//! Hand-written rather than a date crate: the engine only ever formats UTC instants, which is
+//! arithmetic on whole days (the proleptic Gregorian calendar, counted in 400-year eras).
+
+/// Milliseconds in a day.
+const DAY_MS: u64 = 86_400_000;
+
+/// 9999-12-31T23:59:59.999Z: RFC 3339 has four-digit years, so nothing later can be written.
+const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// Days from 0000-03-01 to 1970-01-01: counting from a March 1st puts the leap day last in the year.
+const EPOCH_FROM_MARCH_0000: u64 = 719_468;
+
+/// Days in a 400-year era of the Gregorian calendar.
+const ERA_DAYS: u64 = 146_097;
+
+/// `unix_ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Times before 1970 (no engine records one) read as
+/// 1970-01-01T00:00:00.000Z, times after the year 9999 as its last millisecond.
+pub fn rfc3339(unix_ms: i64) -> String {
+    // Clamped into range first, so it is not negative.
+    let ms = u64::try_from(unix_ms.clamp(0, LATEST_MS)).unwrap_or(0);
+    let (year, month, day) = civil_from_days(ms / DAY_MS);
+    let in_day = ms % DAY_MS;
+    let (hours, minutes, seconds, millis) =
+        (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z")
+}
+
+/// The (year, month, day) `days` after 1970-01-01.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let from_march_0000 = days + EPOCH_FROM_MARCH_0000;
+    let era = from_march_0000 / ERA_DAYS;
+    let day_of_era = from_march_0000 % ERA_DAYS;
+    // Every 4th year of an era is a leap year, except every 100th, except the 400th (its last
+    // day, which the last term takes back).
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / (ERA_DAYS - 1)) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: their lengths repeat 31, 30, 31, 30, 31 (153 days every five months).
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let (month, next_year) = if month_from_march < 10 { (month_from_march + 3, 0) } else { (month_from_march - 9, 1) };
+    (era * 400 + year_of_era + next_year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1), "1970-01-01T00:00:00.001Z");
+        assert_eq!(rfc3339(86_399_999), "1970-01-01T23:59:59.999Z");
+        assert_eq!(rfc3339(68_169_600_000), "1972-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(946_684_799_999), "1999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(946_684_800_000), "2000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(951_868_800_000), "2000-03-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_164_800_000), "2024-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_196_601_123), "2026-12-02T07:30:01.123Z");
+        // One past the largest 32-bit time_t.
+        assert_eq!(rfc3339(2_147_483_648_000), "2038-01-19T03:14:08.000Z");
+        // 2100 is not a leap year: February 28th is followed by March 1st.
+        assert_eq!(rfc3339(4_107_456_000_000), "2100-02-28T00:00:00.000Z");
+        assert_eq!(rfc3339(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn out_of_range_times_clamp_to_what_rfc_3339_can_write() {
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(LATEST_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(LATEST_MS + 1), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    /// Every day from 1970 to 2500 against a calendar counted one day at a time.
+    #[test]
+    fn every_day_follows_the_one_before() {
+        let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+        let (mut year, mut month, mut day) = (1970, 1, 1);
+        for days in 0..(530 * 366) {
+            let expected = format!("{year:04}-{month:02}-{day:02}T12:00:00.000Z");
+            let noon = i64::try_from(days * DAY_MS + DAY_MS / 2).unwrap();
+            assert_eq!(rfc3339(noon), expected, "day {days}");
+            let length = match month {
+                2 if leap(year) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            day += 1;
+            if day > length {
+                (day, month) = (1, month + 1);
+            }
+            if month > 12 {
+                (month, year) = (1, year + 1);
+            }
+        }
+        assert!(year > 2500);
+    }
+}
