@@ -43,6 +43,61 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (era * 400 + year_of_era + next_year, month, day)
 }
 
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = b.get(range)?;
+        digits.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+    };
+    let sep = |i: usize, c: u8| b.get(i).is_some_and(|x| *x == c || (c == b'T' && *x == b't'));
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        let digits = b.get(i + 1..)?.iter().take_while(|d| d.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let first3 = num(i + 1..i + 1 + digits.min(3))?;
+        millis = first3 * 10i64.pow(3 - u32::try_from(digits.min(3)).ok()?);
+        i += 1 + digits;
+    }
+    let offset_min = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'-' {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+    Some(seconds * 1000 + millis)
+}
+
+/// Days from 1970-01-01 to a date, the inverse of [`civil_from_days`] (counted from March, by
+/// 400-year eras, as it is).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year_from_march = if month <= 2 { year - 1 } else { year };
+    let era = year_from_march.div_euclid(400);
+    let year_of_era = year_from_march - era * 400;
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * ERA_DAYS as i64 + day_of_era - EPOCH_FROM_MARCH_0000 as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +154,30 @@ mod tests {
             }
         }
         assert!(year > 2500);
+    }
+    #[test]
+    fn rfc3339_timestamps_read_as_unix_milliseconds() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2000-02-29T12:00:00.5Z"), Some(951_825_600_500));
+        assert_eq!(parse_rfc3339("2024-01-01T12:00:00.123456Z"), Some(1_704_110_400_123));
+        assert_eq!(parse_rfc3339("2024-01-01T14:00:00+02:00"), Some(1_704_110_400_000));
+        assert_eq!(parse_rfc3339("2038-01-19T03:14:08Z"), Some(2_147_483_648_000));
+        for bad in [
+            "",
+            "2024-01-01",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "x024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reading_what_was_written_gives_the_same_instant() {
+        for ms in [0, 1, 951_782_400_000, 1_709_164_800_123, 4_102_444_800_000, 253_402_300_799_999] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{ms}");
+        }
     }
 }

@@ -109,7 +109,8 @@ fn the_api_serves_the_registry_and_commands_as_the_cli_prints_them() {
     assert_eq!(history, ["ping", "echo"]);
     // The chart's first sample is taken within a second of the first heartbeat.
     let deadline = Instant::now() + WAIT;
-    while !get(&base, &format!("/api/nodes/{a}")).json()["trend"].as_array().is_some_and(|t| !t.is_empty()) {
+    let sampled = || get(&base, &format!("/api/nodes/{a}")).json()["trend"].as_array().is_some_and(|t| !t.is_empty());
+    while !sampled() {
         assert!(Instant::now() < deadline, "no chart sample within {WAIT:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -118,6 +119,8 @@ fn the_api_serves_the_registry_and_commands_as_the_cli_prints_them() {
     let unknown = get(&base, "/api/nodes/nobody");
     assert_eq!((unknown.status, unknown.json()["error"].is_string()), (404, true));
     assert_eq!(get(&base, "/api/commands/nothing-sent").status, 404);
+    let asleep = get(&base, "/api/nodes?status=asleep");
+    assert_eq!(asleep.status, 400, "{}", asleep.body);
     let bad = post_json(&base, "/api/commands", &json!({"target": "shop/*", "command": "ping", "timeout": "forever"}));
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"].as_str().is_some_and(|e| e.starts_with("timeout:")), "{}", bad.body);

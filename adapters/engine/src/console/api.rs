@@ -14,7 +14,6 @@ use super::{json_error, Shared};
 use crate::engine::now_ms;
 use crate::error::Error;
 use crate::record::{CommandRecord, ResultRecord};
-use crate::registry::Instance;
 use crate::send::SendRequest;
 use crate::store::HistoryQuery;
 use crate::target::{Selector, Target};
@@ -43,12 +42,16 @@ fn command_json(command: &CommandRecord, results: &[ResultRecord]) -> Value {
     value
 }
 
-/// Whether `inst` matches the query's `node`, `status`, `version` and `host` (each optional).
-fn listed(query: &HashMap<String, String>, inst: &Instance) -> bool {
-    let eq = |key: &str, have: &str| query.get(key).is_none_or(|want| want.is_empty() || want == have);
-    eq("node", &inst.node_name) && eq("status", inst.status.as_str()) && eq("version", &inst.version) && {
-        eq("host", &inst.hostname)
+/// The instances the query's `node`, `status`, `version` and `host` select (each optional; an
+/// empty one selects all), read as `subnode nodes --where` reads them.
+fn selector(query: &HashMap<String, String>) -> Result<Selector, String> {
+    let mut selector = Selector::default();
+    for key in ["node", "status", "version", "host"] {
+        if let Some(value) = query.get(key).filter(|v| !v.is_empty()) {
+            selector.set_field(key, value).map_err(|e| e.to_string())?;
+        }
     }
+    Ok(selector)
 }
 
 /// `GET /api/engine`: the broker connection and the engine's counters.
@@ -68,12 +71,16 @@ pub(super) async fn engine(State(shared): State<Shared>) -> Json<Value> {
 }
 
 /// `GET /api/nodes[?node=&status=&version=&host=]`: the instances, as `subnode nodes --json`.
-pub(super) async fn nodes(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Json<Value> {
+pub(super) async fn nodes(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let selector = match selector(&query) {
+        Ok(selector) => selector,
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
+    };
     let now = now_ms();
     let list: Vec<Value> = shared
         .engine
-        .with_registry(|r| r.instances().iter().filter(|i| listed(&query, i)).map(|i| i.to_json(now)).collect());
-    Json(Value::from(list))
+        .with_registry(|r| r.instances().iter().filter(|i| selector.lists(i)).map(|i| i.to_json(now)).collect());
+    Json(Value::from(list)).into_response()
 }
 
 /// `GET /api/nodes/{instance_id}`: the instance, its register message, its chart samples and

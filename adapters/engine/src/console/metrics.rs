@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 
 use super::Shared;
 use crate::registry::Status;
+use crate::timestamp::parse_rfc3339;
 
 /// Every status, so each node name has a series for each (a zero is a value, not a gap).
 const STATUSES: [Status; 4] = [Status::Online, Status::Missing, Status::Lost, Status::Offline];
@@ -77,7 +78,7 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
                 }
             }
         }
-        registry.latest_heartbeat().and_then(|(timestamp, at)| Some(at - parse_rfc3339_ms(timestamp)?))
+        registry.latest_heartbeat().and_then(|(timestamp, at)| Some(at - parse_rfc3339(timestamp)?))
     });
 
     let stats = shared.engine.stats();
@@ -125,78 +126,9 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds.
-fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(range)?;
-        digits.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
-    };
-    let sep = |i: usize, c: u8| b.get(i).is_some_and(|x| *x == c || (c == b'T' && *x == b't'));
-    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if b.get(i) == Some(&b'.') {
-        let digits = b.get(i + 1..)?.iter().take_while(|d| d.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        let first3 = num(i + 1..i + 1 + digits.min(3))?;
-        millis = first3 * 10i64.pow(3 - u32::try_from(digits.min(3)).ok()?);
-        i += 1 + digits;
-    }
-    let offset_min = match b.get(i..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *sign == b'-' {
-                -m
-            } else {
-                m
-            }
-        }
-        _ => return None,
-    };
-    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, by eras of 400 years).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    Some(seconds * 1000 + millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_timestamps_read_as_unix_milliseconds() {
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2000-02-29T12:00:00.5Z"), Some(951_825_600_500));
-        assert_eq!(parse_rfc3339_ms("2024-01-01T12:00:00.123456Z"), Some(1_704_110_400_123));
-        assert_eq!(parse_rfc3339_ms("2024-01-01T14:00:00+02:00"), Some(1_704_110_400_000));
-        assert_eq!(parse_rfc3339_ms("2038-01-19T03:14:08Z"), Some(2_147_483_648_000));
-        for bad in [
-            "",
-            "2024-01-01",
-            "2024-13-01T00:00:00Z",
-            "2024-01-01T00:00:00",
-            "2024-01-01T00:00:00.Z",
-            "x024-01-01T00:00:00Z",
-        ] {
-            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn label_values_are_escaped() {

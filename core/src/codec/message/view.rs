@@ -35,14 +35,12 @@ fn file<'a, const N: usize>(
     value: RawJson<'a>,
 ) -> Result<(), &'static str> {
     let key = Unescaped(key);
-    let Some(i) = names.iter().position(|n| key.means(n)) else { return Ok(()) };
-    match found.get_mut(i) {
-        Some(slot @ None) => {
-            *slot = Some(value);
-            Ok(())
-        }
-        _ => Err(names[i]),
+    let Some((slot, name)) = found.iter_mut().zip(names).find(|(_, n)| key.means(n)) else { return Ok(()) };
+    if slot.is_some() {
+        return Err(name);
     }
+    *slot = Some(value);
+    Ok(())
 }
 
 /// The process id: an unsigned integer that fits 32 bits.
