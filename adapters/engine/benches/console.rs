@@ -9,6 +9,9 @@
 //! The instances are not nodes: a few MQTT clients in this process publish one heartbeat per
 //! instance per second, so the numbers are the engine's and the console's alone.
 
+#[path = "../tests/browser/cdp.rs"]
+#[allow(dead_code)]
+mod cdp;
 #[path = "../tests/subnode/http.rs"]
 #[allow(dead_code)]
 mod http;
@@ -32,6 +35,29 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     get(11) + get(12)
+}
+
+/// `cpu_ticks` of a process and all its descendants (a browser and its renderers).
+fn tree_ticks(root: u32) -> u64 {
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let descends = |mut pid: u32| loop {
+        if pid == root {
+            return true;
+        }
+        match parent_of(pid) {
+            Some(parent) if parent > 1 => pid = parent,
+            _ => return false,
+        }
+    };
+    pids.into_iter().filter(|&pid| descends(pid)).map(cpu_ticks).sum()
 }
 
 /// Resident memory of a process in MiB.
@@ -136,6 +162,7 @@ async fn main() {
     }
 
     let base2 = base.clone();
+    let scratch_dir = scratch.clone();
     let report = tokio::task::spawn_blocking(move || {
         let base = base2;
         let idle = cpu_percent(pid, window);
@@ -168,13 +195,37 @@ async fn main() {
         }
         let watched = (cpu_ticks(pid) - ticks_before) as f64 / started.elapsed().as_secs_f64();
         let per_second = started.elapsed().as_secs_f64();
+        drop(events);
+
+        // The dashboard in a real browser: from navigation until the table shows every instance,
+        // then the browser's own CPU while it follows the fleet.
+        let mut browser = cdp::Browser::launch(&scratch_dir.join("chromium"));
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        let started = Instant::now();
+        browser.navigate(&base);
+        let full = format!("document.querySelector('#count-all').textContent.replace(/\\D/g, '') === '{instances}'");
+        browser.wait_for("every instance counted", &full, Duration::from_secs(120));
+        browser.wait_for(
+            "rows drawn",
+            "document.querySelectorAll('#fleet-body tr').length > 0",
+            Duration::from_secs(60),
+        );
+        let page_load = started.elapsed();
+        let browser_ticks = tree_ticks(browser.pid());
+        std::thread::sleep(window);
+        let browser_cpu = (tree_ticks(browser.pid()) - browser_ticks) as f64 / window.as_secs_f64();
         format!(
             "engine CPU, no dashboard open:         {idle:.1} % of a core\n\
              engine CPU, one dashboard streaming:   {watched:.1} % of a core\n\
              engine RSS:                            {:.1} MiB\n\
              GET /api/nodes:                        median {:.1} ms, max {:.1} ms, {:.2} MB\n\
              GET /metrics:                          {:.1} ms, {:.2} MB\n\
-             event stream (?instances=1):           {:.1} events/s, {:.0} rows/s, {:.2} MB/s",
+             event stream (?instances=1):           {:.1} events/s, {:.0} rows/s, {:.2} MB/s\n\
+             dashboard load (headless Chromium):    {:.2} s to show all {instances}\n\
+             Chromium CPU following the fleet:      {browser_cpu:.1} % of a core",
             rss_mib(pid),
             times[times.len() / 2].as_secs_f64() * 1000.0,
             times[times.len() - 1].as_secs_f64() * 1000.0,
@@ -184,6 +235,7 @@ async fn main() {
             count as f64 / per_second,
             rows as f64 / per_second,
             event_bytes as f64 / per_second / 1e6,
+            page_load.as_secs_f64(),
         )
     })
     .await

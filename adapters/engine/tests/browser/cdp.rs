@@ -88,6 +88,13 @@ impl Browser {
         browser
     }
 
+    /// The browser's process id (its renderers are its descendants): for `benches/console.rs`,
+    /// which measures its CPU.
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `method` to the page and returns its result, skipping the events that come between.
     pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
