@@ -23,7 +23,7 @@ use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Ingested, Instance, Limits, Registry};
 use crate::send::{self, with_timeout_ms, SendOutcome, SendRequest, Verdict};
 use crate::store::{Database, HistoryQuery};
-use crate::target::{Selector, Target};
+use crate::target::Target;
 use crate::tasks;
 
 /// The largest message the engine reads: far above any register, heartbeat, status or result a
@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     /// When the last retained message or SUBACK arrived, and whether every SUBACK has.
     pub(crate) synced: watch::Sender<(bool, Instant)>,
     pub(crate) connected: AtomicBool,
+    /// The last flush failed: the ticker retries on its back-off, and reads do not flush.
+    pub(crate) database_failing: AtomicBool,
     /// Why the broker could not be reached, until the first connection succeeds.
     pub(crate) problem: watch::Sender<Option<String>>,
 }
@@ -248,6 +250,7 @@ impl Engine {
             synced,
             problem,
             connected: AtomicBool::new(false),
+            database_failing: AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(tasks::run_connection(shared.clone(), client.clone(), eventloop)),
@@ -373,25 +376,33 @@ impl Engine {
         before: Option<&str>,
     ) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
         self.flush().await?;
-        self.query_history(HistoryQuery { before: before.map(str::to_owned), ..HistoryQuery::latest(limit) }).await
+        self.read_history(HistoryQuery { before: before.map(str::to_owned), ..HistoryQuery::latest(limit) }).await
     }
 
-    /// The commands `query` selects, with their results, after writing what is queued. While the
-    /// database refuses writes, the rows still queued are not in the answer.
+    /// The commands `query` selects, with their results, after writing what is queued, unless the
+    /// database is refusing writes: then the rows still queued are not in the answer, and the
+    /// read does not wait on the database or cut short the retries' back-off.
     pub async fn query_history(&self, query: HistoryQuery) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
-        if let Err(e) = self.flush().await {
-            tracing::debug!(error = %e, "reading the history without the rows still queued");
+        if !self.shared.database_failing.load(Ordering::Relaxed) {
+            if let Err(e) = self.flush().await {
+                tracing::debug!(error = %e, "reading the history without the rows still queued");
+            }
         }
+        self.read_history(query).await
+    }
+
+    /// The commands `query` selects, as the database has them.
+    async fn read_history(&self, query: HistoryQuery) -> Result<Vec<(CommandRecord, Vec<ResultRecord>)>, Error> {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || lock(&shared.store).query_history(&query))
             .await
             .map_err(|_| Error::Stopped)?
     }
 
-    /// Removes `lost` and `offline` instances whose status is older than `age`, clearing their
-    /// retained register and status messages; returns their ids.
+    /// Removes `lost`, `offline` and `missing` instances whose status is older than `age`,
+    /// clearing their retained register and status messages; returns their ids.
     pub async fn prune(&self, age: Duration) -> Result<Vec<String>, Error> {
-        tasks::prune(&self.shared, &self.client, age).await
+        Ok(tasks::prune(&self.shared, &self.client, age))
     }
 
     /// Sends a request and waits for its results.
@@ -413,7 +424,7 @@ impl Engine {
         let parameters =
             Object::parse(sent_parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
         let prefix = &self.shared.config.topic_prefix;
-        let (topics, expected) = self.resolve(&request.target)?;
+        let (topics, expected) = request.target.resolve(&lock(&self.shared.registry), prefix)?;
         let request_id = send::request_id(request.request_id.as_deref())?;
         let control = ControlMessage {
             command: &request.command,
@@ -424,6 +435,11 @@ impl Engine {
         let mut buf = vec![0u8; parameters.as_raw().as_str().len() + request.command.len() * 2 + 256];
         let n = to_json(&control, &mut buf).map_err(|_| Error::InvalidCommand("not representable"))?;
         buf.truncate(n);
+        // Larger than any engine reads, and above the MQTT client's own limit, which would drop
+        // the connection (and everyone's queued requests) rather than refuse it.
+        if n > MAX_PAYLOAD {
+            return Err(Error::InvalidParameters(format!("the command is {n} bytes; at most {MAX_PAYLOAD} are sent")));
+        }
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         match lock(&self.shared.waiters).entry(request_id.clone()) {
@@ -500,40 +516,6 @@ impl Engine {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(outcome)
-    }
-
-    /// The control topics to publish on and the instances expected to answer.
-    fn resolve(&self, target: &Target) -> Result<(Vec<String>, Vec<String>), Error> {
-        let prefix = &self.shared.config.topic_prefix;
-        let registry = lock(&self.shared.registry);
-        match target {
-            Target::Instance { node_name, instance_id } => {
-                let node = match node_name {
-                    Some(n) => n.clone(),
-                    None => registry
-                        .get(instance_id)
-                        .map(|i| i.node_name.clone())
-                        .ok_or_else(|| Error::UnknownInstance(instance_id.clone()))?,
-                };
-                Ok((vec![format!("{prefix}/{node}/{instance_id}/control")], vec![instance_id.clone()]))
-            }
-            Target::Node(node) => {
-                let selector = Selector { node_name: Some(node.clone()), ..Selector::default() };
-                let expected =
-                    registry.instances().iter().filter(|i| selector.matches(i)).map(|i| i.instance_id.clone());
-                Ok((vec![format!("{prefix}/{node}/control")], expected.collect()))
-            }
-            Target::Select(selector) => {
-                let chosen: Vec<&Instance> = registry.instances().iter().filter(|i| selector.matches(i)).collect();
-                if chosen.is_empty() {
-                    return Err(Error::NoTargets);
-                }
-                Ok((
-                    chosen.iter().map(|i| format!("{prefix}/{}/{}/control", i.node_name, i.instance_id)).collect(),
-                    chosen.iter().map(|i| i.instance_id.clone()).collect(),
-                ))
-            }
-        }
     }
 
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {

@@ -42,6 +42,8 @@ pub enum Error {
     UnknownInstance(String),
     /// The target selects no instance.
     NoTargets,
+    /// The target names a node or an instance no topic can carry.
+    InvalidTarget(String),
     /// The parameters are not a JSON object.
     InvalidParameters(String),
     /// The command name or a request id is empty, too long or not representable.
@@ -71,6 +73,7 @@ impl fmt::Display for Error {
                 write!(f, "no instance {id:?} in the registry (give it as node_name/instance_id to send anyway)")
             }
             Self::NoTargets => f.write_str("the target selects no instance"),
+            Self::InvalidTarget(why) => write!(f, "invalid target: {why}"),
             Self::InvalidParameters(e) => write!(f, "parameters must be a JSON object: {e}"),
             Self::InvalidCommand(why) => write!(f, "invalid command: {why}"),
             Self::Mqtt(e) => write!(f, "mqtt: {e}"),

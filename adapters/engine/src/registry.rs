@@ -397,7 +397,7 @@ impl Registry {
             Kind::Register => {
                 let reg = RegisterView::parse(payload)?;
                 check(reg.node_name, reg.instance_id)?;
-                let hostname = reg.metadata.get("hostname").and_then(|h| h.as_escaped_str()).unwrap_or_default();
+                let hostname = reg.hostname.unwrap_or_default();
                 // The views checked the payload is UTF-8.
                 let json = self.storable(core::str::from_utf8(payload).unwrap_or_default()).map(str::to_owned);
                 let json_dropped = json.is_none();
@@ -488,9 +488,13 @@ impl Registry {
     /// Removes `lost`, `offline` and `missing` instances whose status is older than `before_ms`;
     /// returns them.
     pub(crate) fn prune(&mut self, before_ms: i64) -> Vec<Instance> {
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.instances)
-            .into_iter()
-            .partition(|i| i.status != Status::Online && i.status_changed_ms < before_ms);
+        let old = |i: &Instance| i.status != Status::Online && i.status_changed_ms < before_ms;
+        if !self.instances.iter().any(old) {
+            return Vec::new();
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.instances).into_iter().partition(old);
+        // Positions move: the changed ones are found again by their flag.
+        let changed: Vec<bool> = kept.iter().map(|i| i.dirty).collect();
         *self = Self {
             heartbeat_events: self.heartbeat_events,
             limits: self.limits,
@@ -498,10 +502,11 @@ impl Registry {
             latest_heartbeat: std::mem::take(&mut self.latest_heartbeat),
             ..Self::from_instances(kept)
         };
-        // Whatever was waiting to be flushed is flushed with the next change; re-mark it all.
-        for (i, inst) in self.instances.iter_mut().enumerate() {
-            inst.dirty = true;
-            self.dirty.push(i);
+        for (i, (inst, was_changed)) in self.instances.iter_mut().zip(changed).enumerate() {
+            if was_changed {
+                inst.dirty = true;
+                self.dirty.push(i);
+            }
         }
         gone
     }
@@ -668,6 +673,26 @@ pub(crate) mod tests {
         let inst = r.get("app-h-1").unwrap();
         assert_eq!((inst.metrics_json.as_deref(), inst.heartbeats, inst.cpu_centipercent), (None, 2, Some(250)));
         assert_eq!(r.refusals().json_not_stored, 1);
+    }
+
+    #[test]
+    fn pruning_keeps_what_was_waiting_to_be_written_and_nothing_more() {
+        let mut r = Registry::default();
+        let hb = |n: u32| HB.replace("app-h-1", &format!("app-h-{n}"));
+        for n in 1..=3 {
+            r.ingest("subnodesync", &format!("subnodesync/app/app-h-{n}/heartbeat"), hb(n).as_bytes(), 0).unwrap();
+        }
+        r.take_dirty();
+        assert!(r.prune(100).is_empty());
+        assert_eq!(r.dirty_count(), 0, "a prune that took nothing rewrote the registry");
+        let lost = status("lost").replace("app-h-1", "app-h-3");
+        r.ingest("subnodesync", "subnodesync/app/app-h-3/status", lost.as_bytes(), 1).unwrap();
+        r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 2).unwrap();
+        r.take_dirty();
+        r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 3).unwrap();
+        assert_eq!(r.prune(100).len(), 1);
+        let waiting: Vec<&str> = r.take_dirty().iter().map(|i| i.instance_id.as_str()).collect();
+        assert_eq!(waiting, ["app-h-2"]);
     }
 
     #[test]

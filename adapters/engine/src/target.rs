@@ -1,7 +1,7 @@
 //! Who a command goes to: one instance, every instance of a name, or a filtered set.
 
-use crate::error::FilterError;
-use crate::registry::{Instance, Status};
+use crate::error::{Error, FilterError};
+use crate::registry::{Instance, Registry, Status};
 
 /// Which instances a command goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,50 @@ impl Target {
             }
         }
     }
+
+    /// The control topics to publish on and the instances expected to answer.
+    pub(crate) fn resolve(&self, registry: &Registry, prefix: &str) -> Result<(Vec<String>, Vec<String>), Error> {
+        match self {
+            Target::Instance { node_name, instance_id } => {
+                topic_level(instance_id)?;
+                let node = match node_name {
+                    Some(n) => n.clone(),
+                    None => registry
+                        .get(instance_id)
+                        .map(|i| i.node_name.clone())
+                        .ok_or_else(|| Error::UnknownInstance(instance_id.clone()))?,
+                };
+                topic_level(&node)?;
+                Ok((vec![format!("{prefix}/{node}/{instance_id}/control")], vec![instance_id.clone()]))
+            }
+            Target::Node(node) => {
+                topic_level(node)?;
+                let selector = Selector { node_name: Some(node.clone()), ..Selector::default() };
+                let expected =
+                    registry.instances().iter().filter(|i| selector.matches(i)).map(|i| i.instance_id.clone());
+                Ok((vec![format!("{prefix}/{node}/control")], expected.collect()))
+            }
+            Target::Select(selector) => {
+                let chosen: Vec<&Instance> = registry.instances().iter().filter(|i| selector.matches(i)).collect();
+                if chosen.is_empty() {
+                    return Err(Error::NoTargets);
+                }
+                Ok((
+                    chosen.iter().map(|i| format!("{prefix}/{}/{}/control", i.node_name, i.instance_id)).collect(),
+                    chosen.iter().map(|i| i.instance_id.clone()).collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// Refuses a name that cannot be one level of a topic: empty, or holding `/`, `+` or `#` (an
+/// MQTT client refuses to publish there, and a broker would read a filter).
+fn topic_level(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.contains(['/', '+', '#', '\0']) {
+        return Err(Error::InvalidTarget(format!("{name:?} cannot name a node or an instance")));
+    }
+    Ok(())
 }
 
 /// A filter over the registry; every field set must match.

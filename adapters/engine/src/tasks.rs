@@ -10,7 +10,7 @@ use subnodesync_host::RetryDelays;
 use tokio::time::Instant;
 
 use crate::engine::{lock, now_ms, Engine, Shared};
-use crate::error::{describe_connection_error, Error};
+use crate::error::describe_connection_error;
 use crate::event::FleetEvent;
 use crate::persist::FlushSchedule;
 
@@ -25,24 +25,32 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Removes instances gone for `age` from the registry and clears their retained messages; the
 /// database forgets them at the next flush.
-pub(crate) async fn prune(shared: &Shared, client: &AsyncClient, age: Duration) -> Result<Vec<String>, Error> {
+pub(crate) fn prune(shared: &Shared, client: &AsyncClient, age: Duration) -> Vec<String> {
     let before = now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
     let gone = lock(&shared.registry).prune(before);
     if gone.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
+    // Forgotten here first, so the database forgets them too whatever happens to the publishes.
+    lock(&shared.backlog).deleted(gone.iter().map(|i| i.instance_id.clone()));
     let prefix = &shared.config.topic_prefix;
+    let mut unsent = 0;
     for i in &gone {
-        // An empty retained publish deletes the retained message (MQTT 3.1.1 §3.3.1.3).
+        // An empty retained publish deletes the retained message (MQTT 3.1.1 §3.3.1.3). `try_`:
+        // a full queue (the broker away) must not stall the ticker's flushes behind it.
         for kind in ["register", "status"] {
             let topic = format!("{prefix}/{}/{}/{kind}", i.node_name, i.instance_id);
-            client.publish(topic, QoS::AtLeastOnce, true, Vec::new()).await.map_err(|e| Error::Mqtt(e.to_string()))?;
+            if client.try_publish(topic, QoS::AtLeastOnce, true, Vec::new()).is_err() {
+                unsent += 1;
+            }
         }
     }
+    if unsent > 0 {
+        tracing::warn!(unsent, "retained messages of pruned instances not cleared: the client's queue is full");
+    }
     let ids: Vec<String> = gone.into_iter().map(|i| i.instance_id).collect();
-    lock(&shared.backlog).deleted(ids.iter().cloned());
     let _ = shared.events.send(FleetEvent::Pruned { instance_ids: ids.clone() });
-    Ok(ids)
+    ids
 }
 
 /// Drives the MQTT connection: subscribe after every CONNACK, ingest every PUBLISH, and after a
@@ -58,6 +66,7 @@ pub(crate) async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 up_since = Some(Instant::now());
+                lock(&shared.registry).listening_from(now_ms());
                 connected_once = true;
                 shared.problem.send_if_modified(|p| p.take().is_some());
                 if !shared.connected.swap(true, Ordering::Relaxed) {
@@ -113,22 +122,26 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
     loop {
         tick.tick().await;
         let now = now_ms();
-        let events = lock(&shared.registry).mark_missing(now.saturating_sub(silence), now);
-        shared.publish_events(events);
+        // Silence counts only while the engine listens: its own outage says nothing of the
+        // fleet (and the connection task restarts the count when it is back).
+        if shared.connected.load(Ordering::Relaxed) {
+            let events = lock(&shared.registry).mark_missing(now.saturating_sub(silence), now);
+            shared.publish_events(events);
+        }
         if let Some(age) = shared.config.prune_after {
-            if let Err(e) = prune(&shared, &client, age).await {
-                tracing::warn!(error = %e, "prune failed");
-            }
+            prune(&shared, &client, age);
         }
         if schedule.due(Instant::now()) {
             let s = shared.clone();
             match tokio::task::spawn_blocking(move || s.flush()).await {
                 Ok(Ok(rows)) if schedule.succeeded() => {
+                    shared.database_failing.store(false, Ordering::Relaxed);
                     tracing::info!(rows, "the database takes writes again; nothing queued was lost");
                     let _ = shared.events.send(FleetEvent::DatabaseRecovered { rows });
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
+                    shared.database_failing.store(true, Ordering::Relaxed);
                     let delay = schedule.failed(Instant::now());
                     let unsaved_rows = lock(&shared.backlog).rows() + lock(&shared.registry).dirty_count();
                     tracing::warn!(error = %e, unsaved_rows, retry_in = ?delay, "cannot write the database; rows kept");

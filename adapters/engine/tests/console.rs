@@ -119,6 +119,24 @@ fn the_api_serves_the_registry_and_commands_as_the_cli_prints_them() {
     let unknown = get(&base, "/api/nodes/nobody");
     assert_eq!((unknown.status, unknown.json()["error"].is_string()), (404, true));
     assert_eq!(get(&base, "/api/commands/nothing-sent").status, 404);
+    // Too large for any node to read (and for the MQTT client, which would drop the connection
+    // rather than refuse it), or a target no topic can carry: refused, and the engine stays up.
+    let huge = post_json(
+        &base,
+        "/api/commands",
+        &json!({"target": "shop/*", "command": "echo", "parameters": {"pad": "x".repeat(70_000)}}),
+    );
+    assert_eq!(huge.status, 400, "{}", huge.body);
+    for target in ["sh+op/*", "shop/#", "/a-h-1"] {
+        let bad = post_json(&base, "/api/commands", &json!({"target": target, "command": "ping"}));
+        assert_eq!(bad.status, 400, "{target}: {}", bad.body);
+    }
+    assert_eq!(get(&base, "/api/engine").json()["connected"], true);
+    assert_eq!(
+        post_json(&base, "/api/commands", &json!({"target": "shop/*", "command": "ping"})).json()["outcome"]
+            ["answered"],
+        2
+    );
     let asleep = get(&base, "/api/nodes?status=asleep");
     assert_eq!(asleep.status, 400, "{}", asleep.body);
     let bad = post_json(&base, "/api/commands", &json!({"target": "shop/*", "command": "ping", "timeout": "forever"}));
@@ -230,8 +248,15 @@ fn off_loopback_a_token_is_required_and_with_one_every_door_asks_for_it() {
     assert_eq!(open.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("SUBNODE_HTTP_TOKEN"), "{stderr}");
 
+    let short = scratch.0.join("short-token");
+    std::fs::write(&short, "too-short\n").expect("write the token");
+    let refused =
+        run(&broker.url(), &db, &["serve", "--listen", "127.0.0.1:0", "--token-file", short.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at least 16 characters"));
+
     let token_file = scratch.0.join("token");
-    std::fs::write(&token_file, "s3cret-token\n").expect("write the token");
+    std::fs::write(&token_file, "s3cret-token-0123456\n").expect("write the token");
     let (serve, base) = Running::serve(&broker.url(), &db, &["--token-file", token_file.to_str().unwrap()]);
     for path in ["/api/nodes", "/api/events", "/metrics"] {
         let denied = get(&base, path);
@@ -239,7 +264,7 @@ fn off_loopback_a_token_is_required_and_with_one_every_door_asks_for_it() {
     }
     let wrong = http::request(&base, "GET", "/api/nodes", &[("Authorization", "Bearer s3cret")], "");
     assert_eq!(wrong.status, 401);
-    let bearer = [("Authorization", "Bearer s3cret-token")];
+    let bearer = [("Authorization", "Bearer s3cret-token-0123456")];
     assert_eq!(http::request(&base, "GET", "/api/nodes", &bearer, "").status, 200);
     assert_eq!(http::request(&base, "GET", "/metrics", &bearer, "").status, 200);
     // The page sends people to the login form.
@@ -249,11 +274,11 @@ fn off_loopback_a_token_is_required_and_with_one_every_door_asks_for_it() {
     // A wrong token gets the form again; the right one a session cookie the browser keeps to itself.
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     assert_eq!(http::request(&base, "POST", "/login", &form, "token=guess").status, 401);
-    let login = http::request(&base, "POST", "/login", &form, "token=s3cret-token");
+    let login = http::request(&base, "POST", "/login", &form, "token=s3cret-token-0123456");
     assert_eq!(login.status, 303);
     let cookie = login.header("set-cookie").expect("a session cookie").to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(!cookie.contains("s3cret-token"), "the token itself in a cookie: {cookie}");
+    assert!(!cookie.contains("s3cret-token-0123456"), "the token itself in a cookie: {cookie}");
     let session = cookie.split(';').next().expect("name=value");
     let dashboard = http::request(&base, "GET", "/", &[("Cookie", session)], "");
     assert_eq!(dashboard.status, 200);
@@ -276,4 +301,45 @@ fn off_loopback_a_token_is_required_and_with_one_every_door_asks_for_it() {
     assert_eq!(rebound.status, 403);
     let blind = http::request(&base, "POST", "/api/commands", &[("Content-Type", "text/plain")], &body);
     assert_eq!(blind.status, 403);
+}
+
+/// Dropping a `Console` stops it: its open event streams end and it stops listening, while the
+/// engine it served goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_console_ends_its_streams_and_stops_listening() {
+    use subnodesync_engine::console::{Console, ConsoleConfig};
+    use subnodesync_engine::{Engine, EngineConfig};
+
+    let broker = Broker::start();
+    let scratch = Scratch::new("console-drop");
+    let config =
+        EngineConfig { db: scratch.0.join("engine.db"), ..EngineConfig::from_lookup(&|_| None).expect("defaults") }
+            .broker_url(&broker.url())
+            .expect("a valid url");
+    let engine = std::sync::Arc::new(Engine::start(config).await.expect("engine starts"));
+    let listen = "127.0.0.1:0".parse().expect("an address");
+    let console = Console::start(engine.clone(), ConsoleConfig { listen, token: None }).await.expect("console starts");
+    let base = console.url();
+    let events = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || {
+            let events = http::events(&base, "/api/events", &[]);
+            // Blocks until the stream ends: the thread reading it drops its sender.
+            while events.recv().is_ok() {}
+        }
+    });
+    // The stream is open once the console answers another request after it.
+    let base2 = base.clone();
+    let answered =
+        tokio::task::spawn_blocking(move || http::get(&base2, "/api/engine").status).await.expect("a request");
+    assert_eq!(answered, 200);
+
+    drop(console);
+    tokio::time::timeout(WAIT, events).await.expect("the event stream ended").expect("the reader");
+    let addr = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let refused =
+        tokio::task::spawn_blocking(move || std::net::TcpStream::connect(addr).is_err()).await.expect("a try");
+    assert!(refused, "still listening after the console was dropped");
+    assert!(engine.is_connected() || engine.wait_synced(WAIT).await, "the engine stopped with its console");
+    engine.shutdown().await.expect("everything written");
 }

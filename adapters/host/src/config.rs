@@ -423,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_ms_s_m_h_or_plain_seconds() {
+    fn durations_take_ms_s_m_h_d_or_plain_seconds() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
@@ -432,7 +432,7 @@ mod tests {
         assert!(parse_duration("999999999999999999d").is_err(), "an overflow is an error, not a wrap");
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration(" 45 "), Ok(Duration::from_secs(45)));
-        for bad in ["", "0", "0s", "-1", "1.5s", "10d", "s", "ms5", "99999999999999999999h"] {
+        for bad in ["", "0", "0s", "-1", "1.5s", "10w", "s", "ms5", "99999999999999999999h"] {
             assert_eq!(parse_duration(bad), Err(EXPECT_DURATION), "{bad}");
         }
     }

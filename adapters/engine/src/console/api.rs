@@ -14,6 +14,7 @@ use super::{json_error, Shared};
 use crate::engine::now_ms;
 use crate::error::Error;
 use crate::record::{CommandRecord, ResultRecord};
+use crate::registry::Instance;
 use crate::send::SendRequest;
 use crate::store::HistoryQuery;
 use crate::target::{Selector, Target};
@@ -27,9 +28,11 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 fn error(e: &Error) -> Response {
     let status = match e {
         Error::UnknownInstance(_) | Error::UnknownRequest(_) => StatusCode::NOT_FOUND,
-        Error::NoTargets | Error::InvalidParameters(_) | Error::InvalidCommand(_) | Error::Setting(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        Error::NoTargets
+        | Error::InvalidTarget(_)
+        | Error::InvalidParameters(_)
+        | Error::InvalidCommand(_)
+        | Error::Setting(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     json_error(status, e.to_string())
@@ -76,11 +79,11 @@ pub(super) async fn nodes(State(shared): State<Shared>, Query(query): Query<Hash
         Ok(selector) => selector,
         Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
     };
+    // Copied out under the registry lock, made into JSON after it, so ingest waits for a copy only.
+    let chosen: Vec<Instance> =
+        shared.engine.with_registry(|r| r.instances().iter().filter(|i| selector.lists(i)).cloned().collect());
     let now = now_ms();
-    let list: Vec<Value> = shared
-        .engine
-        .with_registry(|r| r.instances().iter().filter(|i| selector.lists(i)).map(|i| i.to_json(now)).collect());
-    Json(Value::from(list)).into_response()
+    Json(Value::from(chosen.iter().map(|i| i.to_json(now)).collect::<Vec<_>>())).into_response()
 }
 
 /// `GET /api/nodes/{instance_id}`: the instance, its register message, its chart samples and
@@ -97,7 +100,7 @@ pub(super) async fn node(State(shared): State<Shared>, Path(instance_id): Path<S
         .trend(&instance_id)
         .iter()
         .map(|s| {
-            json!({"at_ms": s.at_ms, "cpu_percent": f64::from(s.cpu_centipercent) / 100.0, "memory_mb": s.memory_mb})
+            json!({"at_ms": s.at_ms(), "cpu_percent": f64::from(s.cpu_centipercent) / 100.0, "memory_mb": s.memory_mb})
         })
         .collect();
     let query = HistoryQuery { instance: Some(instance_id), ..HistoryQuery::latest(INSTANCE_HISTORY) };

@@ -22,8 +22,14 @@ const SESSION_COOKIE: &str = "subnode_session";
 pub(crate) const CSRF_HEADER: &str = "x-subnode-request";
 /// Sessions remembered at once; a new login beyond it ends the oldest.
 const MAX_SESSIONS: usize = 1024;
-/// How long a wrong token waits before its answer, so guessing is slow.
+/// How long each wrong token waits for its answer. Wrong tokens take turns, whoever sends them,
+/// so guessing runs at two tries a second however many connections try.
 const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
+/// How far ahead the turns may be booked; beyond it a wrong token is refused at once (429)
+/// rather than left waiting, so a flood of guesses holds no memory.
+const WRONG_TOKEN_QUEUE: Duration = Duration::from_secs(10);
+/// The shortest token accepted: guessing one at two tries a second must be hopeless.
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
 
 /// The console's access rules.
 #[derive(Debug)]
@@ -32,12 +38,14 @@ pub(crate) struct Auth {
     token: Option<Secret>,
     /// Session ids handed out by the login form, oldest first.
     sessions: Mutex<VecDeque<String>>,
+    /// When the next wrong token may be answered.
+    next_refusal: Mutex<tokio::time::Instant>,
 }
 
 impl Auth {
     /// Rules for `token`.
     pub(crate) fn new(token: Option<Secret>) -> Self {
-        Self { token, sessions: Mutex::new(VecDeque::new()) }
+        Self { token, sessions: Mutex::new(VecDeque::new()), next_refusal: Mutex::new(tokio::time::Instant::now()) }
     }
 
     /// Whether `presented` is the token; comparing every byte whatever the first mismatch, so
@@ -63,6 +71,23 @@ impl Auth {
         }
         let session = cookie(headers, SESSION_COOKIE)?;
         lock(&self.sessions).iter().any(|s| s == session).then_some(Credential::Session)
+    }
+
+    /// Waits for a wrong token's turn to be refused; `false` if the turns are booked too far
+    /// ahead to wait.
+    async fn refusal_turn(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let turn = {
+            let mut next = lock(&self.next_refusal);
+            let turn = (*next).max(now) + WRONG_TOKEN_DELAY;
+            if turn > now + WRONG_TOKEN_QUEUE {
+                return false;
+            }
+            *next = turn;
+            turn
+        };
+        tokio::time::sleep_until(turn).await;
+        true
     }
 
     /// A new session id, remembered.
@@ -123,6 +148,12 @@ pub(crate) async fn guard(State(shared): State<Shared>, request: Request, next: 
         return next.run(request).await;
     }
     let Some(credential) = auth.credential(headers) else {
+        // A token or session that is wrong (not merely absent) is a guess: it waits its turn.
+        if (headers.contains_key(header::AUTHORIZATION) || cookie(headers, SESSION_COOKIE).is_some())
+            && !auth.refusal_turn().await
+        {
+            return json_error(StatusCode::TOO_MANY_REQUESTS, "too many wrong tokens; try again later");
+        }
         return if path.starts_with("/api/") || path == "/metrics" {
             let mut denied = json_error(StatusCode::UNAUTHORIZED, "a token is needed: Authorization: Bearer <token>");
             denied.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -153,7 +184,10 @@ pub(crate) async fn login(State(shared): State<Shared>, body: String) -> Respons
         .find_map(|(k, v)| (k == "token").then(|| form_decode(v)))
         .unwrap_or_default();
     if !shared.auth.is_token(&presented) {
-        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+        if !shared.auth.refusal_turn().await {
+            return (StatusCode::TOO_MANY_REQUESTS, Html(login_page("Too many wrong tokens: try again later.")))
+                .into_response();
+        }
         return (StatusCode::UNAUTHORIZED, Html(login_page("That is not the token."))).into_response();
     }
     let session = shared.auth.open_session();
@@ -249,6 +283,35 @@ mod tests {
         }
         assert_eq!(lock(&auth.sessions).len(), MAX_SESSIONS);
         assert!(!lock(&auth.sessions).contains(&first));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wrong_tokens_take_turns_and_a_flood_is_refused_at_once() {
+        let auth = std::sync::Arc::new(Auth::new(Some(Secret::new("t"))));
+        let start = tokio::time::Instant::now();
+        let turns: Vec<_> = (0..4)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { (auth.refusal_turn().await, tokio::time::Instant::now()) })
+            })
+            .collect();
+        let mut answered = Vec::new();
+        for turn in turns {
+            let (waited, at) = turn.await.unwrap();
+            assert!(waited);
+            answered.push(at - start);
+        }
+        answered.sort();
+        assert_eq!(answered, [1, 2, 3, 4].map(|n| WRONG_TOKEN_DELAY * n));
+        // Book the queue full: the next guess is refused without waiting.
+        for _ in 0..20 {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.refusal_turn().await });
+        }
+        tokio::task::yield_now().await;
+        let before = tokio::time::Instant::now();
+        assert!(!auth.refusal_turn().await);
+        assert_eq!(tokio::time::Instant::now(), before);
     }
 
     #[test]

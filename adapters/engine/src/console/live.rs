@@ -19,19 +19,26 @@ use crate::registry::Instance;
 /// How often the changed rows go out.
 const TICK: Duration = Duration::from_secs(1);
 /// One chart sample per instance per this many milliseconds...
-const SAMPLE_EVERY_MS: i64 = 15_000;
-/// ...and an hour of them.
-const SAMPLES: usize = 240;
+const SAMPLE_EVERY_MS: i64 = 30_000;
+/// ...and an hour of them: 12 bytes each, 1.4 KiB an instance.
+const SAMPLES: usize = 120;
 
-/// One point of an instance's chart.
+/// One point of an instance's chart, packed: a chart is kept for every instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sample {
-    /// When the heartbeat it comes from arrived, Unix milliseconds.
-    pub(crate) at_ms: i64,
+    /// When the heartbeat it comes from arrived, Unix seconds.
+    at_s: u32,
     /// CPU, hundredths of a percent.
     pub(crate) cpu_centipercent: u32,
-    /// Resident memory, MiB.
-    pub(crate) memory_mb: u64,
+    /// Resident memory, MiB (saturating at 4 PiB).
+    pub(crate) memory_mb: u32,
+}
+
+impl Sample {
+    /// When the heartbeat it comes from arrived, Unix milliseconds.
+    pub(crate) fn at_ms(&self) -> i64 {
+        i64::from(self.at_s) * 1000
+    }
 }
 
 /// The console's live state.
@@ -66,15 +73,20 @@ impl Live {
             };
             let trend = match trends.get_mut(inst.instance_id.as_str()) {
                 Some(trend) => trend,
-                None => trends.entry(inst.instance_id.clone()).or_default(),
+                None => trends.entry(inst.instance_id.clone()).or_insert_with(|| VecDeque::with_capacity(SAMPLES)),
             };
-            if trend.back().is_some_and(|last| at_ms - last.at_ms < SAMPLE_EVERY_MS) {
+            if trend.back().is_some_and(|last| at_ms - last.at_ms() < SAMPLE_EVERY_MS) {
                 continue;
             }
             if trend.len() == SAMPLES {
                 trend.pop_front();
             }
-            trend.push_back(Sample { at_ms, cpu_centipercent: cpu, memory_mb: memory });
+            let at_s = u32::try_from(at_ms / 1000).unwrap_or(0);
+            trend.push_back(Sample {
+                at_s,
+                cpu_centipercent: cpu,
+                memory_mb: u32::try_from(memory).unwrap_or(u32::MAX),
+            });
         }
         if trends.len() > instances.len() {
             let known: std::collections::HashSet<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
@@ -140,27 +152,28 @@ pub(crate) async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let fleet = shared.engine.events();
     let rows = query.get("instances").is_some_and(|v| v == "1" || v == "true").then(|| shared.live.rows.subscribe());
-    let stream = futures_util::stream::unfold((fleet, rows), |(mut fleet, mut rows)| async move {
-        let next_row = async {
-            match rows.as_mut() {
-                Some(rows) => rows.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let data = tokio::select! {
-            event = fleet.recv() => match event {
-                Ok(event) => event.to_json().to_string(),
+    let stopping = shared.stopping.clone();
+    let stream =
+        futures_util::stream::unfold((fleet, rows, stopping), |(mut fleet, mut rows, mut stopping)| async move {
+            let next_row = async {
+                match rows.as_mut() {
+                    Some(rows) => rows.recv().await.map(|text| text.to_string()),
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                event = fleet.recv() => event.map(|event| event.to_json().to_string()),
+                row = next_row => row,
+                // The console is stopping: end the stream, so the server can finish.
+                _ = stopping.wait_for(|stop| *stop) => return None,
+            };
+            let data = match next {
+                Ok(data) => data,
                 Err(RecvError::Lagged(skipped)) => json!({"event": "lagged", "skipped": skipped}).to_string(),
                 Err(RecvError::Closed) => return None,
-            },
-            row = next_row => match row {
-                Ok(text) => text.to_string(),
-                Err(RecvError::Lagged(skipped)) => json!({"event": "lagged", "skipped": skipped}).to_string(),
-                Err(RecvError::Closed) => return None,
-            },
-        };
-        Some((Ok(Event::default().data(data)), (fleet, rows)))
-    });
+            };
+            Some((Ok(Event::default().data(data)), (fleet, rows, stopping)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -176,14 +189,14 @@ mod tests {
     #[test]
     fn a_trend_keeps_one_sample_per_spacing_an_hour_of_them_and_forgets_pruned_instances() {
         let live = Live::new();
-        for n in 0..(SAMPLES as i64 + 10) * 3 {
-            // Heartbeats every 5 s: one in three is sampled.
+        for n in 0..(SAMPLES as i64 + 10) * 6 {
+            // Heartbeats every 5 s: one in six is sampled.
             live.sample(&[beating("a-h-1", n * 5_000, 100), beating("a-h-2", n * 5_000, 200)]);
         }
         let trend = live.trend("a-h-1");
         assert_eq!(trend.len(), SAMPLES);
-        assert!(trend.windows(2).all(|w| w[1].at_ms - w[0].at_ms == SAMPLE_EVERY_MS));
-        live.sample(&[beating("a-h-2", i64::MAX / 2, 1)]);
+        assert!(trend.windows(2).all(|w| w[1].at_ms() - w[0].at_ms() == SAMPLE_EVERY_MS));
+        live.sample(&[beating("a-h-2", 4_000_000_000_000, 1)]);
         assert!(live.trend("a-h-1").is_empty());
         assert_eq!(live.trend("a-h-2").last().map(|s| s.cpu_centipercent), Some(1));
         assert!(live.trend("nobody").is_empty());

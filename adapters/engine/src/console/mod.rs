@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use subnodesync_host::config::Secret;
 use subnodesync_host::InvalidValue;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
@@ -49,8 +50,15 @@ impl ConsoleConfig {
         Ok(Self { listen, token: get(HTTP_TOKEN).map(Secret::new) })
     }
 
-    /// Refuses to serve a network without a token.
+    /// Refuses to serve a network without a token, and a token short enough to guess.
     fn check(&self) -> Result<(), Error> {
+        if self.token.as_ref().is_some_and(|t| t.expose().chars().count() < auth::MIN_TOKEN_LEN) {
+            return Err(Error::Setting(InvalidValue {
+                name: HTTP_TOKEN,
+                value: String::new(),
+                expected: "a token of at least 16 characters",
+            }));
+        }
         if self.token.is_none() && !self.listen.ip().to_canonical().is_loopback() {
             return Err(Error::Setting(InvalidValue {
                 name: HTTP_TOKEN,
@@ -75,13 +83,17 @@ struct State {
     engine: Arc<Engine>,
     auth: auth::Auth,
     live: live::Live,
+    /// Turns true when the console stops: open event streams end then.
+    stopping: watch::Receiver<bool>,
 }
 
-/// A running console; it stops when dropped.
+/// A running console; dropping it stops it: it stops listening, its event streams end, and the
+/// requests under way finish.
 #[derive(Debug)]
 pub struct Console {
     addr: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    sampler: JoinHandle<()>,
+    stop: watch::Sender<bool>,
 }
 
 impl Console {
@@ -92,15 +104,25 @@ impl Console {
             .await
             .map_err(|e| Error::Http(format!("cannot listen on {}: {e}", config.listen)))?;
         let addr = listener.local_addr().map_err(|e| Error::Http(e.to_string()))?;
-        let shared = Arc::new(State { engine, auth: auth::Auth::new(config.token), live: live::Live::new() });
+        let (stop, stopping) = watch::channel(false);
+        let shared = Arc::new(State {
+            engine,
+            auth: auth::Auth::new(config.token),
+            live: live::Live::new(),
+            stopping: stopping.clone(),
+        });
         let sampler = tokio::spawn(live::run(shared.clone()));
         let app = router(shared);
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+        let mut stopped = stopping;
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "the console stopped");
             }
         });
-        Ok(Self { addr, tasks: vec![sampler, server] })
+        Ok(Self { addr, sampler, stop })
     }
 
     /// The address it listens on.
@@ -116,9 +138,8 @@ impl Console {
 
 impl Drop for Console {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.sampler.abort();
+        self.stop.send_replace(true);
     }
 }
 
@@ -136,6 +157,8 @@ fn router(shared: Shared) -> Router {
         .route("/api/events", get(live::events))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), auth::guard))
         .layer(axum::middleware::from_fn(assets::security_headers))
+        // A command's parameters are at most what the engine sends (64 KiB), with room for JSON.
+        .layer(axum::extract::DefaultBodyLimit::max(2 * crate::MAX_PAYLOAD))
         .with_state(shared)
 }
 
@@ -174,7 +197,8 @@ mod tests {
         }
         for open in ["0.0.0.0:8080", "[::]:0", "10.1.2.3:80", "[::ffff:10.1.2.3]:80"] {
             assert!(matches!(config(open, None).check(), Err(Error::Setting(v)) if v.name == HTTP_TOKEN), "{open}");
-            assert!(config(open, Some("t")).check().is_ok());
+            assert!(config(open, Some("sixteen-chars-ok")).check().is_ok());
+            assert!(matches!(config(open, Some("fifteen-chars!!")).check(), Err(Error::Setting(_))));
         }
         let env = |k: &str| (k == HTTP_LISTEN).then(|| "nowhere".to_owned());
         assert!(matches!(ConsoleConfig::from_lookup(&env), Err(Error::Setting(v)) if v.name == HTTP_LISTEN));

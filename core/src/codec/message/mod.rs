@@ -216,6 +216,26 @@ mod tests {
             HeartbeatView::parse(metrics.as_bytes()).err(),
             Some(PayloadError::DuplicateField("process_memory_usage_mb"))
         );
+        let register = |metadata: &str, node_version: &str| {
+            std::format!(
+                r#"{{"timestamp":"t","node_name":"a","instance_id":"a-h-1","version":"1","pid":1,"start_time":"t","capabilities":[],"metadata":{metadata},"node_version":{node_version}}}"#
+            )
+        };
+        let nv = r#"{"git_version":"v","git_commit":"c","build_date":"d","go_version":"g","platform":"p"}"#;
+        assert_eq!(
+            RegisterView::parse(register(r#"{"hostname":"h"}"#, nv).as_bytes()).map(|r| r.hostname),
+            Ok(Some("h"))
+        );
+        assert_eq!(RegisterView::parse(register("{}", nv).as_bytes()).map(|r| r.hostname), Ok(None));
+        assert_eq!(
+            RegisterView::parse(register(r#"{"hostname":"a","hostn\u0061me":"b"}"#, nv).as_bytes()).err(),
+            Some(PayloadError::DuplicateField("hostname"))
+        );
+        let twice = nv.replace(r#""platform":"p""#, r#""platform":"p","platform":"q""#);
+        assert_eq!(
+            RegisterView::parse(register("{}", &twice).as_bytes()).err(),
+            Some(PayloadError::DuplicateField("platform"))
+        );
     }
 
     #[test]

@@ -26,6 +26,19 @@ fn members<'a, const N: usize>(
     }
 }
 
+/// The members of a nested `object` named in `names`, with the same rule as [`members`]: one
+/// given twice is an error.
+fn nested<'a, const N: usize>(
+    object: Object<'a>,
+    names: [&'static str; N],
+) -> Result<[Option<RawJson<'a>>; N], PayloadError> {
+    let mut found = [None; N];
+    for (key, value) in object.members() {
+        file(&mut found, &names, key, value).map_err(PayloadError::DuplicateField)?;
+    }
+    Ok(found)
+}
+
 /// Files `value` under `key`'s slot in `found` if `key` (escaped as on the wire) is one of
 /// `names`; the name back if its slot was taken already.
 fn file<'a, const N: usize>(
@@ -110,6 +123,8 @@ pub struct RegisterView<'a> {
     pub capabilities: RawJson<'a>,
     /// The `metadata` object (`hostname` first).
     pub metadata: Object<'a>,
+    /// `metadata.hostname`, in its escaped wire form, if it is there.
+    pub hostname: Option<&'a str>,
     /// Build information.
     pub node_version: NodeVersion<'a>,
 }
@@ -126,8 +141,10 @@ impl<'a> RegisterView<'a> {
         if !capabilities.as_str().starts_with('[') {
             return Err(PayloadError::WrongType(CAPABILITIES));
         }
-        let nv = object(nv, NODE_VERSION)?;
-        let nv_field = |name: &'static str| string(nv.get(name), name);
+        let [git_version, git_commit, build_date, go_version, platform] =
+            nested(object(nv, NODE_VERSION)?, [GIT_VERSION, GIT_COMMIT, BUILD_DATE, GO_VERSION, PLATFORM])?;
+        let metadata = object(meta, METADATA)?;
+        let [hostname] = nested(metadata, [HOSTNAME])?;
         Ok(Self {
             timestamp: string(ts, TIMESTAMP)?,
             node_name: string(name, NODE_NAME)?,
@@ -136,13 +153,14 @@ impl<'a> RegisterView<'a> {
             pid: pid(pid_value)?,
             start_time: string(start, START_TIME)?,
             capabilities,
-            metadata: object(meta, METADATA)?,
+            metadata,
+            hostname: hostname.map(|h| h.as_escaped_str().ok_or(PayloadError::WrongType(HOSTNAME))).transpose()?,
             node_version: NodeVersion {
-                git_version: nv_field(GIT_VERSION)?,
-                git_commit: nv_field(GIT_COMMIT)?,
-                build_date: nv_field(BUILD_DATE)?,
-                go_version: nv_field(GO_VERSION)?,
-                platform: nv_field(PLATFORM)?,
+                git_version: string(git_version, GIT_VERSION)?,
+                git_commit: string(git_commit, GIT_COMMIT)?,
+                build_date: string(build_date, BUILD_DATE)?,
+                go_version: string(go_version, GO_VERSION)?,
+                platform: string(platform, PLATFORM)?,
             },
         })
     }
@@ -184,11 +202,7 @@ impl<'a> HeartbeatView<'a> {
         let [ts, name, id, status, pid_value, uptime, version, hostname, metrics] =
             members(payload, [TIMESTAMP, NODE_NAME, INSTANCE_ID, STATUS, PID, UPTIME, VERSION, HOSTNAME, METRICS])?;
         let metrics = object(metrics, METRICS)?;
-        let mut fixed = [None; 3];
-        for (key, value) in metrics.members() {
-            file(&mut fixed, &[CPU, MEMORY_MB, THREADS], key, value).map_err(PayloadError::DuplicateField)?;
-        }
-        let [cpu, memory, threads] = fixed;
+        let [cpu, memory, threads] = nested(metrics, [CPU, MEMORY_MB, THREADS])?;
         Ok(Self {
             timestamp: string(ts, TIMESTAMP)?,
             node_name: string(name, NODE_NAME)?,

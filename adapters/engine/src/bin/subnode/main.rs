@@ -290,7 +290,7 @@ impl From<Error> for Failure {
         let code = match e {
             Error::Setting(_) | Error::Tls(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
             Error::UnknownInstance(_) | Error::NoTargets => 1,
-            Error::UnknownRequest(_) => 2,
+            Error::UnknownRequest(_) | Error::InvalidTarget(_) => 2,
             _ => 3,
         };
         Self(code, e.to_string())

@@ -987,8 +987,8 @@ function setupForm() {
 /** How often the page asks again for the instance's metrics, chart and history. */
 const PAGE_REFRESH_MS = 5000;
 const HOUR_MS = 3600 * 1000;
-/** Samples further apart than this (three missed ones) leave a gap in the chart, not a slope. */
-const CHART_GAP_MS = 45 * 1000;
+/** Samples further apart than this (two missed ones at the console's 30 s spacing) leave a gap in the chart, not a slope. */
+const CHART_GAP_MS = 90 * 1000;
 
 /** The instance shown: its id, the timer that refreshes it, and the parts of its page to fill. */
 const page = { id: null, timer: 0, parts: null };
@@ -1238,7 +1238,7 @@ function drawCharts(trend) {
   if (!trend.length) {
     fill(
       page.parts.charts,
-      el("p", { class: "muted" }, "No samples yet: the console keeps one every 15 s from the heartbeats, for an hour."),
+      el("p", { class: "muted" }, "No samples yet: the console keeps one every 30 s from the heartbeats, for an hour."),
     );
     return;
   }
