@@ -89,7 +89,7 @@ pub struct EngineConfig {
     pub share_group: Option<String>,
     /// The fleet's heartbeat interval: an online instance silent for three of them is `missing`.
     pub heartbeat_interval: Duration,
-    /// Prune `lost` and `offline` instances this long after their last status change.
+    /// Prune `lost`, `offline` and `missing` instances this long after their last status change.
     pub prune_after: Option<Duration>,
     /// How often the registry is written to the database.
     pub flush_interval: Duration,

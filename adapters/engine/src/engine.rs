@@ -176,7 +176,7 @@ impl Shared {
 /// engine.wait_synced(std::time::Duration::from_secs(2)).await;
 /// let outcome = engine.send(&SendRequest::new(Target::Node("my-app".into()), "ping")).await?;
 /// println!("{} of {} answered", outcome.results.len(), outcome.expected.len());
-/// engine.shutdown().await;
+/// engine.shutdown().await?;
 /// # Ok(()) }
 /// ```
 pub struct Engine {

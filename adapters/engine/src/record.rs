@@ -91,6 +91,13 @@ impl std::fmt::Display for ResultRecord {
 }
 
 impl CommandRecord {
+    /// The command as JSON with its `results`: what `history --json` and the console's API give.
+    pub fn to_json_with(&self, results: &[ResultRecord]) -> serde_json::Value {
+        let mut value = self.to_json();
+        value["results"] = results.iter().map(ResultRecord::to_json).collect();
+        value
+    }
+
     /// The command as JSON, `parameters` embedded as a value.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

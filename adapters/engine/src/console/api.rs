@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::{json_error, Shared};
 use crate::engine::now_ms;
 use crate::error::Error;
-use crate::record::{CommandRecord, ResultRecord};
+use crate::record::ResultRecord;
 use crate::registry::Instance;
 use crate::send::SendRequest;
 use crate::store::HistoryQuery;
@@ -36,13 +36,6 @@ fn error(e: &Error) -> Response {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     json_error(status, e.to_string())
-}
-
-/// A command with its results, as `subnode history --json` prints it.
-fn command_json(command: &CommandRecord, results: &[ResultRecord]) -> Value {
-    let mut value = command.to_json();
-    value["results"] = results.iter().map(ResultRecord::to_json).collect();
-    value
 }
 
 /// The instances the query's `node`, `status`, `version` and `host` select (each optional; an
@@ -105,7 +98,7 @@ pub(super) async fn node(State(shared): State<Shared>, Path(instance_id): Path<S
         .collect();
     let query = HistoryQuery { instance: Some(instance_id), ..HistoryQuery::latest(INSTANCE_HISTORY) };
     value["history"] = match shared.engine.query_history(query).await {
-        Ok(history) => history.iter().map(|(c, rs)| command_json(c, rs)).collect(),
+        Ok(history) => history.iter().map(|(c, rs)| c.to_json_with(rs)).collect(),
         Err(e) => return error(&e),
     };
     Json(value).into_response()
@@ -126,7 +119,7 @@ pub(super) async fn commands(State(shared): State<Shared>, Query(query): Query<H
     };
     match shared.engine.query_history(query).await {
         Ok(history) => {
-            Json(Value::from(history.iter().map(|(c, rs)| command_json(c, rs)).collect::<Vec<_>>())).into_response()
+            Json(Value::from(history.iter().map(|(c, rs)| c.to_json_with(rs)).collect::<Vec<_>>())).into_response()
         }
         Err(e) => error(&e),
     }
@@ -137,7 +130,7 @@ pub(super) async fn command(State(shared): State<Shared>, Path(request_id): Path
     let query = HistoryQuery { request_id: Some(request_id.clone()), ..HistoryQuery::latest(1) };
     match shared.engine.query_history(query).await {
         Ok(history) => match history.first() {
-            Some((c, rs)) => Json(command_json(c, rs)).into_response(),
+            Some((c, rs)) => Json(c.to_json_with(rs)).into_response(),
             None => error(&Error::UnknownRequest(request_id)),
         },
         Err(e) => error(&e),

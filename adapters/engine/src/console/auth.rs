@@ -90,15 +90,15 @@ impl Auth {
         true
     }
 
-    /// A new session id, remembered.
-    fn open_session(&self) -> String {
-        let id = super::random_id();
+    /// A new session id, remembered; `None` if the system has no randomness to give.
+    fn open_session(&self) -> Option<String> {
+        let id = super::random_id().ok()?;
         let mut sessions = lock(&self.sessions);
         if sessions.len() >= MAX_SESSIONS {
             sessions.pop_front();
         }
         sessions.push_back(id.clone());
-        id
+        Some(id)
     }
 }
 
@@ -190,7 +190,9 @@ pub(crate) async fn login(State(shared): State<Shared>, body: String) -> Respons
         }
         return (StatusCode::UNAUTHORIZED, Html(login_page("That is not the token."))).into_response();
     }
-    let session = shared.auth.open_session();
+    let Some(session) = shared.auth.open_session() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "no randomness for a session id");
+    };
     let cookie = format!("{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
     let mut response = Redirect::to("/").into_response();
     if let Ok(value) = header::HeaderValue::from_str(&cookie) {
@@ -267,7 +269,7 @@ mod tests {
         for wrong in ["Bearer s3cre", "Bearer s3cret!", "Basic s3cret", "s3cret"] {
             assert_eq!(auth.credential(&headers(&[(header::AUTHORIZATION, wrong)])), None, "{wrong}");
         }
-        let session = auth.open_session();
+        let session = auth.open_session().unwrap();
         let with_cookie = headers(&[(header::COOKIE, &format!("theme=dark; {SESSION_COOKIE}={session}"))]);
         assert_eq!(auth.credential(&with_cookie), Some(Credential::Session));
         assert_eq!(auth.credential(&headers(&[(header::COOKIE, "subnode_session=made-up")])), None);
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_the_oldest_goes_first() {
         let auth = Auth::new(Some(Secret::new("t")));
-        let first = auth.open_session();
+        let first = auth.open_session().unwrap();
         for _ in 0..MAX_SESSIONS {
             auth.open_session();
         }

@@ -167,19 +167,11 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// 128 unpredictable bits as hex: the standard library's per-process random hash keys over a
-/// counter and the time, twice.
-fn random_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let half = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(N.fetch_add(1, Ordering::Relaxed));
-        h.write_i64(crate::engine::now_ms());
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
+/// 128 bits from the operating system's random source, as hex: a session id nobody can guess.
+fn random_id() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

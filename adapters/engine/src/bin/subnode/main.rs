@@ -555,14 +555,7 @@ async fn history(config: EngineConfig, limit: usize, before: Option<String>, jso
         .await
         .map_err(|e| Failure(3, e.to_string()))??;
     if json {
-        let list: Vec<Value> = history
-            .iter()
-            .map(|(c, rs)| {
-                let mut v = c.to_json();
-                v["results"] = rs.iter().map(|r| r.to_json()).collect();
-                v
-            })
-            .collect();
+        let list: Vec<Value> = history.iter().map(|(c, rs)| c.to_json_with(rs)).collect();
         println!("{}", Value::from(list));
     } else {
         for (c, results) in &history {
