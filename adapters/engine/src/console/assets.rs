@@ -7,11 +7,24 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::json_error;
 
-/// The files under `/assets/`, with their content types.
+/// The files under `/assets/`, with their content types: the page's ES modules (`app.js` imports
+/// the rest) and its style sheet.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("assets/app.js")),
+    ("app.js", JS, include_str!("assets/app.js")),
+    ("api.js", JS, include_str!("assets/api.js")),
+    ("chart.js", JS, include_str!("assets/chart.js")),
+    ("dom.js", JS, include_str!("assets/dom.js")),
+    ("events.js", JS, include_str!("assets/events.js")),
+    ("fleet.js", JS, include_str!("assets/fleet.js")),
+    ("format.js", JS, include_str!("assets/format.js")),
+    ("frame.js", JS, include_str!("assets/frame.js")),
+    ("instance.js", JS, include_str!("assets/instance.js")),
+    ("send.js", JS, include_str!("assets/send.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("assets/style.css")),
 ];
+
+/// The content type of the page's modules.
+const JS: &str = "text/javascript; charset=utf-8";
 
 /// `GET /`: the dashboard.
 pub(super) async fn index() -> Html<&'static str> {
