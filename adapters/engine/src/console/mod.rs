@@ -1,6 +1,7 @@
 //! The operator console over one engine: the dashboard, the JSON API, server-sent events and
-//! Prometheus metrics (`subnode serve`). The page is three static files compiled in; everything
-//! it shows comes from the API it shares with other programs.
+//! Prometheus metrics (`subnode serve`). The page is static files compiled in (HTML, a style sheet
+//! and ES modules, no build step); everything it shows comes from the API it shares with other
+//! programs.
 
 mod api;
 mod assets;
