@@ -198,13 +198,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut step = 0;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // SIGTERM as well as Ctrl-C: either way the nodes stop cleanly and the broker child goes too.
+    let stop_signal = subnodesync_tokio::shutdown_signal();
+    tokio::pin!(stop_signal);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = &mut ctrl_c => {
-                log.push("Ctrl-C: stopping");
+            () = &mut stop_signal => {
+                log.push("stop signal: stopping");
                 break;
             }
         }
