@@ -5,7 +5,7 @@
 //! keep-alive. Every packet it sends comes from `subnodesync_fixtures::wire`, encoded by hand
 //! with no code shared with the core's decoder, so the two cannot agree on a mistake.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mqttrs::{Connect, Packet, Subscribe};
 use subnodesync_core::FixedHeader;
@@ -13,7 +13,7 @@ use subnodesync_fixtures::wire;
 
 use crate::faults::Fault;
 use crate::network::{describe, ConnId, Direction};
-use crate::world::{Micros, World};
+use crate::world::{Deadlines, Micros, World};
 
 /// The broker: its sessions and retained messages outlive connections, and lost sessions
 /// outlive nothing but a restart.
@@ -26,6 +26,11 @@ pub(crate) struct Broker {
     pub(crate) retained: BTreeMap<String, Vec<u8>>,
     /// Which connection holds each client id now.
     clients: BTreeMap<String, ConnId>,
+    /// The client ids whose sessions subscribe to each topic, so a publish finds its
+    /// subscribers without reading every session.
+    subscribers: BTreeMap<String, BTreeSet<String>>,
+    /// When each open connection's client expires (`ClientState::expires`).
+    expiries: Deadlines<ConnId>,
 }
 
 impl Broker {
@@ -87,17 +92,17 @@ impl ClientState {
 impl World<'_, '_> {
     /// The earliest keep-alive expiry among the broker's clients.
     pub(crate) fn broker_deadline(&self) -> Option<Micros> {
-        self.conns.values().filter(|c| c.broker_open).filter_map(|c| c.client.expires()).min()
+        self.broker.expiries.first().map(|(t, _)| t)
+    }
+
+    /// Re-files connection `id`'s keep-alive expiry after something may have moved it.
+    fn refile_expiry(&mut self, id: ConnId) {
+        let expires = self.conns.get(&id).filter(|c| c.broker_open).and_then(|c| c.client.expires());
+        self.broker.expiries.set(id, expires);
     }
 
     pub(crate) fn broker_keepalive(&mut self) {
-        let now = self.now;
-        let dead: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.broker_open && c.client.expires().is_some_and(|t| now >= t))
-            .map(|(&id, _)| id)
-            .collect();
+        let dead = self.broker.expiries.due(self.now);
         for id in dead {
             self.log("broker", || format!("conn {id}: keep-alive expired"));
             self.broker_close(id, true);
@@ -123,6 +128,7 @@ impl World<'_, '_> {
         self.broker.generation += 1;
         if lose_sessions {
             self.broker.sessions.clear();
+            self.broker.subscribers.clear();
         }
         self.broker.generation
     }
@@ -141,6 +147,7 @@ impl World<'_, '_> {
         }
         conn.broker_open = false;
         conn.stream_mut(Direction::ToBroker).in_flight.clear();
+        self.broker.expiries.set(id, None);
         let client = conn.client.id.clone();
         let last_will = if will && !conn.client.disconnected { conn.client.will.take() } else { None };
         let node_open = conn.node_open;
@@ -161,12 +168,19 @@ impl World<'_, '_> {
         }
     }
 
-    /// Bytes reach the broker on `id`: every whole packet in them is handled in order.
+    /// Bytes reach the broker on `id`: every whole packet in them is handled in order, and the
+    /// client's keep-alive expiry moves on.
     pub(crate) fn broker_input(&mut self, id: ConnId, bytes: Vec<u8>) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(&id) else { return };
         conn.client.unparsed.extend_from_slice(&bytes);
         conn.client.last_heard = now;
+        self.broker_packets(id);
+        self.refile_expiry(id);
+    }
+
+    /// Handles every whole packet buffered on `id`, until the rest is partial or `id` closes.
+    fn broker_packets(&mut self, id: ConnId) {
         loop {
             let Some(conn) = self.conns.get_mut(&id) else { return };
             if !conn.broker_open {
@@ -241,7 +255,13 @@ impl World<'_, '_> {
             self.broker_close(old, true);
         }
         if connect.clean_session {
-            self.broker.sessions.remove(&client);
+            if let Some(session) = self.broker.sessions.remove(&client) {
+                for topic in &session.subscriptions {
+                    if let Some(clients) = self.broker.subscribers.get_mut(topic) {
+                        clients.remove(&client);
+                    }
+                }
+            }
         }
         let present = !connect.clean_session && self.broker.sessions.contains_key(&client);
         let will = connect.last_will.map(|w| Will {
@@ -286,18 +306,16 @@ impl World<'_, '_> {
             for topic in &topics {
                 if !session.subscriptions.contains(topic) {
                     session.subscriptions.push(topic.clone());
+                    self.broker.subscribers.entry(topic.clone()).or_default().insert(client.to_string());
                 }
             }
         }
         // Every filter granted QoS 1.
         self.broker_send(id, wire::suback(subscribe.pid.get(), &vec![1; topics.len()]));
-        let retained: Vec<(String, Vec<u8>)> = self
-            .broker
-            .retained
-            .iter()
-            .filter(|(t, _)| topics.contains(t))
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
+        // In topic order, each once: the order a walk over the whole retained store would find them.
+        let wanted: BTreeSet<&String> = topics.iter().collect();
+        let retained: Vec<(String, Vec<u8>)> =
+            wanted.into_iter().filter_map(|t| Some((t.clone(), self.broker.retained.get(t)?.clone()))).collect();
         for (topic, payload) in retained {
             self.deliver(client, &topic, payload, true);
         }
@@ -313,13 +331,9 @@ impl World<'_, '_> {
                 self.broker.retained.insert(topic.to_string(), payload.clone());
             }
         }
-        let subscribers: Vec<String> = self
-            .broker
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.subscriptions.iter().any(|t| t == topic))
-            .map(|(c, _)| c.clone())
-            .collect();
+        // In client id order, as a walk over the sessions met them: each delivery may draw from the rng.
+        let subscribers: Vec<String> =
+            self.broker.subscribers.get(topic).map(|clients| clients.iter().cloned().collect()).unwrap_or_default();
         for client in subscribers {
             self.deliver(&client, topic, payload.clone(), false);
             if from_engine && self.faulty() && self.rng.chance(self.config.faults.duplicate) {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use subnodesync_fixtures::wire;
 
+use crate::node::SimNode;
 use crate::world::{micros, Micros, SimEvent, World};
 use crate::SimConfig;
 
@@ -16,6 +17,8 @@ pub(crate) struct Engine {
     pub(crate) requests: Vec<PendingCommand>,
     /// (request_id, node) to the request; a broadcast is one request per node.
     by_request_id: BTreeMap<(String, usize), usize>,
+    /// Each node's index by its instance id, to tell who sent a result.
+    node_by_instance: BTreeMap<String, usize>,
     broadcast_topic: String,
 }
 
@@ -31,10 +34,16 @@ pub(crate) struct PendingCommand {
 }
 
 impl Engine {
-    pub(crate) fn new(config: &SimConfig) -> Self {
+    pub(crate) fn new(config: &SimConfig, nodes: &[SimNode<'_>]) -> Self {
+        let mut node_by_instance = BTreeMap::new();
+        for (i, sim_node) in nodes.iter().enumerate() {
+            // The first node with an instance id answers for it, as a search from the start would.
+            node_by_instance.entry(sim_node.instance.clone()).or_insert(i);
+        }
         Self {
             requests: Vec::new(),
             by_request_id: BTreeMap::new(),
+            node_by_instance,
             broadcast_topic: format!("{}/{}/control", config.node.topic_prefix, config.node.node_name),
         }
     }
@@ -167,8 +176,8 @@ impl World<'_, '_> {
         }
         self.stats.results += 1;
         let request_id = json["request_id"].as_str().unwrap_or_default();
-        let from = self.nodes.iter().position(|s| json["instance_id"] == s.instance.as_str());
-        let Some(&r) = from.and_then(|node| self.engine.by_request_id.get(&(request_id.to_string(), node))) else {
+        let from = json["instance_id"].as_str().and_then(|id| self.engine.node_by_instance.get(id));
+        let Some(&r) = from.and_then(|&node| self.engine.by_request_id.get(&(request_id.to_string(), node))) else {
             return self
                 .fail(format!("result for request_id {request_id} from {}, which was not asked", json["instance_id"]));
         };

@@ -60,14 +60,15 @@
 //!
 //! ## Layout
 //!
-//! For anyone changing the simulator (these modules are private): `world` holds virtual time,
-//! the event queue and its loop, and the checks at the end of a run; `node` drives each real
-//! node and checks what it does; `network` carries the bytes, with delays, splits, resets and
-//! half-open streams; `broker` is the simulated MQTT broker, whose packets come from
-//! `subnodesync-fixtures` (hand-encoded, sharing no code with the core's decoder); `engine` is
-//! the management engine inside it; `faults` schedules the faults that have a clock of their own;
-//! `rng` is the seeded generator. Everything draws from one [`Rng`] in one order, so a change
-//! that adds, drops or moves a draw changes the run of every seed.
+//! For anyone changing the simulator (these modules are private): `world` holds virtual time, the
+//! event queue and its loop, the deadline index (node timers, broker keep-alives) that lets the
+//! loop find what is due without scanning every node or connection, and the checks at the end of a
+//! run; `node` drives each real node and checks what it does; `network` carries the bytes, with
+//! delays, splits, resets and half-open streams; `broker` is the simulated MQTT broker, whose
+//! packets come from `subnodesync-fixtures` (hand-encoded, sharing no code with the core's
+//! decoder); `engine` is the management engine inside it; `faults` schedules the faults that have a
+//! clock of their own; `rng` is the seeded generator. Everything draws from one [`Rng`] in one
+//! order, so a change that adds, drops or moves a draw changes the run of every seed.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

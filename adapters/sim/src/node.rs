@@ -162,16 +162,7 @@ impl<'a> World<'a, '_> {
     /// Re-files node `i`'s deadline after something may have moved it.
     pub(crate) fn refresh_deadline(&mut self, i: usize) {
         let deadline = self.node_deadline(i);
-        let Some(filed) = self.filed_deadline.get_mut(i) else { return };
-        if *filed != deadline {
-            if let Some(old) = filed.take() {
-                self.deadlines.remove(&(old, i));
-            }
-            if let Some(new) = deadline {
-                self.deadlines.insert((new, i));
-            }
-            *filed = deadline;
-        }
+        self.deadlines.set(i, deadline);
     }
 
     fn drain(&mut self, i: usize) -> Vec<Action> {

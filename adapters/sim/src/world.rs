@@ -33,7 +33,8 @@ pub(crate) fn secs(t: Micros) -> f64 {
 }
 
 /// Something that happens at a scheduled instant. Node deadlines and the broker's keep-alive
-/// checks are not events: the loop asks for them directly, so they never go stale in the queue.
+/// checks are not events: they live in [`Deadlines`], re-filed whenever they move, so they never
+/// go stale in the queue.
 #[derive(Debug)]
 pub(crate) enum SimEvent {
     /// Bytes on a connection heading in one direction may have arrived.
@@ -81,6 +82,50 @@ impl Ord for Scheduled {
     }
 }
 
+/// At most one deadline per key, earliest first. Whoever moves a key's deadline re-files it, so
+/// the loop finds the next one due without scanning every node or connection.
+pub(crate) struct Deadlines<K> {
+    by_time: BTreeSet<(Micros, K)>,
+    /// What `by_time` holds for each key, to find its entry again.
+    filed: BTreeMap<K, Micros>,
+}
+
+impl<K> Default for Deadlines<K> {
+    fn default() -> Self {
+        Self { by_time: BTreeSet::new(), filed: BTreeMap::new() }
+    }
+}
+
+impl<K: Ord + Copy> Deadlines<K> {
+    /// Files `key`'s deadline in place of the one it had; `None` takes it out.
+    pub(crate) fn set(&mut self, key: K, at: Option<Micros>) {
+        let old = match at {
+            Some(t) => self.filed.insert(key, t),
+            None => self.filed.remove(&key),
+        };
+        if old != at {
+            if let Some(old) = old {
+                self.by_time.remove(&(old, key));
+            }
+            if let Some(t) = at {
+                self.by_time.insert((t, key));
+            }
+        }
+    }
+
+    /// The earliest deadline, the lowest key first among equals.
+    pub(crate) fn first(&self) -> Option<(Micros, K)> {
+        self.by_time.first().copied()
+    }
+
+    /// Every key due by `now`, in key order (the order a scan of all keys would meet them).
+    pub(crate) fn due(&self, now: Micros) -> Vec<K> {
+        let mut due: Vec<K> = self.by_time.iter().take_while(|(t, _)| *t <= now).map(|&(_, key)| key).collect();
+        due.sort_unstable();
+        due
+    }
+}
+
 /// The whole simulation. `'a` is the nodes' buffers, `'h` the caller's configuration and handler.
 pub(crate) struct World<'a, 'h> {
     pub(crate) config: &'h SimConfig,
@@ -95,11 +140,9 @@ pub(crate) struct World<'a, 'h> {
     pub(crate) broker: Broker,
     pub(crate) engine: Engine,
     pub(crate) nodes: Vec<SimNode<'a>>,
-    /// Every node's next deadline (world time) with its index, so the earliest is found without
-    /// asking every node: kept in step by `refresh_deadline` after anything that can move one.
-    pub(crate) deadlines: BTreeSet<(Micros, usize)>,
-    /// What `deadlines` holds for each node, to find its entry again.
-    pub(crate) filed_deadline: Vec<Option<Micros>>,
+    /// Every node's next deadline (world time) by index: kept in step by `refresh_deadline`
+    /// after anything that can move one.
+    pub(crate) deadlines: Deadlines<usize>,
     pub(crate) handler: &'h mut dyn Handler,
     trace: Option<Vec<String>>,
     pub(crate) stats: SimStats,
@@ -133,10 +176,9 @@ pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler)
         conns: BTreeMap::new(),
         next_conn: 1,
         broker: Broker::new(),
-        engine: Engine::new(config),
-        filed_deadline: vec![None; nodes.len()],
+        engine: Engine::new(config, &nodes),
         nodes,
-        deadlines: BTreeSet::new(),
+        deadlines: Deadlines::default(),
         handler,
         trace: config.trace.then(Vec::new),
         stats: SimStats::default(),
@@ -209,7 +251,7 @@ impl World<'_, '_> {
             let event_at = self.queue.peek().map(|Reverse(s)| s.at);
             let broker_at = self.broker_deadline();
             // The earliest deadline, the lowest index first among equals.
-            let node_deadline = self.deadlines.first().copied();
+            let node_deadline = self.deadlines.first();
             let next = [event_at, broker_at, node_deadline.map(|(t, _)| t)].into_iter().flatten().min();
             let Some(t) = next.filter(|&t| t <= self.end) else { break };
             self.now = self.now.max(t);
