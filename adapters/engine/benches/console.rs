@@ -12,6 +12,7 @@
 #[path = "../tests/browser/cdp.rs"]
 #[allow(dead_code)]
 mod cdp;
+mod common;
 #[path = "../tests/subnode/http.rs"]
 #[allow(dead_code)]
 mod http;
@@ -20,21 +21,13 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cpu_ticks, rss_mib};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use subnodesync_fixtures::{Mosquitto, MosquittoLog, MosquittoOptions};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// `utime + stime` of a process in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
 }
 
 /// `cpu_ticks` of a process and all its descendants (a browser and its renderers).
@@ -58,17 +51,6 @@ fn tree_ticks(root: u32) -> u64 {
         }
     };
     pids.into_iter().filter(|&pid| descends(pid)).map(cpu_ticks).sum()
-}
-
-/// Resident memory of a process in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 /// The engine's CPU over `window`, in percent of one core.

@@ -15,12 +15,15 @@
 //! files above N: the broker and the node process raise their limits to the hard limit (`sh -c
 //! 'ulimit -n $(ulimit -Hn); exec ...'`).
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{cpu_ticks, rss_mib};
 use subnodesync_core::Timestamp;
 use subnodesync_core::{to_json, ResultMessage};
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Status};
@@ -35,27 +38,6 @@ fn arg(name: &str) -> Option<String> {
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
-}
-
-/// `utime + stime` of a process in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
-}
-
-/// Resident memory of a process in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }
 
 /// The node side: N nodes, printing `connects <unix_s> <count>` once a second.
