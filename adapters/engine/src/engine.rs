@@ -51,6 +51,7 @@ struct Counters {
     rejected: AtomicU64,
     oversized: AtomicU64,
     flush_failures: AtomicU64,
+    rows_written: AtomicU64,
     commands_succeeded: AtomicU64,
     commands_failed: AtomicU64,
     commands_timed_out: AtomicU64,
@@ -76,6 +77,8 @@ pub struct IngestStats {
     pub results_not_stored: u64,
     /// Database writes that failed (and were retried).
     pub flush_failures: u64,
+    /// Rows written to the database (instances, commands, results, deletions).
+    pub rows_written: u64,
     /// Rows accepted and not yet in the database, changed instances included.
     pub unsaved_rows: usize,
     /// Commands sent by this engine that every target answered with success.
@@ -154,14 +157,23 @@ impl Shared {
         }
     }
 
-    /// Writes changed instances and queued rows, keeping them queued if that fails. Copies out
-    /// under the registry lock and writes outside it, so ingest never waits for the disk.
+    /// Writes changed instances and queued rows, keeping them queued if that fails, then takes
+    /// in what other writers of the database changed. Copies out under the registry lock and
+    /// writes outside it, so ingest never waits for the disk.
     pub(crate) fn flush(&self) -> Result<usize, Error> {
-        let flushed = crate::persist::flush(&self.store, &self.registry, &self.backlog);
-        if flushed.is_err() {
-            self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
+        let rows = match crate::persist::flush(&self.store, &self.registry, &self.backlog) {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.counters.rows_written.fetch_add(u64::try_from(rows).unwrap_or(u64::MAX), Ordering::Relaxed);
+        match crate::persist::refresh(&self.store, &self.registry) {
+            Ok(events) => self.publish_events(events),
+            Err(e) => tracing::warn!(error = %e, "cannot read what other engines wrote; trying again next flush"),
         }
-        flushed
+        Ok(rows)
     }
 }
 
@@ -210,7 +222,7 @@ impl Engine {
         };
         let db = config.db.clone();
         let (store, instances) = tokio::task::spawn_blocking(move || {
-            let store = Database::open(&db)?;
+            let mut store = Database::open(&db)?;
             let instances = store.load_instances()?;
             Ok::<_, Error>((store, instances))
         })
@@ -354,6 +366,7 @@ impl Engine {
             json_not_stored: refusals.json_not_stored,
             results_not_stored: backlog.results_not_stored,
             flush_failures: c.flush_failures.load(Ordering::Relaxed),
+            rows_written: c.rows_written.load(Ordering::Relaxed),
             unsaved_rows: backlog.rows() + dirty,
             commands_succeeded: c.commands_succeeded.load(Ordering::Relaxed),
             commands_failed: c.commands_failed.load(Ordering::Relaxed),
