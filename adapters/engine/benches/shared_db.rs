@@ -125,7 +125,13 @@ async fn main() {
         let cpu_before: Vec<u64> = serves.iter().map(|s| cpu_ticks(s.child.id())).collect();
         let pg_pid = postgres.as_ref().and_then(Postgres::pid);
         let pg_before = pg_pid.map(tree_ticks);
-        let beats_before: u64 = stored(&url, &db2).iter().map(|(b, _)| b).sum();
+        // Reading the registry takes a while: its rate is timed between the reads' midpoints.
+        let read = |then: Instant| {
+            let rows = stored(&url, &db2);
+            (rows, then + (Instant::now() - then) / 2)
+        };
+        let (first, first_at) = read(Instant::now());
+        let beats_before: u64 = first.iter().map(|(b, _)| b).sum();
         let started = Instant::now();
         std::thread::sleep(window);
         let elapsed = started.elapsed().as_secs_f64();
@@ -140,8 +146,9 @@ async fn main() {
             .map(|(s, before)| (cpu_ticks(s.child.id()) - before) as f64 / elapsed)
             .collect();
         let pg_cpu = pg_pid.zip(pg_before).map(|(pid, before)| (tree_ticks(pid) - before) as f64 / elapsed);
-        let now = stored(&url, &db2);
-        let stored_rate = (now.iter().map(|(b, _)| b).sum::<u64>() - beats_before) as f64 / elapsed;
+        let (now, now_at) = read(Instant::now());
+        let stored_rate =
+            (now.iter().map(|(b, _)| b).sum::<u64>() - beats_before) as f64 / (now_at - first_at).as_secs_f64();
         let mut ages: Vec<i64> = now.iter().map(|&(_, age)| age).collect();
         ages.sort_unstable();
         let pick = |q: f64| ages.get(((ages.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(i64::MAX);

@@ -2,7 +2,7 @@
 //! commands and collects their results.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,6 +105,11 @@ pub(crate) struct Shared {
     pub(crate) connected: AtomicBool,
     /// The last flush failed: the ticker retries on its back-off, and reads do not flush.
     pub(crate) database_failing: AtomicBool,
+    /// Another writer has changed instances in the database: this engine's own ingest is not
+    /// the whole fleet's.
+    pub(crate) shared_database: AtomicBool,
+    /// When other writers' changes were last read, Unix milliseconds.
+    pub(crate) refreshed_ms: AtomicI64,
     /// Why the broker could not be reached, until the first connection succeeds.
     pub(crate) problem: watch::Sender<Option<String>>,
 }
@@ -130,7 +135,7 @@ impl Shared {
             return;
         }
         let now = now_ms();
-        let ingested = lock(&self.registry).ingest(&self.config.topic_prefix, topic, payload, now);
+        let ingested = lock(&self.registry).ingest(&self.config.topic_prefix, topic, payload, now, retain);
         if topic.ends_with("/heartbeat") && ingested.is_ok() {
             self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
         }
@@ -170,7 +175,13 @@ impl Shared {
         };
         self.counters.rows_written.fetch_add(u64::try_from(rows).unwrap_or(u64::MAX), Ordering::Relaxed);
         match crate::persist::refresh(&self.store, &self.registry) {
-            Ok(events) => self.publish_events(events),
+            Ok((rows, events)) => {
+                self.refreshed_ms.store(now_ms(), Ordering::Relaxed);
+                if rows > 0 {
+                    self.shared_database.store(true, Ordering::Relaxed);
+                }
+                self.publish_events(events);
+            }
             Err(e) => tracing::warn!(error = %e, "cannot read what other engines wrote; trying again next flush"),
         }
         Ok(rows)
@@ -263,6 +274,8 @@ impl Engine {
             problem,
             connected: AtomicBool::new(false),
             database_failing: AtomicBool::new(false),
+            shared_database: AtomicBool::new(false),
+            refreshed_ms: AtomicI64::new(now_ms()),
         });
         let tasks = vec![
             tokio::spawn(tasks::run_connection(shared.clone(), client.clone(), eventloop)),

@@ -53,7 +53,7 @@ impl Fleet {
     /// Ingests one message under [`PREFIX`] and checks what it did.
     pub fn message(&mut self, topic: &str, payload: &[u8], now_ms: i64) {
         let before = self.counts();
-        let outcome = self.registry.ingest(PREFIX, topic, payload, now_ms);
+        let outcome = self.registry.ingest(PREFIX, topic, payload, now_ms, false);
         if let Ok(ingested) = &outcome {
             let levels: Option<Vec<&str>> =
                 topic.strip_prefix(PREFIX).and_then(|t| t.strip_prefix('/')).map(|t| t.split('/').collect());

@@ -48,7 +48,7 @@ pub mod bench {
 
     /// Applies one message; false if it was refused.
     pub fn ingest(registry: &mut Registry, prefix: &str, topic: &str, payload: &[u8], now_ms: i64) -> bool {
-        registry.ingest(prefix, topic, payload, now_ms).is_ok()
+        registry.ingest(prefix, topic, payload, now_ms, false).is_ok()
     }
 
     /// Writes the instances changed since the last flush, in one transaction.

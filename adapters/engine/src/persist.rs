@@ -104,13 +104,17 @@ pub(crate) fn flush(
 }
 
 /// Merges what other writers of the database changed into the registry (engines sharing it,
-/// or a `subnode send` beside `subnode serve`); returns the status changes that makes.
-pub(crate) fn refresh(store: &Mutex<Database>, registry: &Mutex<Registry>) -> Result<Vec<FleetEvent>, Error> {
-    let changed = lock(store).changes()?;
+/// or a `subnode send` beside `subnode serve`); returns how many rows changed and the status
+/// changes that makes.
+pub(crate) fn refresh(store: &Mutex<Database>, registry: &Mutex<Registry>) -> Result<(usize, Vec<FleetEvent>), Error> {
+    // Merged under the store's lock, as flushes take it: a flush between reading and merging
+    // would take this engine's unsaved heartbeat counts out from under the merge.
+    let mut store = lock(store);
+    let changed = store.changes()?;
     if changed.is_empty() {
-        return Ok(Vec::new());
+        return Ok((0, Vec::new()));
     }
-    Ok(lock(registry).merge(changed))
+    Ok((changed.len(), lock(registry).merge(changed)))
 }
 
 /// When to try the next flush: every tick while the database works, then after growing,
@@ -150,6 +154,7 @@ impl FlushSchedule {
 mod tests {
     use super::*;
     use crate::registry::tests::instance;
+    use crate::registry::Instance;
     use crate::store::tests::temp;
 
     fn result(n: u32) -> ResultRecord {
@@ -212,6 +217,27 @@ mod tests {
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(flush(&store, &registry, &backlog).unwrap(), 1);
         assert_eq!(lock(&store).load_instances().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn heartbeats_of_a_failed_flush_are_counted_once_when_it_succeeds() {
+        let path = temp("persist-count");
+        let store = Mutex::new(Database::open(&path.clone().into()).unwrap());
+        let beats = |total, unsaved| Instance { heartbeats: total, unsaved_heartbeats: unsaved, ..instance("a-h-1") };
+        // Three heartbeats ingested and written.
+        let registry = Mutex::new(Registry::from_instances(vec![beats(3, 3)]));
+        let backlog = Mutex::new(Backlog::default());
+        lock(&registry).unsaved(&[beats(0, 0)]);
+        flush(&store, &registry, &backlog).unwrap();
+        // Three more, whose first flush fails.
+        lock(&registry).unsaved(&[beats(0, 3)]);
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("PRAGMA busy_timeout = 0; BEGIN EXCLUSIVE").unwrap();
+        lock(&store).set_busy_timeout(Duration::ZERO).unwrap();
+        assert!(flush(&store, &registry, &backlog).is_err());
+        other.execute_batch("COMMIT").unwrap();
+        flush(&store, &registry, &backlog).unwrap();
+        assert_eq!(lock(&store).load_instances().unwrap()[0].heartbeats, 6);
     }
 
     #[test]

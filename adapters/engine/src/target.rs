@@ -175,7 +175,7 @@ mod tests {
     fn a_selector_takes_reachable_instances_unless_told_a_status() {
         let mut i = Registry::default();
         let hb = br#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"a","instance_id":"a-h-1","status":"running","pid":1,"uptime":5,"version":"1.0","hostname":"h","metrics":{"process_cpu_usage_percent":"2.50","process_memory_usage_mb":128,"process_goroutine_count":4}}"#;
-        i.ingest("p", "p/a/a-h-1/heartbeat", hb, 0).unwrap();
+        i.ingest("p", "p/a/a-h-1/heartbeat", hb, 0, false).unwrap();
         let inst = i.get("a-h-1").unwrap().clone();
         assert!(Selector::default().matches(&inst));
         assert!(

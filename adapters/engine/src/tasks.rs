@@ -22,6 +22,9 @@ const RECONNECT_MAX: Duration = Duration::from_secs(30);
 const RECONNECT_STABLE: Duration = Duration::from_secs(60);
 /// How often old history is deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How stale other engines' changes may be before this engine stops judging silence: three
+/// ticks missed.
+const BLIND_AFTER_MS: i64 = 3_000;
 
 /// Removes instances gone for `age` from the registry and clears their retained messages; the
 /// database forgets them at the next flush.
@@ -149,7 +152,11 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
         // After the flush, which took in the heartbeats other engines sharing the database
         // ingested. Silence counts only while the engine listens: its own outage says nothing of the
         // fleet (and the connection task restarts the count when it is back).
-        if shared.connected.load(Ordering::Relaxed) {
+        // With other engines writing, what they heard is part of the picture: while it cannot be
+        // read (the database is down), nobody is judged missing on this engine's share alone.
+        let blind = shared.shared_database.load(Ordering::Relaxed)
+            && now_ms().saturating_sub(shared.refreshed_ms.load(Ordering::Relaxed)) > BLIND_AFTER_MS;
+        if shared.connected.load(Ordering::Relaxed) && !blind {
             let events = lock(&shared.registry).mark_missing(now.saturating_sub(silence), now);
             shared.publish_events(events);
         }

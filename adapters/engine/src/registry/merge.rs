@@ -45,9 +45,9 @@ fn merge_into(inst: &mut Instance, row: Instance, events: &mut Vec<FleetEvent>) 
         inst.hostname = row.hostname;
         inst.version = row.version;
         inst.pid = row.pid;
-        inst.registered = row.registered;
     }
     if row.registered_ms > inst.registered_ms {
+        inst.registered = row.registered;
         inst.registered_ms = row.registered_ms;
         inst.start_time = row.start_time;
         inst.register_json = row.register_json;
@@ -60,25 +60,24 @@ fn merge_into(inst: &mut Instance, row: Instance, events: &mut Vec<FleetEvent>) 
         inst.threads = row.threads;
         inst.metrics_json = row.metrics_json;
     }
+    let from = inst.status;
     if row.status_changed_ms > inst.status_changed_ms {
-        change_status(inst, row.status, row.status_changed_ms, events);
+        inst.status = row.status;
+        inst.status_changed_ms = row.status_changed_ms;
     }
     // A heartbeat after the last status change proves the instance alive, as in ingest.
-    match inst.last_heartbeat_ms {
+    let revived = match inst.last_heartbeat_ms {
         Some(beat) if inst.status != Status::Online && beat > inst.status_changed_ms => {
-            change_status(inst, Status::Online, beat, events);
+            inst.status = Status::Online;
+            inst.status_changed_ms = beat;
             true
         }
         _ => false,
+    };
+    if inst.status != from {
+        events.push(FleetEvent::StatusChanged { instance_id: inst.instance_id.clone(), from, to: inst.status });
     }
-}
-
-fn change_status(inst: &mut Instance, to: Status, at_ms: i64, events: &mut Vec<FleetEvent>) {
-    if inst.status != to {
-        events.push(FleetEvent::StatusChanged { instance_id: inst.instance_id.clone(), from: inst.status, to });
-        inst.status = to;
-    }
-    inst.status_changed_ms = at_ms;
+    revived
 }
 
 #[cfg(test)]

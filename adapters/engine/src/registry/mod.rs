@@ -255,6 +255,8 @@ pub struct Registry {
     /// The node's timestamp of the last heartbeat ingested, and when it was ingested: how far
     /// behind the fleet the engine runs.
     latest_heartbeat: (String, i64),
+    /// Since when the engine has been listening: silence before it says nothing.
+    listening_since: i64,
 }
 
 impl Registry {
@@ -319,13 +321,16 @@ impl Registry {
         (json.len() <= self.limits.max_stored_json).then_some(json)
     }
 
-    /// Applies one message received on `topic` at `now_ms` (Unix milliseconds).
+    /// Applies one message received on `topic` at `now_ms` (Unix milliseconds). A `retained`
+    /// one is the broker replaying what it holds (at every subscribe): it changes what it says
+    /// differently from what the registry knows, and is not taken as a sighting.
     pub(crate) fn ingest(
         &mut self,
         prefix: &str,
         topic: &str,
         payload: &[u8],
         now_ms: i64,
+        retained: bool,
     ) -> Result<Ingested, IngestError> {
         let (node, instance, kind) = split_topic(prefix, topic).ok_or(IngestError::Topic)?;
         // Longer names come from no node; refusing them also keeps every key the database
@@ -405,6 +410,7 @@ impl Registry {
                     // Heard from it: the node clears its own register when it stops cleanly.
                     inst.last_seen_ms = now_ms;
                     inst.registered = false;
+                    inst.registered_ms = Some(now_ms);
                     Ok(Ingested::Events(vec![FleetEvent::Deregistered { instance_id: instance.to_owned() }]))
                 }
                 // Deregistering something never registered here (a prune clearing it): nothing to do.
@@ -413,12 +419,19 @@ impl Registry {
             Kind::Register => {
                 let reg = RegisterView::parse(payload)?;
                 check(reg.node_name, reg.instance_id)?;
+                let known =
+                    |k: &Instance| k.registered && k.pid == reg.pid && Unescaped(reg.start_time).means(&k.start_time);
+                if retained && self.get(instance).is_some_and(known) {
+                    return Ok(Ingested::Quiet);
+                }
                 let hostname = reg.hostname.unwrap_or_default();
                 // The views checked the payload is UTF-8.
                 let json = self.storable(core::str::from_utf8(payload).unwrap_or_default()).map(str::to_owned);
                 let json_dropped = json.is_none();
                 let inst = self.entry(node, instance, now_ms)?;
-                inst.last_seen_ms = now_ms;
+                if !retained {
+                    inst.last_seen_ms = now_ms;
+                }
                 inst.registered = true;
                 inst.registered_ms = Some(now_ms);
                 inst.register_json = json;
@@ -443,8 +456,15 @@ impl Registry {
                     Some(s @ (Status::Online | Status::Offline | Status::Lost)) => s,
                     _ => return Err(IngestError::UnknownStatus),
                 };
+                // Replayed `online` says nothing of an instance judged missing since.
+                let known = |k: &Instance| k.status == to || (to == Status::Online && k.status == Status::Missing);
+                if retained && self.get(instance).is_some_and(known) {
+                    return Ok(Ingested::Quiet);
+                }
                 let inst = self.entry(node, instance, now_ms)?;
-                inst.last_seen_ms = now_ms;
+                if !retained {
+                    inst.last_seen_ms = now_ms;
+                }
                 let from = inst.status;
                 if from == to {
                     return Ok(Ingested::Quiet);
@@ -478,8 +498,9 @@ impl Registry {
     /// Marks online instances silent since before `silent_since_ms` as missing.
     pub(crate) fn mark_missing(&mut self, silent_since_ms: i64, now_ms: i64) -> Vec<FleetEvent> {
         let mut events = Vec::new();
+        let listening_since = self.listening_since;
         for (i, inst) in self.instances.iter_mut().enumerate() {
-            if inst.status == Status::Online && inst.last_seen_ms < silent_since_ms {
+            if inst.status == Status::Online && inst.last_seen_ms.max(listening_since) < silent_since_ms {
                 events.push(FleetEvent::StatusChanged {
                     instance_id: inst.instance_id.clone(),
                     from: Status::Online,
@@ -497,11 +518,10 @@ impl Registry {
     }
 
     /// Gives every instance a fresh start for missing detection: an engine that just started
-    /// has not been listening, so silence is counted from now.
+    /// (or reconnected) has not been listening, so silence is counted from now. What each
+    /// instance was last heard at stays as it was.
     pub(crate) fn listening_from(&mut self, now_ms: i64) {
-        for inst in &mut self.instances {
-            inst.last_seen_ms = inst.last_seen_ms.max(now_ms);
-        }
+        self.listening_since = now_ms;
     }
 
     /// Removes `lost`, `offline` and `missing` instances whose status is older than `before_ms`;
@@ -519,6 +539,7 @@ impl Registry {
             limits: self.limits,
             refusals: self.refusals,
             latest_heartbeat: std::mem::take(&mut self.latest_heartbeat),
+            listening_since: self.listening_since,
             ..Self::from_instances(kept)
         };
         for (i, (inst, was_changed)) in self.instances.iter_mut().zip(changed).enumerate() {
@@ -628,7 +649,7 @@ pub(crate) mod tests {
     fn a_heartbeat_registers_metrics_and_brings_a_missing_instance_back() {
         let mut r = Registry::default();
         let topic = "subnodesync/app/app-h-1/heartbeat";
-        assert_eq!(r.ingest("subnodesync", topic, HB.as_bytes(), 1000), Ok(Ingested::Quiet));
+        assert_eq!(r.ingest("subnodesync", topic, HB.as_bytes(), 1000, false), Ok(Ingested::Quiet));
         let inst = r.get("app-h-1").unwrap();
         assert_eq!(
             (inst.cpu_centipercent, inst.memory_mb, inst.uptime, inst.heartbeats),
@@ -636,7 +657,7 @@ pub(crate) mod tests {
         );
         assert_eq!(r.mark_missing(2000, 2000).len(), 1);
         assert_eq!(r.get("app-h-1").unwrap().status, Status::Missing);
-        let back = r.ingest("subnodesync", topic, HB.as_bytes(), 3000).unwrap();
+        let back = r.ingest("subnodesync", topic, HB.as_bytes(), 3000, false).unwrap();
         assert!(
             matches!(back, Ingested::Events(e) if e == [FleetEvent::StatusChanged { instance_id: "app-h-1".into(), from: Status::Missing, to: Status::Online }])
         );
@@ -645,11 +666,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_replayed_retained_message_is_no_sighting_and_changes_only_what_it_says_differently() {
+        let register = concat!(
+            r#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-h-1","version":"1.0","#,
+            r#""pid":1,"start_time":"2024-01-01T12:00:00Z","capabilities":[],"metadata":{"hostname":"h"},"#,
+            r#""node_version":{"git_version":"v1","git_commit":"c","build_date":"2024-01-01","go_version":"r","#,
+            r#""platform":"linux/amd64"}}"#
+        );
+        let mut r = Registry::default();
+        let (reg, st) = ("subnodesync/app/app-h-1/register", "subnodesync/app/app-h-1/status");
+        r.ingest("subnodesync", reg, register.as_bytes(), 100, false).unwrap();
+        r.ingest("subnodesync", st, status("online").as_bytes(), 100, false).unwrap();
+        r.take_dirty();
+        assert_eq!(r.mark_missing(200, 200).len(), 1);
+        r.take_dirty();
+        // A reconnect replays both: neither is news, neither is a sighting, nothing to write.
+        r.listening_from(300);
+        assert_eq!(r.ingest("subnodesync", reg, register.as_bytes(), 300, true), Ok(Ingested::Quiet));
+        assert_eq!(r.ingest("subnodesync", st, status("online").as_bytes(), 300, true), Ok(Ingested::Quiet));
+        let inst = r.get("app-h-1").unwrap();
+        assert_eq!((inst.status, inst.last_seen_ms, r.dirty_count()), (Status::Missing, 100, 0));
+        // A retained `lost` this engine missed is news, but still no sighting.
+        assert!(matches!(r.ingest("subnodesync", st, status("lost").as_bytes(), 400, true), Ok(Ingested::Events(_))));
+        let inst = r.get("app-h-1").unwrap();
+        assert_eq!((inst.status, inst.status_changed_ms, inst.last_seen_ms), (Status::Lost, 400, 100));
+        // Silence before the engine listened does not count.
+        r.ingest("subnodesync", st, status("online").as_bytes(), 500, false).unwrap();
+        r.listening_from(10_000);
+        assert!(r.mark_missing(9_000, 10_500).is_empty());
+    }
+
+    #[test]
     fn status_messages_change_status_and_prune_takes_only_old_dead_instances() {
         let mut r = Registry::default();
         let topic = "subnodesync/app/app-h-1/status";
-        r.ingest("subnodesync", topic, status("online").as_bytes(), 0).unwrap();
-        r.ingest("subnodesync", topic, status("lost").as_bytes(), 10).unwrap();
+        r.ingest("subnodesync", topic, status("online").as_bytes(), 0, false).unwrap();
+        r.ingest("subnodesync", topic, status("lost").as_bytes(), 10, false).unwrap();
         assert_eq!(r.get("app-h-1").unwrap().status, Status::Lost);
         assert!(r.prune(5).is_empty());
         assert_eq!(r.prune(20).len(), 1);
@@ -659,31 +711,31 @@ pub(crate) mod tests {
     #[test]
     fn bad_input_gets_a_typed_error() {
         let mut r = Registry::default();
-        assert_eq!(r.ingest("subnodesync", "other/x", b"{}", 0), Err(IngestError::Topic));
+        assert_eq!(r.ingest("subnodesync", "other/x", b"{}", 0, false), Err(IngestError::Topic));
         assert!(matches!(
-            r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", b"{", 0),
+            r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", b"{", 0, false),
             Err(IngestError::Payload(_))
         ));
         assert_eq!(
-            r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", HB.as_bytes(), 0),
+            r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", HB.as_bytes(), 0, false),
             Err(IngestError::TopicMismatch)
         );
         assert_eq!(
-            r.ingest("subnodesync", "subnodesync/app/app-h-1/status", status("dancing").as_bytes(), 0),
+            r.ingest("subnodesync", "subnodesync/app/app-h-1/status", status("dancing").as_bytes(), 0, false),
             Err(IngestError::UnknownStatus)
         );
         let long_id = format!("app-{}-1", "h".repeat(INSTANCE_ID_MAX));
         let topic = format!("subnodesync/app/{long_id}/status");
-        assert_eq!(r.ingest("subnodesync", &topic, b"{}", 0), Err(IngestError::TooLong));
+        assert_eq!(r.ingest("subnodesync", &topic, b"{}", 0, false), Err(IngestError::TooLong));
         let result = |request_id: &str| {
             format!(
                 r#"{{"request_id":"{request_id}","node_name":"app","instance_id":"app-h-1","command":"ping","success":true,"message":"pong","data":null,"state":"done","timestamp":"2024-01-01T12:00:00Z"}}"#
             )
         };
         let topic = "subnodesync/app/app-h-1/result";
-        assert!(matches!(r.ingest("subnodesync", topic, result("r-1").as_bytes(), 0), Ok(Ingested::Result(_))));
+        assert!(matches!(r.ingest("subnodesync", topic, result("r-1").as_bytes(), 0, false), Ok(Ingested::Result(_))));
         let long_request = result(&"r".repeat(REQUEST_ID_MAX + 1));
-        assert_eq!(r.ingest("subnodesync", topic, long_request.as_bytes(), 0), Err(IngestError::TooLong));
+        assert_eq!(r.ingest("subnodesync", topic, long_request.as_bytes(), 0, false), Err(IngestError::TooLong));
         assert!(r.instances().is_empty());
     }
 
@@ -693,13 +745,13 @@ pub(crate) mod tests {
         let hb = |n: u32| HB.replace("app-h-1", &format!("app-h-{n}"));
         let topic = |n: u32| format!("subnodesync/app/app-h-{n}/heartbeat");
         for n in 1..=2 {
-            r.ingest("subnodesync", &topic(n), hb(n).as_bytes(), 0).unwrap();
+            r.ingest("subnodesync", &topic(n), hb(n).as_bytes(), 0, false).unwrap();
         }
-        assert_eq!(r.ingest("subnodesync", &topic(3), hb(3).as_bytes(), 0), Err(IngestError::RegistryFull));
-        assert_eq!(r.ingest("subnodesync", &topic(4), hb(4).as_bytes(), 0), Err(IngestError::RegistryFull));
+        assert_eq!(r.ingest("subnodesync", &topic(3), hb(3).as_bytes(), 0, false), Err(IngestError::RegistryFull));
+        assert_eq!(r.ingest("subnodesync", &topic(4), hb(4).as_bytes(), 0, false), Err(IngestError::RegistryFull));
         assert_eq!(r.refusals().registry_full, 2);
         assert_eq!(r.instances().len(), 2);
-        r.ingest("subnodesync", &topic(1), hb(1).as_bytes(), 5).unwrap();
+        r.ingest("subnodesync", &topic(1), hb(1).as_bytes(), 5, false).unwrap();
         assert_eq!(r.get("app-h-1").map(|i| i.heartbeats), Some(2));
     }
 
@@ -707,7 +759,7 @@ pub(crate) mod tests {
     fn json_beyond_the_limit_is_not_kept_but_its_fields_are_ingested() {
         let mut r = Registry { limits: Limits { max_stored_json: 120, ..Limits::default() }, ..Registry::default() };
         let topic = "subnodesync/app/app-h-1/heartbeat";
-        r.ingest("subnodesync", topic, HB.as_bytes(), 0).unwrap();
+        r.ingest("subnodesync", topic, HB.as_bytes(), 0, false).unwrap();
         let inst = r.get("app-h-1").unwrap();
         assert!(inst.metrics_json.is_some(), "the metrics object is within the limit: {inst:?}");
         assert_eq!(r.refusals().json_not_stored, 0);
@@ -715,7 +767,7 @@ pub(crate) mod tests {
             r#""process_goroutine_count":4"#,
             &format!(r#""process_goroutine_count":4,"pad":"{}""#, "x".repeat(100)),
         );
-        r.ingest("subnodesync", topic, big.as_bytes(), 1).unwrap();
+        r.ingest("subnodesync", topic, big.as_bytes(), 1, false).unwrap();
         let inst = r.get("app-h-1").unwrap();
         assert_eq!((inst.metrics_json.as_deref(), inst.heartbeats, inst.cpu_centipercent), (None, 2, Some(250)));
         assert_eq!(r.refusals().json_not_stored, 1);
@@ -726,16 +778,17 @@ pub(crate) mod tests {
         let mut r = Registry::default();
         let hb = |n: u32| HB.replace("app-h-1", &format!("app-h-{n}"));
         for n in 1..=3 {
-            r.ingest("subnodesync", &format!("subnodesync/app/app-h-{n}/heartbeat"), hb(n).as_bytes(), 0).unwrap();
+            r.ingest("subnodesync", &format!("subnodesync/app/app-h-{n}/heartbeat"), hb(n).as_bytes(), 0, false)
+                .unwrap();
         }
         r.take_dirty();
         assert!(r.prune(100).is_empty());
         assert_eq!(r.dirty_count(), 0, "a prune that took nothing rewrote the registry");
         let lost = status("lost").replace("app-h-1", "app-h-3");
-        r.ingest("subnodesync", "subnodesync/app/app-h-3/status", lost.as_bytes(), 1).unwrap();
-        r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 2).unwrap();
+        r.ingest("subnodesync", "subnodesync/app/app-h-3/status", lost.as_bytes(), 1, false).unwrap();
+        r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 2, false).unwrap();
         r.take_dirty();
-        r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 3).unwrap();
+        r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 3, false).unwrap();
         assert_eq!(r.prune(100).len(), 1);
         let waiting: Vec<String> = r.take_dirty().into_iter().map(|i| i.instance_id).collect();
         assert_eq!(waiting, ["app-h-2"]);
@@ -744,7 +797,7 @@ pub(crate) mod tests {
     #[test]
     fn a_long_missing_instance_is_pruned_like_a_lost_one() {
         let mut r = Registry::default();
-        r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", HB.as_bytes(), 0).unwrap();
+        r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", HB.as_bytes(), 0, false).unwrap();
         r.mark_missing(10, 10);
         assert!(r.prune(10).is_empty(), "missing for no time at all");
         assert_eq!(r.prune(11).iter().map(|i| i.instance_id.as_str()).collect::<Vec<_>>(), ["app-h-1"]);

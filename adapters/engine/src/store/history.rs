@@ -41,12 +41,10 @@ pub(crate) struct Pruned {
 
 /// Records commands, or their new attempt counts, and adopts results that arrived first.
 pub(super) fn save_commands(conn: &mut dyn Conn, commands: &[CommandRecord]) -> Result<(), Error> {
-    for c in commands {
-        conn.execute(
-            "INSERT INTO commands (request_id, command, parameters, target, expected, sent_ms, attempts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (request_id) DO UPDATE SET attempts = excluded.attempts, expected = excluded.expected",
-            &[
+    let rows: Vec<[Value<'_>; 7]> = commands
+        .iter()
+        .map(|c| {
+            [
                 Value::Text(&c.request_id),
                 Value::Text(&c.command),
                 Value::Text(&c.parameters),
@@ -54,15 +52,21 @@ pub(super) fn save_commands(conn: &mut dyn Conn, commands: &[CommandRecord]) -> 
                 Value::Text(&c.expected),
                 Value::Int(c.sent_ms),
                 Value::Int(c.attempts.into()),
-            ],
-        )?;
-        // Another engine on this database may have stored the answers before this one stored
-        // the command.
-        conn.execute(
-            "UPDATE results SET orphan = 0 WHERE request_id = ?1 AND orphan = 1",
-            &[Value::Text(&c.request_id)],
-        )?;
-    }
+            ]
+        })
+        .collect();
+    conn.execute_each(
+        "INSERT INTO commands (request_id, command, parameters, target, expected, sent_ms, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (request_id) DO UPDATE SET attempts = excluded.attempts, expected = excluded.expected",
+        &rows.iter().map(|row| &row[..]).collect::<Vec<_>>(),
+    )?;
+    // Another engine on this database may have stored the answers before this one stored the
+    // command.
+    conn.execute_each(
+        "UPDATE results SET orphan = 0 WHERE request_id = ?1 AND orphan = 1",
+        &rows.iter().map(|row| &row[..1]).collect::<Vec<_>>(),
+    )?;
     Ok(())
 }
 
@@ -70,17 +74,10 @@ pub(super) fn save_commands(conn: &mut dyn Conn, commands: &[CommandRecord]) -> 
 /// beyond [`MAX_PROGRESS_PER_RESULT`] per request and instance are not kept.
 pub(super) fn save_results(conn: &mut dyn Conn, results: &[ResultRecord]) -> Result<(), Error> {
     let cap = Value::count(MAX_PROGRESS_PER_RESULT as u64);
-    for r in results {
-        conn.execute(
-            "INSERT INTO results (request_id, instance_id, node_name, command, success, message, data,
-                state, timestamp, received_ms, orphan)
-             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT), CAST(?5 AS BIGINT),
-                CAST(?6 AS TEXT), CAST(?7 AS TEXT), CAST(?8 AS TEXT), CAST(?9 AS TEXT), CAST(?10 AS BIGINT),
-                CASE WHEN EXISTS (SELECT 1 FROM commands WHERE request_id = ?1) THEN 0 ELSE 1 END
-             WHERE ?8 = 'done' OR (SELECT COUNT(*) FROM results
-                WHERE request_id = ?1 AND instance_id = ?2 AND state != 'done') < ?11
-             ON CONFLICT DO NOTHING",
-            &[
+    let rows: Vec<[Value<'_>; 11]> = results
+        .iter()
+        .map(|r| {
+            [
                 Value::Text(&r.request_id),
                 Value::Text(&r.instance_id),
                 Value::Text(&r.node_name),
@@ -92,9 +89,20 @@ pub(super) fn save_results(conn: &mut dyn Conn, results: &[ResultRecord]) -> Res
                 Value::Text(&r.timestamp),
                 Value::Int(r.received_ms),
                 cap,
-            ],
-        )?;
-    }
+            ]
+        })
+        .collect();
+    conn.execute_each(
+        "INSERT INTO results (request_id, instance_id, node_name, command, success, message, data,
+            state, timestamp, received_ms, orphan)
+         SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT), CAST(?5 AS BIGINT),
+            CAST(?6 AS TEXT), CAST(?7 AS TEXT), CAST(?8 AS TEXT), CAST(?9 AS TEXT), CAST(?10 AS BIGINT),
+            CASE WHEN EXISTS (SELECT 1 FROM commands WHERE request_id = ?1) THEN 0 ELSE 1 END
+         WHERE ?8 = 'done' OR (SELECT COUNT(*) FROM results
+            WHERE request_id = ?1 AND instance_id = ?2 AND state != 'done') < ?11
+         ON CONFLICT DO NOTHING",
+        &rows.iter().map(|row| &row[..]).collect::<Vec<_>>(),
+    )?;
     Ok(())
 }
 
@@ -205,6 +213,7 @@ impl Database {
         let age = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = Value::Int(now_ms.saturating_sub(age));
         transaction(&mut *self.conn, |conn| {
+            conn.execute(super::TAKE_TURN, &[])?;
             // The newest command beyond the count: it and everything older go.
             let oldest_kept = conn.query(
                 "SELECT sent_ms, rowid FROM commands ORDER BY sent_ms DESC, rowid DESC LIMIT 1 OFFSET ?1",

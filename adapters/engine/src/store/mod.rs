@@ -114,6 +114,9 @@ impl fmt::Debug for Database {
     }
 }
 
+/// Locks the revision counter's row until the transaction ends, changing nothing.
+pub(super) const TAKE_TURN: &str = "UPDATE subnode_meta SET rev = rev";
+
 /// Instance rows changed after a revision, in [`read_instance`]'s column order.
 const SELECT_INSTANCES: &str = "SELECT instance_id, node_name, hostname, version, pid, start_time, status, registered,
     register_json, first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime, cpu_centipercent,
@@ -121,9 +124,9 @@ const SELECT_INSTANCES: &str = "SELECT instance_id, node_name, hostname, version
     FROM instances WHERE rev > ?1 ORDER BY node_name, instance_id";
 
 /// Inserts an instance, or merges it into the row another writer left: first and last sightings
-/// only widen; what the instance said of itself, its register message, its status and its last
-/// heartbeat are each kept from whichever writer heard them last; heartbeat counts add up (?21 is
-/// how many this writer ingested since it last wrote the row).
+/// only widen; what the instance said of itself, its register message (and whether it is in
+/// place), its status and its last heartbeat are each kept from whichever writer heard them last;
+/// heartbeat counts add up (?21 is how many this writer ingested since it last wrote the row).
 const UPSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, node_name, hostname, version, pid, start_time,
         status, registered, register_json, first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime,
         cpu_centipercent, memory_mb, threads, metrics_json, heartbeats, registered_ms, rev)
@@ -138,7 +141,7 @@ const UPSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, node_name, ho
         version = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms
             THEN excluded.version ELSE instances.version END,
         pid = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms THEN excluded.pid ELSE instances.pid END,
-        registered = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms
+        registered = CASE WHEN COALESCE(excluded.registered_ms, -1) >= COALESCE(instances.registered_ms, -1)
             THEN excluded.registered ELSE instances.registered END,
         start_time = CASE WHEN COALESCE(excluded.registered_ms, -1) >= COALESCE(instances.registered_ms, -1)
             THEN excluded.start_time ELSE instances.start_time END,
@@ -186,7 +189,11 @@ impl Database {
     pub(crate) fn write(&mut self, batch: &Batch) -> Result<(), Error> {
         let rev = transaction(&mut *self.conn, |conn| {
             let mut rev = None;
-            if !batch.instances.is_empty() || !batch.deleted.is_empty() {
+            if batch.instances.is_empty() && batch.deleted.is_empty() {
+                // Every writer locks the counter's row first, so concurrent engines take turns
+                // instead of deadlocking on each other's rows.
+                conn.execute(TAKE_TURN, &[])?;
+            } else {
                 // Taking the revision locks the counter until the commit, so writers of instances
                 // take turns and revisions become visible in order.
                 let next = conn.query("UPDATE subnode_meta SET rev = rev + 1 RETURNING rev", &[])?;
@@ -194,9 +201,9 @@ impl Database {
                 for id in &batch.deleted {
                     conn.execute("DELETE FROM instances WHERE instance_id = ?1", &[Value::Text(id)])?;
                 }
-                for i in &batch.instances {
-                    save_instance(conn, i, next)?;
-                }
+                let rows: Vec<[Value<'_>; 22]> = batch.instances.iter().map(|i| instance_row(i, next)).collect();
+                let each: Vec<&[Value<'_>]> = rows.iter().map(|row| &row[..]).collect();
+                conn.execute_each(UPSERT_INSTANCE, &each)?;
                 rev = Some(next);
             }
             history::save_commands(conn, &batch.commands)?;
@@ -220,9 +227,16 @@ impl Database {
     /// The instances other writers changed since this connection last loaded, wrote or asked,
     /// for the engine to merge into its registry.
     pub(crate) fn changes(&mut self) -> Result<Vec<Instance>, Error> {
+        // Most flushes find nobody else wrote: one row read, rather than a scan of the table
+        // (which has no index on `rev`, so that writes stay cheap).
+        let current = self.current_rev()?;
+        if current == self.seen_rev {
+            return Ok(Vec::new());
+        }
         let rows = self.conn.query(SELECT_INSTANCES, &[Value::Int(self.seen_rev)])?;
-        let newest = rows.iter().filter_map(|row| row.int(20).ok()).max();
-        self.seen_rev = self.seen_rev.max(newest.unwrap_or(0));
+        // Revisions up to `current` were committed before these rows were read.
+        let newest = rows.iter().filter_map(|row| row.int(20).ok()).max().unwrap_or(0);
+        self.seen_rev = self.seen_rev.max(current).max(newest);
         Ok(readable(rows, "instances", read_instance))
     }
 
@@ -279,37 +293,33 @@ fn read_instance(r: &Row) -> Result<Instance, CellError> {
     })
 }
 
-/// Upserts one instance under revision `rev`.
-fn save_instance(conn: &mut dyn Conn, i: &Instance, rev: i64) -> Result<(), Error> {
+/// The parameters of [`UPSERT_INSTANCE`] for one instance under revision `rev`.
+fn instance_row(i: &Instance, rev: i64) -> [Value<'_>; 22] {
     let opt_count = |v: Option<u64>| v.map_or(Value::Null, Value::count);
-    conn.execute(
-        UPSERT_INSTANCE,
-        &[
-            Value::Text(&i.instance_id),
-            Value::Text(&i.node_name),
-            Value::Text(&i.hostname),
-            Value::Text(&i.version),
-            Value::Int(i64::from(i.pid)),
-            Value::Text(&i.start_time),
-            Value::Text(i.status.as_str()),
-            Value::Int(i64::from(i.registered)),
-            Value::opt_text(i.register_json.as_deref()),
-            Value::Int(i.first_seen_ms),
-            Value::Int(i.last_seen_ms),
-            Value::Int(i.status_changed_ms),
-            Value::opt_int(i.last_heartbeat_ms),
-            opt_count(i.uptime),
-            Value::opt_int(i.cpu_centipercent.map(i64::from)),
-            opt_count(i.memory_mb),
-            opt_count(i.threads),
-            Value::opt_text(i.metrics_json.as_deref()),
-            Value::count(i.heartbeats),
-            Value::opt_int(i.registered_ms),
-            Value::count(i.unsaved_heartbeats),
-            Value::Int(rev),
-        ],
-    )?;
-    Ok(())
+    [
+        Value::Text(&i.instance_id),
+        Value::Text(&i.node_name),
+        Value::Text(&i.hostname),
+        Value::Text(&i.version),
+        Value::Int(i64::from(i.pid)),
+        Value::Text(&i.start_time),
+        Value::Text(i.status.as_str()),
+        Value::Int(i64::from(i.registered)),
+        Value::opt_text(i.register_json.as_deref()),
+        Value::Int(i.first_seen_ms),
+        Value::Int(i.last_seen_ms),
+        Value::Int(i.status_changed_ms),
+        Value::opt_int(i.last_heartbeat_ms),
+        opt_count(i.uptime),
+        Value::opt_int(i.cpu_centipercent.map(i64::from)),
+        opt_count(i.memory_mb),
+        opt_count(i.threads),
+        Value::opt_text(i.metrics_json.as_deref()),
+        Value::count(i.heartbeats),
+        Value::opt_int(i.registered_ms),
+        Value::count(i.unsaved_heartbeats),
+        Value::Int(rev),
+    ]
 }
 
 #[cfg(test)]
@@ -502,10 +512,11 @@ pub(crate) mod tests {
             let theirs: Vec<String> = a.changes().unwrap().into_iter().map(|i| i.instance_id).collect();
             assert_eq!(theirs, ["a-h-2"]);
             assert_eq!(a.changes().unwrap(), Vec::new(), "read twice");
-            // After another writer, this writer's own next revision is read back with the rest.
-            a.write(&Batch { instances: vec![beat("a-h-1", 110, 5, 1)], ..Batch::default() }).unwrap();
+            // After another writer's revision, this writer's own next one is read back with it.
             b.write(&Batch { instances: vec![beat("a-h-2", 110, 5, 1)], ..Batch::default() }).unwrap();
-            assert_eq!(a.changes().unwrap().len(), 1);
+            a.write(&Batch { instances: vec![beat("a-h-1", 110, 5, 1)], ..Batch::default() }).unwrap();
+            let both: Vec<String> = a.changes().unwrap().into_iter().map(|i| i.instance_id).collect();
+            assert_eq!(both, ["a-h-1", "a-h-2"]);
         }
     }
 }

@@ -98,20 +98,26 @@ impl PostgresUrl {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        // A server gone without a word (a failover behind a virtual address) is noticed in
+        // about a minute rather than the kernel's quarter of an hour, unless the URL says
+        // otherwise.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10));
+            config.keepalives_retries(3).tcp_user_timeout(Duration::from_secs(60));
+        }
         Ok(Self { config, tls_files })
     }
 }
 
-/// `text` with the password of a URL's `user:password@` left out, for messages.
+/// `text` with the password of a URL's `user:password@` (everything up to the first `@`, as
+/// tokio-postgres reads it) and of a `password=` option left out, for messages.
 pub(super) fn redacted(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else { return text.to_owned() };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let with_login = match rest[..authority_end].rsplit_once('@') {
-        Some((login, host)) => {
-            let user = login.split_once(':').map_or(login, |(user, _)| user);
-            let hidden = if user.len() < login.len() { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{}", &rest[authority_end..])
-        }
+    let with_login = match rest.split_once('@') {
+        Some((login, host)) => match login.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => text.to_owned(),
+        },
         None => text.to_owned(),
     };
     // libpq also takes the password as an option.
@@ -156,8 +162,11 @@ pub(super) struct Postgres {
     handle: Handle,
     client: Client,
     /// Statements prepared on this connection, by the address of their SQLite-dialect text.
-    prepared: HashMap<usize, Statement>,
+    prepared: HashMap<(usize, usize), Statement>,
     in_transaction: bool,
+    /// A call timed out: the connection may be dead without knowing it, so the next call
+    /// outside a transaction opens a new one.
+    broken: std::cell::Cell<bool>,
 }
 
 impl Postgres {
@@ -165,8 +174,10 @@ impl Postgres {
     pub(super) fn connect(url: &PostgresUrl) -> Result<Self, Error> {
         let handle = Handle::try_current()
             .map_err(|_| Error::Database(format!("{url}: PostgreSQL is reached through a tokio runtime")))?;
-        let client = block(&handle, url, open(url))?;
-        let mut store = Self { url: url.clone(), handle, client, prepared: HashMap::new(), in_transaction: false };
+        let broken = std::cell::Cell::new(false);
+        let client = block(&handle, url, &broken, open(url))?;
+        let mut store =
+            Self { url: url.clone(), handle, client, prepared: HashMap::new(), in_transaction: false, broken };
         store.migrate()?;
         Ok(store)
     }
@@ -174,7 +185,7 @@ impl Postgres {
     fn migrate(&mut self) -> Result<(), Error> {
         let url = self.url.to_string();
         let client = &mut self.client;
-        block(&self.handle, &self.url, async move {
+        block(&self.handle, &self.url, &self.broken, async move {
             let tx = client.transaction().await.map_err(|e| pg_error(&url, e))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| pg_error(&url, e))?;
             let fresh = tx
@@ -221,25 +232,30 @@ impl Postgres {
         })
     }
 
-    /// Opens the connection again if it dropped and no transaction was running on it.
+    /// Opens the connection again if it dropped (or a call on it timed out) and no transaction
+    /// was running on it.
     fn reconnect_if_closed(&mut self) -> Result<(), Error> {
-        if self.client.is_closed() && !self.in_transaction {
-            self.client = block(&self.handle, &self.url, open(&self.url))?;
+        if (self.client.is_closed() || self.broken.get()) && !self.in_transaction {
             self.prepared.clear();
+            self.client = block(&self.handle, &self.url, &self.broken, open(&self.url))?;
+            self.broken.set(false);
         }
         Ok(())
     }
 
     fn statement(&mut self, sql: &'static str) -> Result<Statement, Error> {
-        let key = sql.as_ptr() as usize;
+        // First, so a statement prepared on a connection that has gone is not used.
+        self.reconnect_if_closed()?;
+        let key = (sql.as_ptr() as usize, sql.len());
         if let Some(statement) = self.prepared.get(&key) {
             return Ok(statement.clone());
         }
         let text = translate(sql);
         self.reconnect_if_closed()?;
         let (client, url) = (&self.client, &self.url);
-        let statement =
-            block(&self.handle, url, async { client.prepare(&text).await.map_err(|e| pg_error(&url.to_string(), e)) })?;
+        let statement = block(&self.handle, url, &self.broken, async {
+            client.prepare(&text).await.map_err(|e| pg_error(&url.to_string(), e))
+        })?;
         self.prepared.insert(key, statement.clone());
         Ok(statement)
     }
@@ -251,9 +267,24 @@ impl Conn for Postgres {
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         self.reconnect_if_closed()?;
         let (client, url) = (&self.client, &self.url);
-        block(&self.handle, url, async {
+        block(&self.handle, url, &self.broken, async {
             client.execute(&statement, &params).await.map_err(|e| pg_error(&url.to_string(), e))
         })
+    }
+
+    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<u64, Error> {
+        let statement = self.statement(sql)?;
+        let each: Vec<Vec<&(dyn ToSql + Sync)>> =
+            each.iter().map(|params| params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()).collect();
+        self.reconnect_if_closed()?;
+        let (client, url) = (&self.client, &self.url);
+        // tokio-postgres pipelines statements whose futures are polled together: one round trip
+        // for the whole batch rather than one per row.
+        let calls = each.iter().map(|params| client.execute(&statement, params));
+        let changed = block(&self.handle, url, &self.broken, async {
+            futures_util::future::try_join_all(calls).await.map_err(|e| pg_error(&url.to_string(), e))
+        })?;
+        Ok(changed.iter().sum())
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<Vec<Row>, Error> {
@@ -261,7 +292,7 @@ impl Conn for Postgres {
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         self.reconnect_if_closed()?;
         let (client, url) = (&self.client, &self.url);
-        let rows = block(&self.handle, url, async {
+        let rows = block(&self.handle, url, &self.broken, async {
             client.query(&statement, &params).await.map_err(|e| pg_error(&url.to_string(), e))
         })?;
         Ok(rows.iter().map(read_row).collect())
@@ -270,7 +301,7 @@ impl Conn for Postgres {
     fn batch(&mut self, sql: &str) -> Result<(), Error> {
         self.reconnect_if_closed()?;
         let (client, url) = (&self.client, &self.url);
-        let done = block(&self.handle, url, async {
+        let done = block(&self.handle, url, &self.broken, async {
             client.batch_execute(sql).await.map_err(|e| pg_error(&url.to_string(), e))
         });
         match sql {
@@ -313,7 +344,19 @@ async fn open(url: &PostgresUrl) -> Result<Client, Error> {
         tokio::spawn(drive(at.clone(), connection));
         client
     };
-    client.batch_execute("SET search_path TO subnode").await.map_err(|e| pg_error(&at, e))?;
+    // A transaction left open by an engine that stopped answering must not hold the revision
+    // counter's lock (and every other engine's writes) for long.
+    client
+        .batch_execute("SET search_path TO subnode; SET idle_in_transaction_session_timeout = '60s'")
+        .await
+        .map_err(|e| pg_error(&at, e))?;
+    // Any text a node sends must fit, or one message would fail every later flush.
+    let encoding: String = client.query_one("SHOW server_encoding", &[]).await.map_err(|e| pg_error(&at, e))?.get(0);
+    if encoding != "UTF8" && encoding != "SQL_ASCII" {
+        return Err(Error::Database(format!(
+            "{at}: the database's encoding is {encoding}; it must be UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+        )));
+    }
     Ok(client)
 }
 
@@ -329,11 +372,18 @@ where
 }
 
 /// Runs `call` on the engine's runtime from a blocking thread, for at most [`CALL_TIMEOUT`].
-fn block<T>(handle: &Handle, url: &PostgresUrl, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+/// A call that times out marks the connection `broken`.
+fn block<T>(
+    handle: &Handle,
+    url: &PostgresUrl,
+    broken: &std::cell::Cell<bool>,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     handle.block_on(async {
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .unwrap_or_else(|_| Err(Error::Database(format!("{url}: no answer in {}s", CALL_TIMEOUT.as_secs()))))
+        tokio::time::timeout(CALL_TIMEOUT, call).await.unwrap_or_else(|_| {
+            broken.set(true);
+            Err(Error::Database(format!("{url}: no answer in {}s", CALL_TIMEOUT.as_secs())))
+        })
     })
 }
 
@@ -494,6 +544,7 @@ mod tests {
         assert_eq!(PostgresUrl::parse("postgres://h/db").err(), Some("a user name: postgres://USER@host/database"));
         assert!(PostgresUrl::parse("postgres://u@h/db?colour=blue").is_err());
         assert_eq!(redacted("postgres://u:pw@h/db?password=pw2&x=1"), "postgres://u:***@h/db?password=***&x=1");
+        assert_eq!(redacted("postgres://u:s3/c?r#t@h:5x/db"), "postgres://u:***@h:5x/db");
         let refused = Location::parse("postgres://u:pw@h:notaport/db").unwrap_err().to_string();
         assert!(refused.contains("SUBNODE_DB") && !refused.contains("pw@"), "{refused}");
         assert!(Location::parse("mysql://u@h/db").is_err());

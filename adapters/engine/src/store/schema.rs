@@ -67,14 +67,15 @@ pub(super) const SQLITE: &[&str] = &[
     // 5: revisions, so a writer can read what others changed since it last looked.
     "CREATE TABLE subnode_meta (rev INTEGER NOT NULL);
     INSERT INTO subnode_meta (rev) VALUES (0);
-    ALTER TABLE instances ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX instances_by_rev ON instances (rev);",
+    ALTER TABLE instances ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// PostgreSQL's schema, in the `subnode` schema of the database, one step per version:
 /// `subnode_meta.version` says how many have been applied. The same tables as SQLite's, every
 /// integer 64-bit (flags are 0 or 1), `commands.seq` standing in for SQLite's `rowid`, and the
 /// progress index over a hash of the node's texts, which may be longer than an index entry.
+/// `instances` is rewritten by every flush: room left in its pages (and no index on what a
+/// flush changes, `rev` included) lets PostgreSQL update rows in place.
 pub(super) const POSTGRES: &[&str] = &[
     // 1: everything SQLite's five steps make.
     "CREATE TABLE instances (
@@ -99,8 +100,7 @@ pub(super) const POSTGRES: &[&str] = &[
         heartbeats BIGINT NOT NULL DEFAULT 0,
         registered_ms BIGINT,
         rev BIGINT NOT NULL DEFAULT 0
-    );
-    CREATE INDEX instances_by_rev ON instances (rev);
+    ) WITH (fillfactor = 70);
     CREATE TABLE commands (
         seq BIGINT GENERATED ALWAYS AS IDENTITY,
         request_id TEXT PRIMARY KEY,

@@ -73,6 +73,15 @@ impl Conn for Sqlite {
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
 
+    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<u64, Error> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut changed = 0;
+        for params in each {
+            changed += u64::try_from(stmt.execute(params_from_iter(*params))?).unwrap_or(u64::MAX);
+        }
+        Ok(changed)
+    }
+
     fn query(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<Vec<Row>, Error> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let columns = stmt.column_count();

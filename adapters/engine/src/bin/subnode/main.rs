@@ -24,6 +24,7 @@ use subnodesync_engine::{
 };
 use subnodesync_engine::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
 use subnodesync_host::config::{parse_duration, read_password_file, Secret};
+use subnodesync_host::InvalidValue;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
 const EXAMPLES: &str = "Examples:
@@ -82,10 +83,11 @@ struct Connection {
     /// Topic prefix the nodes use [env: SUBNODE_TOPIC_PREFIX; default subnodesync]
     #[arg(long, global = true, value_name = "PREFIX")]
     prefix: Option<String>,
-    /// Registry and history: a SQLite file, or postgres://user[:password]@host[:port]/database
-    /// shared by several engines [env: SUBNODE_DB; default a file in your data directory]
-    #[arg(long, global = true, value_name = "FILE|URL", value_parser = database)]
-    db: Option<Location>,
+    /// Registry and history: a SQLite file, or a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL
+    /// several engines share [env: SUBNODE_DB; default a file in your data directory]
+    // Parsed in `config`, not by clap, whose errors repeat the value (and a URL's password).
+    #[arg(long, global = true, value_name = "FILE|URL")]
+    db: Option<String>,
     /// The fleet's heartbeat interval; silent for 3 of them means missing
     /// [env: SUBNODE_HEARTBEAT_INTERVAL; default 30s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = heartbeat_interval)]
@@ -269,14 +271,6 @@ fn timeout(text: &str) -> Result<Duration, String> {
 }
 
 /// `--heartbeat-interval`: the nodes' range.
-/// `--db`: a SQLite path or a PostgreSQL URL.
-fn database(text: &str) -> Result<Location, String> {
-    Location::parse(text).map_err(|e| match e {
-        Error::Setting(v) => format!("expected {}", v.expected),
-        other => other.to_string(),
-    })
-}
-
 fn heartbeat_interval(text: &str) -> Result<Duration, String> {
     duration_in(text, HEARTBEAT_INTERVAL_RANGE, HEARTBEAT_INTERVAL_EXPECTED)
 }
@@ -334,7 +328,10 @@ impl Connection {
             }
         }
         if let Some(db) = &self.db {
-            config.db = db.clone();
+            config.db = Location::parse(db).map_err(|e| match e {
+                Error::Setting(v) => Error::Setting(InvalidValue { name: "--db", ..v }),
+                other => other,
+            })?;
         }
         if let Some(i) = self.heartbeat_interval {
             config.heartbeat_interval = i;
