@@ -25,6 +25,7 @@ mod inbox;
 #[cfg(feature = "logging")]
 mod logging;
 mod metrics;
+mod proxy;
 mod runtime;
 mod settings;
 mod supervisor;
@@ -34,7 +35,7 @@ mod transport;
 
 pub use builder::{NodeBuilder, DEFAULT_HANDLER_TIMEOUT};
 pub use command::{Command, CommandResult};
-pub use config::LogFormat;
+pub use config::{BrokerUrl, LogFormat, Scheme};
 pub use error::{Error, InvalidValue};
 pub use handle::{LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
 pub use handler::{handler_fn, BoxFuture, CommandContext, CommandHandler, FnHandler, HandlerError, HandlerResult};
@@ -51,3 +52,4 @@ pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
 pub use time::RetryDelays;
 pub use tls::client_config as tls_client_config;
+pub use transport::{BoxStream, ByteStream, Connector};
