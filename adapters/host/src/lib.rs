@@ -3,8 +3,10 @@
 //! Everything a SubNodeSync adapter on a std host needs that does not depend on the async
 //! runtime: configuration from code, then `SUBNODE_*` environment variables, then defaults
 //! ([`NodeBuilder`]); command handlers ([`CommandHandler`], [`handler_fn`]); heartbeat metrics
-//! ([`Sampler`], [`MetricValue`]); TLS on rustls; HTTP registration; and the loop that feeds
-//! the sans-IO core and carries out what it asks ([`NodeHandle`] is the application's end).
+//! ([`Sampler`], [`MetricValue`]); TLS on rustls; MQTT over WebSocket and HTTP proxies; the
+//! [`Connector`] seam for byte streams of the application's own; HTTP registration; and the
+//! loop that feeds the sans-IO core and carries out what it asks ([`NodeHandle`] is the
+//! application's end).
 //!
 //! A runtime adapter is a [`Runtime`] implementation (spawn, run blocking code, sleep, tell the
 //! time, open a TCP stream) plus re-exports: `subnodesync-tokio` and `subnodesync-smol`. Use one

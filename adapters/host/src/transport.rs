@@ -102,7 +102,9 @@ impl Transport {
         let socket: BoxStream = match (connector, proxy) {
             (Some(connector), _) => connector.connect(&url).await?,
             (None, Some(proxy)) => {
-                let mut tcp = R::connect(&proxy.host, proxy.port).await?;
+                let mut tcp = R::connect(&proxy.host, proxy.port)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("proxy {proxy}: {e}")))?;
                 proxy::tunnel(&mut tcp, &proxy, &url.host, url.port).await?;
                 Box::new(tcp)
             }
@@ -197,12 +199,13 @@ impl WebSocket {
         self.ws.send(Message::Binary(Bytes::copy_from_slice(buf))).await.map_err(ws_error)
     }
 
-    /// Sends a Close frame.
+    /// Sends a Close frame, then closes the stream beneath (TLS: close_notify).
     async fn close(&mut self) -> io::Result<()> {
         match self.ws.close(None).await {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(ws_error(e)),
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {}
+            Err(e) => return Err(ws_error(e)),
         }
+        self.ws.get_mut().close().await
     }
 }
 

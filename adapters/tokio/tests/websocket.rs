@@ -188,3 +188,50 @@ async fn a_websocket_upgrade_that_never_completes_is_given_up_by_the_connect_tim
     .await;
     handle.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connack_split_across_websocket_messages_connects_and_a_text_message_ends_the_connection() {
+    use async_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use async_tungstenite::tungstenite::Message;
+    use futures_util::StreamExt as _;
+
+    // A scripted WebSocket broker: it frames MQTT bytes as it likes, as MQTT 3.1.1 §6 allows.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let broker = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        // The callback's error type is tungstenite's (an HTTP response), large or not.
+        #[allow(clippy::result_large_err)]
+        let choose_mqtt = |request: &Request, mut response: Response| {
+            let offered = request.headers().get("Sec-WebSocket-Protocol").cloned();
+            assert_eq!(offered.as_ref().and_then(|v| v.to_str().ok()), Some("mqtt"));
+            response.headers_mut().insert("Sec-WebSocket-Protocol", offered.expect("offered"));
+            Ok(response)
+        };
+        let mut ws = async_tungstenite::accept_hdr_async(tcp.compat(), choose_mqtt).await.expect("upgrade");
+        let connect = match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            other => panic!("expected CONNECT in a binary message, got {other:?}"),
+        };
+        assert_eq!(connect[0], 0x10, "CONNECT");
+        // CONNACK (accepted) in two messages, split inside its fixed header.
+        ws.send(Message::Binary(vec![0x20].into())).await.expect("send");
+        ws.send(Message::Binary(vec![0x02, 0x00, 0x00].into())).await.expect("send");
+        // Wait for what the node sends after CONNACK, then break the rules.
+        let _ = ws.next().await;
+        ws.send(Message::Text("not MQTT".into())).await.expect("send");
+        // Hold the connection until the node closes it.
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let handle = suite_node::<Tokio>(&format!("ws://127.0.0.1:{port}/mqtt"), "framed").start().await.expect("starts");
+    let mut events = handle.events();
+    next_event(&mut events, "Connected after a split CONNACK", |e| matches!(e, LifecycleEvent::Connected { .. })).await;
+    next_event(
+        &mut events,
+        "Disconnected by a text message",
+        |e| matches!(e, LifecycleEvent::Disconnected { error: Some(error), .. } if error.contains("text message")),
+    )
+    .await;
+    handle.stop().await;
+    broker.abort();
+}
