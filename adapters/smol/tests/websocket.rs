@@ -13,8 +13,12 @@ use subnodesync_testkit::Engine;
 subnodesync_testkit::broker_scenarios!(Smol, Amqtt;
     register_status_and_heartbeat_carry_every_field,
     ping_and_an_application_command_are_answered,
+    an_unknown_command_fails,
     a_duplicate_request_id_is_not_run_again,
+    retained_orders_are_never_run,
     hostile_control_traffic_leaves_the_node_answering,
+    a_broadcast_command_reaches_every_instance,
+    a_panicking_handler_fails_its_command_and_the_node_carries_on,
     a_handler_past_the_engines_deadline_gets_a_failed_result,
     a_clean_stop_leaves_status_offline_retained_and_no_register,
 );

@@ -53,28 +53,67 @@ async fn over_wss_with_a_ca_made_in_the_test_the_node_registers_and_answers_comm
     engine.expect_status(&base, "offline").await;
 }
 
+/// The first transport error `builder`'s node reports; fails the test if it connects instead.
+async fn first_transport_error(builder: NodeBuilder) -> String {
+    let handle = builder.start().await.expect("node starts");
+    let mut events = handle.events();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let error = loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await.expect("an outcome within WAIT") {
+            Ok(LifecycleEvent::Disconnected { reason: DisconnectReason::Transport, error: Some(error), .. }) => {
+                break error;
+            }
+            Ok(LifecycleEvent::Connected { .. }) => panic!("connected to a broker it must not trust"),
+            _ => {}
+        }
+    };
+    handle.stop().await;
+    error
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_wss_a_certificate_from_an_unknown_ca_is_refused_with_a_clear_error() {
+async fn over_wss_a_certificate_from_an_unknown_ca_or_for_another_name_is_refused_with_a_clear_error() {
     let broker = Amqtt::start_with_wss();
     // The node trusts only a CA the broker's certificate does not come from.
     let dir = broker.dir().join("other");
     std::fs::create_dir_all(&dir).expect("a directory for the other CA");
     let other = subnodesync_testkit::tls::make_pki(&dir);
-    let handle = suite_node::<Tokio>(&broker.wss_url(), "wary").tls_ca(&other.ca).start().await.expect("node starts");
-    let mut events = handle.events();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await.expect("an outcome within WAIT") {
-            Ok(LifecycleEvent::Disconnected { reason: DisconnectReason::Transport, error: Some(error), .. }) => {
-                // The test CAs share a name: rustls finds the issuer, and its signature wrong.
-                assert!(error.contains("invalid peer certificate"), "{error}");
-                break;
-            }
-            Ok(LifecycleEvent::Connected { .. }) => panic!("connected to a broker it must not trust"),
-            _ => {}
-        }
-    }
+    let error = first_transport_error(suite_node(&broker.wss_url(), "wary").tls_ca(&other.ca)).await;
+    // The test CAs share a name: rustls finds the issuer, and its signature wrong.
+    assert!(error.contains("invalid peer certificate"), "{error}");
+
+    // The right CA, but the certificate is for `localhost` and the URL says 127.0.0.1.
+    let by_address = broker.wss_url().replace("localhost", "127.0.0.1");
+    let error = first_transport_error(suite_node(&by_address, "wary").tls_ca(&broker.pki().ca)).await;
+    assert!(error.contains("certificate not valid for name"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_wss_the_node_presents_its_client_certificate() {
+    // amqtt checks a client certificate against its CA when one is presented (it requires none),
+    // so a certificate the broker cannot verify would fail the handshake.
+    let broker = Amqtt::start_with_wss();
+    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
+    let pki = broker.pki();
+    let builder = suite_node::<Tokio>(&broker.wss_url(), "certified")
+        .tls_ca(&pki.ca)
+        .tls_cert(&pki.client_cert)
+        .tls_key(&pki.client_key);
+    let (handle, _base) = online(builder, &mut engine).await;
     handle.stop().await;
+
+    // The control: a client certificate from a CA the broker does not know is refused.
+    let dir = broker.dir().join("stranger");
+    std::fs::create_dir_all(&dir).expect("a directory for the other CA");
+    let stranger = subnodesync_testkit::tls::make_pki(&dir);
+    let builder = suite_node::<Tokio>(&broker.wss_url(), "stranger")
+        .tls_ca(&pki.ca)
+        .tls_cert(&stranger.client_cert)
+        .tls_key(&stranger.client_key);
+    // Under TLS 1.3 the broker checks it after the client's side of the handshake is done: the
+    // connection then dies during the WebSocket upgrade.
+    let error = first_transport_error(builder).await;
+    assert!(error.starts_with("connecting to wss://"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,7 +58,9 @@ impl Amqtt {
         );
         if let Some((port, pki)) = &self.wss {
             config.push_str(&format!(
-                "  wss:\n    type: ws\n    bind: 127.0.0.1:{port}\n    ssl: true\n    certfile: {}\n    keyfile: {}\n",
+                "  wss:\n    type: ws\n    bind: 127.0.0.1:{port}\n    ssl: true\n    cafile: {}\n    certfile: {}\n    \
+                 keyfile: {}\n",
+                pki.ca.display(),
                 pki.server_cert.display(),
                 pki.server_key.display()
             ));
