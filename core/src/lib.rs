@@ -66,7 +66,7 @@ pub use node::{
     REQUEST_ID_MAX, TOPIC_MAX,
 };
 pub use session::{Backoff, MessageKind};
-pub use time::{Duration, Instant, Timestamp};
+pub use time::{Date, Duration, Instant, Timestamp};
 
 // What goes over the wire: payloads to write and read, JSON, and MQTT framing.
 pub use codec::frame::{FixedHeader, MAX_REMAINING_LEN};

@@ -120,7 +120,7 @@ async fn main() {
     let port = broker.port();
 
     let config = EngineConfig {
-        db: broker.dir().join("engine.db"),
+        db: broker.dir().join("engine.db").into(),
         heartbeat_interval: Duration::from_secs(1),
         ..EngineConfig::from_lookup(&|_| None).expect("defaults")
     }

@@ -45,7 +45,7 @@ fn main() {
 
     let dir = std::env::temp_dir().join(format!("subnode-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut db = Database::open(&dir.join("engine.db")).expect("open the database");
+    let mut db = Database::open(&dir.join("engine.db").into()).expect("open the database");
     let mut registry = Registry::default();
 
     let (mut parse_time, mut flush_time) = (0.0, 0.0);

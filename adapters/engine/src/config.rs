@@ -10,9 +10,10 @@ use subnodesync_host::InvalidValue;
 
 use crate::error::Error;
 use crate::registry::Limits;
-use crate::store::Retention;
+use crate::store::{Location, Retention};
 
-/// `SUBNODE_DB`: the engine's SQLite file (engine only; nodes do not read it).
+/// `SUBNODE_DB`: the engine's SQLite file or `postgres://` URL (engine only; nodes do not read
+/// it).
 pub const DB: &str = "SUBNODE_DB";
 
 /// An engine limit: its variable, the values it takes and what a value outside them is told.
@@ -89,7 +90,7 @@ pub struct EngineConfig {
     /// First topic level(s), default `subnodesync`.
     pub topic_prefix: String,
     /// The registry and history database.
-    pub db: PathBuf,
+    pub db: Location,
     /// MQTT client id; default `subnode-<host>-<pid>-<n>`.
     pub client_id: String,
     /// Share heartbeat ingest with other engines in this `$share/<group>/` group.
@@ -169,7 +170,7 @@ impl EngineConfig {
             proxy: env::proxy(lookup).map_err(Error::Setting)?.map(|(url, _)| url),
             no_proxy: get(env::NO_PROXY).or_else(|| get("no_proxy")),
             topic_prefix: get(env::TOPIC_PREFIX).unwrap_or_else(|| "subnodesync".into()),
-            db: get(DB).map_or_else(default_db, PathBuf::from),
+            db: get(DB).map_or_else(|| Ok(Location::Sqlite(default_db())), |db| Location::parse(&db))?,
             client_id: default_client_id(),
             share_group: None,
             heartbeat_interval,
@@ -229,7 +230,7 @@ mod tests {
             EngineConfig::from_lookup(&|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())).unwrap();
         assert_eq!((c.broker.host.as_str(), c.broker.port), ("b", 1884));
         assert_eq!((c.topic_prefix.as_str(), c.username.as_deref()), ("corp/fleet", Some("u")));
-        assert_eq!((c.heartbeat_interval, c.db), (Duration::from_secs(5), PathBuf::from("/tmp/x.db")));
+        assert_eq!((c.heartbeat_interval, c.db), (Duration::from_secs(5), PathBuf::from("/tmp/x.db").into()));
         let bad = EngineConfig::from_lookup(&|k| (k == env::BROKER_URL).then(|| "nope".to_owned()));
         assert!(matches!(bad, Err(Error::Setting(v)) if v.name == env::BROKER_URL));
     }

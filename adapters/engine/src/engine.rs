@@ -51,6 +51,7 @@ struct Counters {
     rejected: AtomicU64,
     oversized: AtomicU64,
     flush_failures: AtomicU64,
+    rows_written: AtomicU64,
     commands_succeeded: AtomicU64,
     commands_failed: AtomicU64,
     commands_timed_out: AtomicU64,
@@ -76,6 +77,8 @@ pub struct IngestStats {
     pub results_not_stored: u64,
     /// Database writes that failed (and were retried).
     pub flush_failures: u64,
+    /// Rows written to the database (instances, commands, results, deletions).
+    pub rows_written: u64,
     /// Rows accepted and not yet in the database, changed instances included.
     pub unsaved_rows: usize,
     /// Commands sent by this engine that every target answered with success.
@@ -154,14 +157,23 @@ impl Shared {
         }
     }
 
-    /// Writes changed instances and queued rows, keeping them queued if that fails. Copies out
-    /// under the registry lock and writes outside it, so ingest never waits for the disk.
+    /// Writes changed instances and queued rows, keeping them queued if that fails, then takes
+    /// in what other writers of the database changed. Copies out under the registry lock and
+    /// writes outside it, so ingest never waits for the disk.
     pub(crate) fn flush(&self) -> Result<usize, Error> {
-        let flushed = crate::persist::flush(&self.store, &self.registry, &self.backlog);
-        if flushed.is_err() {
-            self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
+        let rows = match crate::persist::flush(&self.store, &self.registry, &self.backlog) {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.counters.rows_written.fetch_add(u64::try_from(rows).unwrap_or(u64::MAX), Ordering::Relaxed);
+        match crate::persist::refresh(&self.store, &self.registry) {
+            Ok(events) => self.publish_events(events),
+            Err(e) => tracing::warn!(error = %e, "cannot read what other engines wrote; trying again next flush"),
         }
-        flushed
+        Ok(rows)
     }
 }
 
@@ -196,22 +208,21 @@ impl Engine {
     /// retries until the broker answers).
     pub async fn start(config: EngineConfig) -> Result<Self, Error> {
         // TLS files are read now, so a bad one is an error from `start`, not a reconnect loop.
-        let tls = match config.broker.scheme.is_tls() {
-            true => Some(
-                subnodesync_host::tls_client_config(
-                    config.tls_ca.clone(),
-                    config.tls_cert.clone(),
-                    config.tls_key.clone(),
-                    &config.tls_alpn,
-                    &config.broker.host,
-                )
-                .map_err(|e| Error::Tls(e.to_string()))?,
-            ),
-            false => None,
+        let tls = if config.broker.scheme.is_tls() {
+            let tls = subnodesync_host::tls_client_config_with_alpn(
+                config.tls_ca.clone(),
+                config.tls_cert.clone(),
+                config.tls_key.clone(),
+                &config.tls_alpn,
+                &config.broker.host,
+            );
+            Some(tls.map_err(|e| Error::Tls(e.to_string()))?)
+        } else {
+            None
         };
         let db = config.db.clone();
         let (store, instances) = tokio::task::spawn_blocking(move || {
-            let store = Database::open(&db)?;
+            let mut store = Database::open(&db)?;
             let instances = store.load_instances()?;
             Ok::<_, Error>((store, instances))
         })
@@ -223,10 +234,8 @@ impl Engine {
         registry.listening_from(now_ms());
 
         // Over WebSocket rumqttc takes the whole URL as the address (and ignores the port).
-        let address = match config.broker.scheme.is_websocket() {
-            true => config.broker.to_string(),
-            false => config.broker.host.clone(),
-        };
+        let address =
+            if config.broker.scheme.is_websocket() { config.broker.to_string() } else { config.broker.host.clone() };
         let mut options = MqttOptions::new(config.client_id.clone(), address, config.broker.port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
@@ -372,6 +381,7 @@ impl Engine {
             json_not_stored: refusals.json_not_stored,
             results_not_stored: backlog.results_not_stored,
             flush_failures: c.flush_failures.load(Ordering::Relaxed),
+            rows_written: c.rows_written.load(Ordering::Relaxed),
             unsaved_rows: backlog.rows() + dirty,
             commands_succeeded: c.commands_succeeded.load(Ordering::Relaxed),
             commands_failed: c.commands_failed.load(Ordering::Relaxed),

@@ -106,6 +106,8 @@ pub enum IngestError {
     ForeignInstance,
     /// A new instance, and the registry already holds its maximum number of instances.
     RegistryFull,
+    /// A node name, instance id or request id longer than PROTOCOL.md §3 allows.
+    TooLong,
 }
 
 impl fmt::Display for IngestError {
@@ -117,6 +119,7 @@ impl fmt::Display for IngestError {
             Self::UnknownStatus => f.write_str("status is not online, offline or lost"),
             Self::ForeignInstance => f.write_str("the instance id belongs to another node name"),
             Self::RegistryFull => f.write_str("a new instance, and the registry is full (max_instances)"),
+            Self::TooLong => f.write_str("a node name, instance id or request id longer than the protocol allows"),
         }
     }
 }

@@ -33,7 +33,9 @@ pub use persist::MAX_BACKLOG_RESULTS;
 pub use record::{CommandRecord, ResultRecord};
 pub use registry::{Instance, Registry, Status};
 pub use send::{SendOutcome, SendRequest, Verdict};
-pub use store::{Database, HistoryQuery, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
+pub use store::{
+    Database, HistoryQuery, Location, PostgresUrl, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT,
+};
 pub use target::{Selector, Target};
 pub use text::{printable, Printable};
 pub use timestamp::rfc3339;
@@ -51,8 +53,7 @@ pub mod bench {
 
     /// Writes the instances changed since the last flush, in one transaction.
     pub fn flush(registry: &mut Registry, db: &mut crate::Database) -> Result<usize, crate::Error> {
-        let instances: Vec<crate::Instance> = registry.take_dirty().into_iter().cloned().collect();
-        let batch = crate::store::Batch { instances, ..Default::default() };
+        let batch = crate::store::Batch { instances: registry.take_dirty(), ..Default::default() };
         db.write(&batch)?;
         Ok(batch.instances.len())
     }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::engine::lock;
 use crate::error::Error;
+use crate::event::FleetEvent;
 use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::Registry;
 use crate::store::{Batch, Database};
@@ -87,7 +88,7 @@ pub(crate) fn flush(
     // in the queue before the next one is taken.
     let mut store = lock(store);
     let mut batch = std::mem::take(&mut lock(backlog).batch);
-    batch.instances = lock(registry).take_dirty().into_iter().cloned().collect();
+    batch.instances = lock(registry).take_dirty();
     let rows = batch.rows();
     if rows == 0 {
         return Ok(0);
@@ -95,11 +96,21 @@ pub(crate) fn flush(
     match store.write(&batch) {
         Ok(()) => Ok(rows),
         Err(e) => {
-            lock(registry).mark_dirty(batch.instances.iter().map(|i| i.instance_id.as_str()));
+            lock(registry).unsaved(&batch.instances);
             lock(backlog).put_back(batch);
             Err(e)
         }
     }
+}
+
+/// Merges what other writers of the database changed into the registry (engines sharing it,
+/// or a `subnode send` beside `subnode serve`); returns the status changes that makes.
+pub(crate) fn refresh(store: &Mutex<Database>, registry: &Mutex<Registry>) -> Result<Vec<FleetEvent>, Error> {
+    let changed = lock(store).changes()?;
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(lock(registry).merge(changed))
 }
 
 /// When to try the next flush: every tick while the database works, then after growing,
@@ -159,7 +170,7 @@ mod tests {
     #[test]
     fn a_failed_flush_keeps_every_row_in_order_and_the_next_one_writes_them() {
         let path = temp("persist-retry");
-        let store = Mutex::new(Database::open(&path).unwrap());
+        let store = Mutex::new(Database::open(&path.clone().into()).unwrap());
         let registry = Mutex::new(Registry::from_instances(Vec::new()));
         let backlog = Mutex::new(Backlog::default());
         lock(&backlog).result(result(1));
@@ -190,10 +201,10 @@ mod tests {
     #[test]
     fn a_failed_flush_marks_its_instances_changed_again() {
         let path = temp("persist-dirty");
-        let store = Mutex::new(Database::open(&path).unwrap());
+        let store = Mutex::new(Database::open(&path.clone().into()).unwrap());
         let registry = Mutex::new(Registry::from_instances(vec![instance("a-h-1")]));
         let backlog = Mutex::new(Backlog::default());
-        lock(&registry).mark_dirty(["a-h-1"].into_iter());
+        lock(&registry).unsaved(&[instance("a-h-1")]);
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("PRAGMA busy_timeout = 0; BEGIN EXCLUSIVE").unwrap();
         lock(&store).set_busy_timeout(Duration::ZERO).unwrap();

@@ -122,12 +122,6 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
     loop {
         tick.tick().await;
         let now = now_ms();
-        // Silence counts only while the engine listens: its own outage says nothing of the
-        // fleet (and the connection task restarts the count when it is back).
-        if shared.connected.load(Ordering::Relaxed) {
-            let events = lock(&shared.registry).mark_missing(now.saturating_sub(silence), now);
-            shared.publish_events(events);
-        }
         if let Some(age) = shared.config.prune_after {
             prune(&shared, &client, age);
         }
@@ -151,6 +145,13 @@ pub(crate) async fn run_ticker(shared: Arc<Shared>, client: AsyncClient) {
                 }
                 Err(_) => {}
             }
+        }
+        // After the flush, which took in the heartbeats other engines sharing the database
+        // ingested. Silence counts only while the engine listens: its own outage says nothing of the
+        // fleet (and the connection task restarts the count when it is back).
+        if shared.connected.load(Ordering::Relaxed) {
+            let events = lock(&shared.registry).mark_missing(now.saturating_sub(silence), now);
+            shared.publish_events(events);
         }
         if Instant::now() >= retention_due {
             retention_due = Instant::now() + RETENTION_EVERY;

@@ -1,7 +1,9 @@
 //! Unix-millisecond times as RFC 3339 text, for people and for tools that parse dates.
 //!
 //! Hand-written rather than a date crate: the engine only ever formats UTC instants, which is
-//! arithmetic on whole days (the proleptic Gregorian calendar, counted in 400-year eras).
+//! arithmetic on whole days, and the calendar is the core's [`Date`].
+
+use subnodesync_core::Date;
 
 /// Milliseconds in a day.
 const DAY_MS: u64 = 86_400_000;
@@ -9,38 +11,16 @@ const DAY_MS: u64 = 86_400_000;
 /// 9999-12-31T23:59:59.999Z: RFC 3339 has four-digit years, so nothing later can be written.
 const LATEST_MS: i64 = 253_402_300_799_999;
 
-/// Days from 0000-03-01 to 1970-01-01: counting from a March 1st puts the leap day last in the year.
-const EPOCH_FROM_MARCH_0000: u64 = 719_468;
-
-/// Days in a 400-year era of the Gregorian calendar.
-const ERA_DAYS: u64 = 146_097;
-
 /// `unix_ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Times before 1970 (no engine records one) read as
 /// 1970-01-01T00:00:00.000Z, times after the year 9999 as its last millisecond.
 pub fn rfc3339(unix_ms: i64) -> String {
     // Clamped into range first, so it is not negative.
     let ms = u64::try_from(unix_ms.clamp(0, LATEST_MS)).unwrap_or(0);
-    let (year, month, day) = civil_from_days(ms / DAY_MS);
+    let Date { year, month, day } = Date::from_unix_days(ms / DAY_MS);
     let in_day = ms % DAY_MS;
     let (hours, minutes, seconds, millis) =
         (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
     format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z")
-}
-
-/// The (year, month, day) `days` after 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let from_march_0000 = days + EPOCH_FROM_MARCH_0000;
-    let era = from_march_0000 / ERA_DAYS;
-    let day_of_era = from_march_0000 % ERA_DAYS;
-    // Every 4th year of an era is a leap year, except every 100th, except the 400th (its last
-    // day, which the last term takes back).
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / (ERA_DAYS - 1)) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months from March: their lengths repeat 31, 30, 31, 30, 31 (153 days every five months).
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let (month, next_year) = if month_from_march < 10 { (month_from_march + 3, 0) } else { (month_from_march - 9, 1) };
-    (era * 400 + year_of_era + next_year, month, day)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds.
@@ -82,20 +62,10 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
+    // Four digits, 1..=12 and 1..=31, checked above: every conversion succeeds.
+    let date = Date { year: u64::try_from(year).ok()?, month: u8::try_from(month).ok()?, day: u8::try_from(day).ok()? };
+    let seconds = date.to_unix_days()? * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
     Some(seconds * 1000 + millis)
-}
-
-/// Days from 1970-01-01 to a date, the inverse of [`civil_from_days`] (counted from March, by
-/// 400-year eras, as it is).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year_from_march = if month <= 2 { year - 1 } else { year };
-    let era = year_from_march.div_euclid(400);
-    let year_of_era = year_from_march - era * 400;
-    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * ERA_DAYS as i64 + day_of_era - EPOCH_FROM_MARCH_0000 as i64
 }
 
 #[cfg(test)]

@@ -312,10 +312,12 @@ async fn a_dropped_console_ends_its_streams_and_stops_listening() {
 
     let broker = Broker::start();
     let scratch = Scratch::new("console-drop");
-    let config =
-        EngineConfig { db: scratch.0.join("engine.db"), ..EngineConfig::from_lookup(&|_| None).expect("defaults") }
-            .broker_url(&broker.url())
-            .expect("a valid url");
+    let config = EngineConfig {
+        db: scratch.0.join("engine.db").into(),
+        ..EngineConfig::from_lookup(&|_| None).expect("defaults")
+    }
+    .broker_url(&broker.url())
+    .expect("a valid url");
     let engine = std::sync::Arc::new(Engine::start(config).await.expect("engine starts"));
     let listen = "127.0.0.1:0".parse().expect("an address");
     let console = Console::start(engine.clone(), ConsoleConfig { listen, token: None }).await.expect("console starts");

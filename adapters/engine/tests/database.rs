@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use subnodesync_engine::{
-    Database, Engine, EngineConfig, FleetEvent, SendRequest, Status, Target, MAX_ORPHAN_RESULTS,
+    Database, Engine, EngineConfig, FleetEvent, Location, SendRequest, Status, Target, MAX_ORPHAN_RESULTS,
     MAX_PROGRESS_PER_RESULT,
 };
 use subnodesync_testkit::{Broker, WAIT};
@@ -18,7 +18,7 @@ fn engine_config(url: &str, name: &str) -> EngineConfig {
     let db = std::env::temp_dir().join(format!("subnode-database-{}-{name}", std::process::id())).join("engine.db");
     let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
     EngineConfig {
-        db,
+        db: db.into(),
         heartbeat_interval: Duration::from_secs(1),
         ..EngineConfig::from_lookup(&|_| None).expect("defaults")
     }
@@ -86,6 +86,14 @@ async fn eventually_async<F: std::future::Future<Output = bool>>(what: &str, che
 }
 
 /// Another connection takes the database's write lock for `hold`; returns once it has it.
+/// The SQLite file of an [`engine_config`].
+fn sqlite_file(config: &EngineConfig) -> PathBuf {
+    match &config.db {
+        Location::Sqlite(path) => path.clone(),
+        other => panic!("not a SQLite file: {other}"),
+    }
+}
+
 fn hold_write_lock(db: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
     let (locked, is_locked) = std::sync::mpsc::channel();
     let db = db.to_owned();
@@ -115,7 +123,7 @@ fn count(db: &PathBuf, sql: &str) -> i64 {
 async fn results_arriving_while_another_connection_holds_the_database_for_15_s_are_all_recorded() {
     let broker = Broker::start();
     let config = engine_config(&broker.url(), "locked");
-    let db = config.db.clone();
+    let db = sqlite_file(&config);
     let engine = Engine::start(config).await.expect("engine starts");
     let mut events = engine.events();
     let node = node(&broker.url(), "h1").await;
@@ -160,7 +168,7 @@ async fn results_arriving_while_another_connection_holds_the_database_for_15_s_a
 async fn shutdown_waits_out_a_locked_database_and_writes_what_it_accepted() {
     let broker = Broker::start();
     let config = engine_config(&broker.url(), "shutdown");
-    let db = config.db.clone();
+    let db = sqlite_file(&config);
     let engine = Engine::start(config).await.expect("engine starts");
     let node = node(&broker.url(), "h1").await;
     eventually(WAIT, "the node registered", || engine.instances().len() == 1).await;
@@ -171,7 +179,7 @@ async fn shutdown_waits_out_a_locked_database_and_writes_what_it_accepted() {
     engine.shutdown().await.expect("shutdown writes once the lock goes");
     holder.join().expect("the lock holder");
 
-    let history = Database::open(&db).expect("open").history(10, None).expect("history");
+    let history = Database::open(&db.clone().into()).expect("open").history(10, None).expect("history");
     assert_eq!(history.len(), 1);
     assert_eq!((history[0].0.request_id.as_str(), history[0].1.len()), (outcome.request_id.as_str(), 1));
     node.stop().await;
@@ -204,7 +212,7 @@ async fn repeated_and_flooding_progress_and_unknown_request_ids_are_kept_within_
     // some on their way to a busy engine, as the engine README says for large fleets.
     let broker = Broker::start_with(|_| "allow_anonymous true\nmax_queued_messages 0\n".into());
     let config = engine_config(&broker.url(), "bounded-results");
-    let db = config.db.clone();
+    let db = sqlite_file(&config);
     let engine = Engine::start(config).await.expect("engine starts");
     assert!(engine.wait_synced(WAIT).await);
     let mut scripted = subnodesync_testkit::Engine::connect(broker.port(), &["subnodesync/app/app-h-1/control"]).await;
@@ -244,7 +252,7 @@ async fn repeated_and_flooding_progress_and_unknown_request_ids_are_kept_within_
     eventually(WAIT * 3, "every result received", || engine.stats().messages >= all).await;
     engine.shutdown().await.expect("everything written");
 
-    let history = Database::open(&db).expect("open").history(1, None).expect("history");
+    let history = Database::open(&db.clone().into()).expect("open").history(1, None).expect("history");
     let (command, results) = &history[0];
     assert_eq!(command.request_id, request_id);
     assert_eq!(results.len(), MAX_PROGRESS_PER_RESULT + 1, "one copy of step 0, the cap, and the final result");

@@ -9,7 +9,9 @@ use subnodesync_testkit::{Broker, WAIT};
 fn engine_config(url: &str, name: &str) -> EngineConfig {
     let db = std::env::temp_dir().join(format!("subnode-hostile-{}-{name}", std::process::id())).join("engine.db");
     let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
-    EngineConfig { db, ..EngineConfig::from_lookup(&|_| None).expect("defaults") }.broker_url(url).expect("a valid url")
+    EngineConfig { db: db.into(), ..EngineConfig::from_lookup(&|_| None).expect("defaults") }
+        .broker_url(url)
+        .expect("a valid url")
 }
 
 const REGISTER: &str = r#"{"timestamp":"2024-01-01T12:00:00Z","node_name":"app","instance_id":"app-h-1","version":"1.0","pid":1,"start_time":"2024-01-01T12:00:00Z","capabilities":["mqtt_control","heartbeat"],"metadata":{"hostname":"h"},"node_version":{"git_version":"v","git_commit":"c","build_date":"d","go_version":"g","platform":"p"}}"#;

@@ -29,7 +29,7 @@ fn engine_config(url: &str, name: &str) -> EngineConfig {
     let db = std::env::temp_dir().join(format!("subnode-ws-{}-{name}", std::process::id())).join("engine.db");
     let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
     EngineConfig {
-        db,
+        db: db.into(),
         heartbeat_interval: Duration::from_secs(1),
         ..EngineConfig::from_lookup(&|_| None).expect("defaults")
     }

@@ -53,5 +53,5 @@ pub use settings::{BufferSizes, OwnedNodeVersion};
 pub use subnodesync_core::{ConnectRefused, DisconnectReason, NodeVersion};
 pub use subnodesync_sysinfo::Sample;
 pub use time::RetryDelays;
-pub use tls::client_config as tls_client_config;
+pub use tls::{client_config as tls_client_config, client_config_with_alpn as tls_client_config_with_alpn};
 pub use transport::{BoxStream, ByteStream, Connector};

@@ -108,9 +108,18 @@ pub(crate) fn client(files: &TlsFiles, host: &str, host_name: &'static str, alpn
 /// The rustls client configuration a node builds for `mqtts://host` or `wss://host`, for another
 /// client of the same broker (the management engine), so both ends trust and present
 /// certificates the same way: `ca` to trust instead of the system's store, `cert` and `key` for
-/// a client certificate, `alpn` protocol names to offer. Errors name the `SUBNODE_TLS_*`
-/// variable of the file at fault.
+/// a client certificate. Errors name the `SUBNODE_TLS_*` variable of the file at fault.
 pub fn client_config(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    host: &str,
+) -> Result<Arc<ClientConfig>, Error> {
+    client_config_with_alpn(ca, cert, key, &[], host)
+}
+
+/// [`client_config`] offering the `alpn` protocol names in the handshake (`SUBNODE_TLS_ALPN`).
+pub fn client_config_with_alpn(
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,

@@ -60,6 +60,7 @@ pub(super) async fn engine(State(shared): State<Shared>) -> Json<Value> {
             "messages": s.messages, "heartbeats": s.heartbeats, "rejected": s.rejected, "oversized": s.oversized,
             "registry_full": s.registry_full, "json_not_stored": s.json_not_stored,
             "results_not_stored": s.results_not_stored, "flush_failures": s.flush_failures,
+            "rows_written": s.rows_written,
             "unsaved_rows": s.unsaved_rows, "commands_succeeded": s.commands_succeeded,
             "commands_failed": s.commands_failed, "commands_timed_out": s.commands_timed_out,
         },

@@ -101,6 +101,11 @@ pub(super) async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
             "Database writes that failed and were retried.",
             stats.flush_failures,
         ),
+        (
+            "subnode_database_rows_written_total",
+            "Rows written to the database: instances, commands, results and deletions.",
+            stats.rows_written,
+        ),
     ];
     for (name, help, value) in counters {
         header(&mut out, name, "counter", help);

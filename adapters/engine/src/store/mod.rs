@@ -1,23 +1,81 @@
-//! The registry and the command history in SQLite, with versioned migrations.
+//! The registry and the command history in a database: a SQLite file (the default, nothing to
+//! install) or PostgreSQL (several engines sharing one fleet), with versioned migrations.
 //!
 //! The engine keeps the registry in memory and writes it here in batches (one transaction per
-//! flush, one row per instance that changed), so the file survives a restart without every
-//! heartbeat costing a write.
+//! flush, one row per instance that changed), so the database survives a restart without every
+//! heartbeat costing a write. Writes never move an instance backwards: each group of fields is
+//! kept from whichever writer heard it last, and heartbeat counts add up, so engines sharing the
+//! database (or a short-lived `subnode send` beside `subnode serve`) cannot undo each other. Each
+//! batch that touches instances takes the next revision, and [`Database::changes`] returns the
+//! rows other writers changed since, for the engine to merge.
 
 mod history;
+mod postgres;
 mod schema;
+mod sql;
+mod sqlite;
 
-use std::path::Path;
-use std::time::Duration;
+use std::fmt;
+use std::path::PathBuf;
 
-use rusqlite::{params, Connection, ErrorCode};
+use subnodesync_host::InvalidValue;
 
 use crate::error::Error;
 use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Instance, Status};
-use schema::MIGRATIONS;
+use sql::{readable, transaction, CellError, Conn, Row, Value};
 
 pub use history::{HistoryQuery, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT};
+pub use postgres::PostgresUrl;
+
+/// Where the registry and the history live.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file, created if missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, shared by every engine given the same URL.
+    Postgres(Box<PostgresUrl>),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` as a PostgreSQL URL, anything else without `://` as
+    /// a SQLite path. The error names `SUBNODE_DB` and shows the value without its password.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let invalid = |expected| {
+            Error::Setting(InvalidValue { name: crate::config::DB, value: postgres::redacted(text), expected })
+        };
+        if PostgresUrl::claims(text) {
+            let url = PostgresUrl::parse(text).map_err(invalid)?;
+            return Ok(Self::Postgres(Box::new(url)));
+        }
+        if text.is_empty() || text.contains("://") {
+            return Err(invalid("a SQLite file path or postgres://user[:password]@host[:port]/database"));
+        }
+        Ok(Self::Sqlite(PathBuf::from(text)))
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Self {
+        Self::Sqlite(path)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Display leaves the password out.
+        write!(f, "Location({self})")
+    }
+}
 
 /// What one flush writes, in one transaction: all of it or, on an error, none of it.
 #[derive(Debug, Default)]
@@ -39,186 +97,257 @@ impl Batch {
     }
 }
 
-/// The SQLite file holding the registry and the history. The engine writes it; `subnode nodes
+/// The database holding the registry and the history. The engine writes it; `subnode nodes
 /// --offline` and `subnode history` read it without a broker.
-#[derive(Debug)]
+///
+/// Its methods block: the engine calls them from `spawn_blocking`. A PostgreSQL database needs
+/// a tokio runtime to open (its connection runs there).
 pub struct Database {
-    conn: Connection,
+    conn: Box<dyn Conn>,
+    /// The newest revision this connection has seen of the instances (see [`Database::changes`]).
+    seen_rev: i64,
 }
 
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database").field("seen_rev", &self.seen_rev).finish_non_exhaustive()
+    }
+}
+
+/// Instance rows changed after a revision, in [`read_instance`]'s column order.
+const SELECT_INSTANCES: &str = "SELECT instance_id, node_name, hostname, version, pid, start_time, status, registered,
+    register_json, first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime, cpu_centipercent,
+    memory_mb, threads, metrics_json, heartbeats, registered_ms, rev
+    FROM instances WHERE rev > ?1 ORDER BY node_name, instance_id";
+
+/// Inserts an instance, or merges it into the row another writer left: first and last sightings
+/// only widen; what the instance said of itself, its register message, its status and its last
+/// heartbeat are each kept from whichever writer heard them last; heartbeat counts add up (?21 is
+/// how many this writer ingested since it last wrote the row).
+const UPSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, node_name, hostname, version, pid, start_time,
+        status, registered, register_json, first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime,
+        cpu_centipercent, memory_mb, threads, metrics_json, heartbeats, registered_ms, rev)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?22)
+    ON CONFLICT (instance_id) DO UPDATE SET
+        first_seen_ms = CASE WHEN excluded.first_seen_ms < instances.first_seen_ms
+            THEN excluded.first_seen_ms ELSE instances.first_seen_ms END,
+        last_seen_ms = CASE WHEN excluded.last_seen_ms > instances.last_seen_ms
+            THEN excluded.last_seen_ms ELSE instances.last_seen_ms END,
+        hostname = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms
+            THEN excluded.hostname ELSE instances.hostname END,
+        version = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms
+            THEN excluded.version ELSE instances.version END,
+        pid = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms THEN excluded.pid ELSE instances.pid END,
+        registered = CASE WHEN excluded.last_seen_ms >= instances.last_seen_ms
+            THEN excluded.registered ELSE instances.registered END,
+        start_time = CASE WHEN COALESCE(excluded.registered_ms, -1) >= COALESCE(instances.registered_ms, -1)
+            THEN excluded.start_time ELSE instances.start_time END,
+        register_json = CASE WHEN COALESCE(excluded.registered_ms, -1) >= COALESCE(instances.registered_ms, -1)
+            THEN excluded.register_json ELSE instances.register_json END,
+        registered_ms = CASE WHEN COALESCE(excluded.registered_ms, -1) >= COALESCE(instances.registered_ms, -1)
+            THEN excluded.registered_ms ELSE instances.registered_ms END,
+        status = CASE WHEN excluded.status_changed_ms >= instances.status_changed_ms
+            THEN excluded.status ELSE instances.status END,
+        status_changed_ms = CASE WHEN excluded.status_changed_ms >= instances.status_changed_ms
+            THEN excluded.status_changed_ms ELSE instances.status_changed_ms END,
+        last_heartbeat_ms = CASE WHEN COALESCE(excluded.last_heartbeat_ms, -1) >= COALESCE(instances.last_heartbeat_ms, -1)
+            THEN excluded.last_heartbeat_ms ELSE instances.last_heartbeat_ms END,
+        uptime = CASE WHEN COALESCE(excluded.last_heartbeat_ms, -1) >= COALESCE(instances.last_heartbeat_ms, -1)
+            THEN excluded.uptime ELSE instances.uptime END,
+        cpu_centipercent = CASE WHEN COALESCE(excluded.last_heartbeat_ms, -1) >= COALESCE(instances.last_heartbeat_ms, -1)
+            THEN excluded.cpu_centipercent ELSE instances.cpu_centipercent END,
+        memory_mb = CASE WHEN COALESCE(excluded.last_heartbeat_ms, -1) >= COALESCE(instances.last_heartbeat_ms, -1)
+            THEN excluded.memory_mb ELSE instances.memory_mb END,
+        threads = CASE WHEN COALESCE(excluded.last_heartbeat_ms, -1) >= COALESCE(instances.last_heartbeat_ms, -1)
+            THEN excluded.threads ELSE instances.threads END,
+        metrics_json = CASE WHEN COALESCE(excluded.last_heartbeat_ms, -1) >= COALESCE(instances.last_heartbeat_ms, -1)
+            THEN excluded.metrics_json ELSE instances.metrics_json END,
+        heartbeats = instances.heartbeats + ?21,
+        rev = excluded.rev";
+
 impl Database {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Self, Error> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Database(format!("{}: {e}", dir.display())))?;
-        }
-        let at = |e: rusqlite::Error| match e.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.to_owned()),
-            _ => Error::Database(format!("{}: {e}", path.display())),
+    /// Opens (creating if needed) the database at `location` and brings its schema up to date.
+    /// Engines starting together on one PostgreSQL database migrate it once, in turn.
+    pub fn open(location: &Location) -> Result<Self, Error> {
+        let conn: Box<dyn Conn> = match location {
+            Location::Sqlite(path) => Box::new(sqlite::Sqlite::open(path)?),
+            Location::Postgres(url) => Box::new(postgres::Postgres::connect(url)?),
         };
-        let conn = Connection::open(path).map_err(at)?;
-        // WAL: readers (`subnode nodes`) never block the engine's writes, and the engine's
-        // batched transactions commit without a full fsync of the main file each time.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(at)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(at)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(at)?;
-        let mut store = Self { conn };
-        store.migrate(path)?;
-        Ok(store)
+        Ok(Self { conn, seen_rev: 0 })
     }
 
-    fn migrate(&mut self, path: &Path) -> Result<(), Error> {
-        let version: usize = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() {
-            return Err(Error::SchemaTooNew { found: version, known: MIGRATIONS.len() });
-        }
-        // Version 0 with tables in it is some other program's database: adding ours to it
-        // would hide the mistake.
-        let tables: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
-        if version == 0 && tables > 0 {
-            return Err(Error::NotADatabase(path.to_owned()));
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(step)?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
-    }
-
-    /// Sets how long a statement waits for another writer's lock before failing.
-    #[cfg(test)]
-    pub(crate) fn set_busy_timeout(&self, wait: Duration) -> Result<(), Error> {
-        Ok(self.conn.busy_timeout(wait)?)
-    }
-
-    /// The schema version of the open file.
-    pub fn schema_version(&self) -> Result<usize, Error> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    /// The schema version of the open database.
+    pub fn schema_version(&mut self) -> Result<usize, Error> {
+        self.conn.schema_version()
     }
 
     /// Writes `batch` in one transaction: pruned instances go before changed ones (an instance
     /// pruned and then heard from again is kept), commands before the results that answer them.
     pub(crate) fn write(&mut self, batch: &Batch) -> Result<(), Error> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut delete = tx.prepare_cached("DELETE FROM instances WHERE instance_id = ?1")?;
-            for id in &batch.deleted {
-                delete.execute([id])?;
+        let rev = transaction(&mut *self.conn, |conn| {
+            let mut rev = None;
+            if !batch.instances.is_empty() || !batch.deleted.is_empty() {
+                // Taking the revision locks the counter until the commit, so writers of instances
+                // take turns and revisions become visible in order.
+                let next = conn.query("UPDATE subnode_meta SET rev = rev + 1 RETURNING rev", &[])?;
+                let next = next.first().and_then(|row| row.int(0).ok()).ok_or_else(no_meta)?;
+                for id in &batch.deleted {
+                    conn.execute("DELETE FROM instances WHERE instance_id = ?1", &[Value::Text(id)])?;
+                }
+                for i in &batch.instances {
+                    save_instance(conn, i, next)?;
+                }
+                rev = Some(next);
             }
+            history::save_commands(conn, &batch.commands)?;
+            history::save_results(conn, &batch.results)?;
+            Ok(rev)
+        })?;
+        // The revision after the last one seen is this writer's own: nothing to read back.
+        if rev == Some(self.seen_rev + 1) {
+            self.seen_rev += 1;
         }
-        save_instances(&tx, &batch.instances)?;
-        history::save_commands(&tx, &batch.commands)?;
-        history::save_results(&tx, &batch.results)?;
-        tx.commit()?;
         Ok(())
     }
 
-    /// Every instance in the file; a row this engine cannot read is skipped with a warning.
-    pub fn load_instances(&self) -> Result<Vec<Instance>, Error> {
-        let mut stmt = self.conn.prepare(
-            "SELECT instance_id, node_name, hostname, version, pid, start_time, status, registered, register_json,
-                first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime, cpu_centipercent,
-                memory_mb, threads, metrics_json, heartbeats, registered_ms FROM instances
-             ORDER BY node_name, instance_id",
-        )?;
-        readable_rows(&mut stmt, [], "instances", read_instance)
+    /// Every instance in the database; a row this engine cannot read is skipped with a warning.
+    pub fn load_instances(&mut self) -> Result<Vec<Instance>, Error> {
+        self.seen_rev = self.current_rev()?;
+        let rows = self.conn.query(SELECT_INSTANCES, &[Value::Int(-1)])?;
+        Ok(readable(rows, "instances", read_instance))
+    }
+
+    /// The instances other writers changed since this connection last loaded, wrote or asked,
+    /// for the engine to merge into its registry.
+    pub(crate) fn changes(&mut self) -> Result<Vec<Instance>, Error> {
+        let rows = self.conn.query(SELECT_INSTANCES, &[Value::Int(self.seen_rev)])?;
+        let newest = rows.iter().filter_map(|row| row.int(20).ok()).max();
+        self.seen_rev = self.seen_rev.max(newest.unwrap_or(0));
+        Ok(readable(rows, "instances", read_instance))
+    }
+
+    /// Sets how long a SQLite statement waits for another writer's lock before failing.
+    #[cfg(test)]
+    pub(crate) fn set_busy_timeout(&mut self, wait: std::time::Duration) -> Result<(), Error> {
+        self.conn.batch(&format!("PRAGMA busy_timeout = {}", wait.as_millis()))
+    }
+
+    /// The single integer `sql` selects.
+    #[cfg(test)]
+    pub(crate) fn count(&mut self, sql: &'static str) -> i64 {
+        self.conn.query(sql, &[]).ok().and_then(|rows| rows.first()?.int(0).ok()).expect(sql)
+    }
+
+    fn current_rev(&mut self) -> Result<i64, Error> {
+        let rows = self.conn.query("SELECT rev FROM subnode_meta", &[])?;
+        rows.first().and_then(|row| row.int(0).ok()).ok_or_else(no_meta)
     }
 }
 
-/// The rows of `stmt` that `read` makes sense of. A row it cannot read (a value of the wrong
-/// type, written by hand or by a broken tool) is skipped with a warning rather than refusing
-/// every other row with it.
-fn readable_rows<T>(
-    stmt: &mut rusqlite::Statement<'_>,
-    params: impl rusqlite::Params,
-    table: &str,
-    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, Error> {
-    let mut rows = stmt.query(params)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        match read(row) {
-            Ok(value) => out.push(value),
-            Err(e) => tracing::warn!(table, error = %e, "an unreadable row: skipped"),
-        }
-    }
-    Ok(out)
+fn no_meta() -> Error {
+    Error::Database("the subnode_meta table has no row".into())
 }
 
 /// One `instances` row, or why it cannot be read.
-fn read_instance(r: &rusqlite::Row<'_>) -> rusqlite::Result<Instance> {
-    let status: String = r.get(6)?;
+fn read_instance(r: &Row) -> Result<Instance, CellError> {
+    let status = r.text(6)?;
+    // Counters written by a broken tool as negative read as zero rather than failing the row.
     let unsigned = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
     Ok(Instance {
-        instance_id: r.get(0)?,
-        node_name: r.get(1)?,
-        hostname: r.get(2)?,
-        version: r.get(3)?,
-        pid: r.get(4)?,
-        start_time: r.get(5)?,
+        instance_id: r.text(0)?,
+        node_name: r.text(1)?,
+        hostname: r.text(2)?,
+        version: r.text(3)?,
+        pid: r.int_as(4)?,
+        start_time: r.text(5)?,
         status: Status::parse(&status).unwrap_or(Status::Lost),
-        registered: r.get(7)?,
-        register_json: r.get(8)?,
-        first_seen_ms: r.get(9)?,
-        last_seen_ms: r.get(10)?,
-        status_changed_ms: r.get(11)?,
-        last_heartbeat_ms: r.get(12)?,
-        uptime: unsigned(r.get(13)?),
-        cpu_centipercent: r.get(14)?,
-        memory_mb: unsigned(r.get(15)?),
-        threads: unsigned(r.get(16)?),
-        metrics_json: r.get(17)?,
-        heartbeats: unsigned(Some(r.get(18)?)).unwrap_or(0),
-        registered_ms: r.get(19)?,
+        registered: r.int(7)? != 0,
+        register_json: r.opt_text(8)?,
+        first_seen_ms: r.int(9)?,
+        last_seen_ms: r.int(10)?,
+        status_changed_ms: r.int(11)?,
+        last_heartbeat_ms: r.opt_int(12)?,
+        uptime: unsigned(r.opt_int(13)?),
+        cpu_centipercent: r.opt_int_as(14)?,
+        memory_mb: unsigned(r.opt_int(15)?),
+        threads: unsigned(r.opt_int(16)?),
+        metrics_json: r.opt_text(17)?,
+        heartbeats: unsigned(Some(r.int(18)?)).unwrap_or(0),
+        registered_ms: r.opt_int(19)?,
+        unsaved_heartbeats: 0,
         dirty: false,
     })
 }
 
-/// Upserts every instance in `changed`.
-fn save_instances(tx: &rusqlite::Transaction<'_>, changed: &[Instance]) -> Result<(), Error> {
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO instances (instance_id, node_name, hostname, version, pid, start_time, status, registered,
-            register_json, first_seen_ms, last_seen_ms, status_changed_ms, last_heartbeat_ms, uptime,
-            cpu_centipercent, memory_mb, threads, metrics_json, heartbeats, registered_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
-         ON CONFLICT (instance_id) DO UPDATE SET node_name = ?2, hostname = ?3, version = ?4, pid = ?5,
-            start_time = ?6, status = ?7, registered = ?8, register_json = ?9, last_seen_ms = ?11,
-            status_changed_ms = ?12, last_heartbeat_ms = ?13, uptime = ?14, cpu_centipercent = ?15,
-            memory_mb = ?16, threads = ?17, metrics_json = ?18, heartbeats = ?19, registered_ms = ?20",
+/// Upserts one instance under revision `rev`.
+fn save_instance(conn: &mut dyn Conn, i: &Instance, rev: i64) -> Result<(), Error> {
+    let opt_count = |v: Option<u64>| v.map_or(Value::Null, Value::count);
+    conn.execute(
+        UPSERT_INSTANCE,
+        &[
+            Value::Text(&i.instance_id),
+            Value::Text(&i.node_name),
+            Value::Text(&i.hostname),
+            Value::Text(&i.version),
+            Value::Int(i64::from(i.pid)),
+            Value::Text(&i.start_time),
+            Value::Text(i.status.as_str()),
+            Value::Int(i64::from(i.registered)),
+            Value::opt_text(i.register_json.as_deref()),
+            Value::Int(i.first_seen_ms),
+            Value::Int(i.last_seen_ms),
+            Value::Int(i.status_changed_ms),
+            Value::opt_int(i.last_heartbeat_ms),
+            opt_count(i.uptime),
+            Value::opt_int(i.cpu_centipercent.map(i64::from)),
+            opt_count(i.memory_mb),
+            opt_count(i.threads),
+            Value::opt_text(i.metrics_json.as_deref()),
+            Value::count(i.heartbeats),
+            Value::opt_int(i.registered_ms),
+            Value::count(i.unsaved_heartbeats),
+            Value::Int(rev),
+        ],
     )?;
-    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    for i in changed {
-        upsert.execute(params![
-            i.instance_id,
-            i.node_name,
-            i.hostname,
-            i.version,
-            i.pid,
-            i.start_time,
-            i.status.as_str(),
-            i.registered,
-            i.register_json,
-            i.first_seen_ms,
-            i.last_seen_ms,
-            i.status_changed_ms,
-            i.last_heartbeat_ms,
-            i.uptime.map(signed),
-            i.cpu_centipercent,
-            i.memory_mb.map(signed),
-            i.threads.map(signed),
-            i.metrics_json,
-            signed(i.heartbeats),
-            i.registered_ms,
-        ])?;
-    }
     Ok(())
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use rusqlite::Connection;
+    use schema::SQLITE;
+    use std::time::Duration;
+
+    /// A database for a test: a SQLite file, or a PostgreSQL server of its own with the
+    /// runtime its connections run on.
+    pub(crate) struct Backend {
+        location: Location,
+        runtime: Option<tokio::runtime::Runtime>,
+        _server: Option<subnodesync_fixtures::Postgres>,
+    }
+
+    impl Backend {
+        /// A new connection to the test's database.
+        pub(crate) fn open(&self) -> Database {
+            let _inside = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
+            Database::open(&self.location).unwrap_or_else(|e| panic!("{}: {e}", self.location))
+        }
+    }
+
+    /// The test database `name` on each backend: a fresh SQLite file and a fresh PostgreSQL.
+    pub(crate) fn backends(name: &str) -> [Backend; 2] {
+        let server = subnodesync_fixtures::Postgres::start().expect("PostgreSQL for the store's tests");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        [
+            Backend { location: temp(name).into(), runtime: None, _server: None },
+            Backend {
+                location: Location::parse(&server.url()).unwrap(),
+                runtime: Some(runtime),
+                _server: Some(server),
+            },
+        ]
+    }
 
     /// A fresh database path under the temporary directory.
     pub(crate) fn temp(name: &str) -> std::path::PathBuf {
@@ -230,10 +359,10 @@ pub(crate) mod tests {
     #[test]
     fn a_new_file_gets_every_migration_and_reopening_changes_nothing() {
         let path = temp("migrate");
-        let store = Database::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        let mut store = Database::open(&path.clone().into()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SQLITE.len());
         drop(store);
-        assert_eq!(Database::open(&path).unwrap().schema_version().unwrap(), MIGRATIONS.len());
+        assert_eq!(Database::open(&path.clone().into()).unwrap().schema_version().unwrap(), SQLITE.len());
     }
 
     #[test]
@@ -242,7 +371,7 @@ pub(crate) mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(SQLITE[0]).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(
                 "INSERT INTO instances (instance_id, node_name, status, first_seen_ms, last_seen_ms, status_changed_ms)
@@ -260,22 +389,21 @@ pub(crate) mod tests {
                 .unwrap();
             }
         }
-        let store = Database::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        let mut store = Database::open(&path.clone().into()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SQLITE.len());
         let kept = store.load_instances().unwrap();
         assert_eq!((kept[0].instance_id.as_str(), kept[0].registered_ms), ("a-h-1", None));
-        let progress: i64 = store.conn.query_row("SELECT COUNT(*) FROM results", [], |r| r.get(0)).unwrap();
+        let progress = store.count("SELECT COUNT(*) FROM results");
         assert_eq!(progress, 1);
     }
 
     #[test]
     fn a_file_from_a_newer_engine_is_refused_rather_than_misread() {
         let path = temp("newer");
-        let store = Database::open(&path).unwrap();
-        store.conn.pragma_update(None, "user_version", MIGRATIONS.len() + 1).unwrap();
-        drop(store);
+        drop(Database::open(&path.clone().into()).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", SQLITE.len() + 1).unwrap();
         assert!(
-            matches!(Database::open(&path), Err(Error::SchemaTooNew { found, .. }) if found == MIGRATIONS.len() + 1)
+            matches!(Database::open(&path.clone().into()), Err(Error::SchemaTooNew { found, .. }) if found == SQLITE.len() + 1)
         );
     }
 
@@ -285,13 +413,13 @@ pub(crate) mod tests {
         std::fs::create_dir_all(text.parent().unwrap()).unwrap();
         let words = "these are not the bytes of a database, but there are enough of them to look at\n".repeat(20);
         std::fs::write(&text, &words).unwrap();
-        assert!(matches!(Database::open(&text), Err(Error::NotADatabase(p)) if p == text));
+        assert!(matches!(Database::open(&text.clone().into()), Err(Error::NotADatabase(p)) if p == text));
         assert_eq!(std::fs::read_to_string(&text).unwrap(), words, "the file was changed");
 
         let foreign = temp("foreign-db");
         std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
         Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE invoices (id INTEGER)").unwrap();
-        assert!(matches!(Database::open(&foreign), Err(Error::NotADatabase(_))));
+        assert!(matches!(Database::open(&foreign.clone().into()), Err(Error::NotADatabase(_))));
         let conn = Connection::open(&foreign).unwrap();
         let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
         assert_eq!(tables, 1, "tables were added to another program's database");
@@ -300,7 +428,7 @@ pub(crate) mod tests {
     #[test]
     fn an_unreadable_instance_row_is_skipped_and_the_others_load() {
         let path = temp("bad-row");
-        drop(Database::open(&path).unwrap());
+        drop(Database::open(&path.clone().into()).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "INSERT INTO instances (instance_id, node_name, status, first_seen_ms, last_seen_ms, status_changed_ms)
@@ -308,14 +436,14 @@ pub(crate) mod tests {
              UPDATE instances SET pid = 'not a number' WHERE instance_id = 'a-h-1';",
         )
         .unwrap();
-        let loaded = Database::open(&path).unwrap().load_instances().unwrap();
+        let loaded = Database::open(&path.clone().into()).unwrap().load_instances().unwrap();
         assert_eq!(loaded.iter().map(|i| i.instance_id.as_str()).collect::<Vec<_>>(), ["a-h-2"]);
     }
 
     #[test]
     fn a_batch_is_written_whole_or_not_at_all() {
         let path = temp("atomic");
-        let mut store = Database::open(&path).unwrap();
+        let mut store = Database::open(&path.clone().into()).unwrap();
         let mut good = crate::registry::tests::instance("a-h-1");
         let batch = Batch { instances: vec![good.clone()], ..Batch::default() };
         store.write(&batch).unwrap();
@@ -331,5 +459,53 @@ pub(crate) mod tests {
         assert_eq!(store.load_instances().unwrap()[0].version, "");
         store.write(&batch).unwrap();
         assert_eq!(store.load_instances().unwrap()[0].version, "2.0");
+    }
+
+    fn beat(id: &str, at_ms: i64, cpu: u32, unsaved: u64) -> Instance {
+        Instance {
+            last_seen_ms: at_ms,
+            last_heartbeat_ms: Some(at_ms),
+            cpu_centipercent: Some(cpu),
+            heartbeats: unsaved,
+            unsaved_heartbeats: unsaved,
+            ..crate::registry::tests::instance(id)
+        }
+    }
+
+    #[test]
+    fn a_stale_writer_never_moves_an_instance_backwards_and_heartbeat_counts_add_up() {
+        for db in backends("merge-writes") {
+            let (mut a, mut b) = (db.open(), db.open());
+            a.write(&Batch { instances: vec![beat("a-h-1", 100, 5, 3)], ..Batch::default() }).unwrap();
+            // B heard an older heartbeat, and an older status, and ingested two heartbeats of its own.
+            let stale = Instance { status: Status::Lost, status_changed_ms: 0, ..beat("a-h-1", 50, 9, 2) };
+            b.write(&Batch { instances: vec![stale], ..Batch::default() }).unwrap();
+            let row = a.load_instances().unwrap().remove(0);
+            assert_eq!((row.cpu_centipercent, row.last_heartbeat_ms, row.status), (Some(5), Some(100), Status::Online));
+            assert_eq!(row.heartbeats, 5);
+            // A newer status and heartbeat from B are taken.
+            let newer = Instance { status: Status::Offline, status_changed_ms: 200, ..beat("a-h-1", 150, 9, 1) };
+            b.write(&Batch { instances: vec![newer], ..Batch::default() }).unwrap();
+            let row = a.load_instances().unwrap().remove(0);
+            assert_eq!((row.cpu_centipercent, row.status, row.heartbeats), (Some(9), Status::Offline, 6));
+        }
+    }
+
+    #[test]
+    fn changes_are_what_other_writers_wrote_since_and_never_ones_own() {
+        for db in backends("changes") {
+            let (mut a, mut b) = (db.open(), db.open());
+            assert!(a.load_instances().unwrap().is_empty());
+            a.write(&Batch { instances: vec![beat("a-h-1", 100, 5, 1)], ..Batch::default() }).unwrap();
+            assert_eq!(a.changes().unwrap(), Vec::new(), "its own write came back");
+            b.write(&Batch { instances: vec![beat("a-h-2", 100, 5, 1)], ..Batch::default() }).unwrap();
+            let theirs: Vec<String> = a.changes().unwrap().into_iter().map(|i| i.instance_id).collect();
+            assert_eq!(theirs, ["a-h-2"]);
+            assert_eq!(a.changes().unwrap(), Vec::new(), "read twice");
+            // After another writer, this writer's own next revision is read back with the rest.
+            a.write(&Batch { instances: vec![beat("a-h-1", 110, 5, 1)], ..Batch::default() }).unwrap();
+            b.write(&Batch { instances: vec![beat("a-h-2", 110, 5, 1)], ..Batch::default() }).unwrap();
+            assert_eq!(a.changes().unwrap().len(), 1);
+        }
     }
 }

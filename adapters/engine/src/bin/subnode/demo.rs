@@ -156,7 +156,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     let mut broker = Broker::start(port).await?;
     let db = std::env::temp_dir().join(format!("subnode-demo-{}.db", std::process::id()));
     let config = EngineConfig {
-        db: db.clone(),
+        db: db.clone().into(),
         heartbeat_interval: Duration::from_secs(2),
         flush_interval: Duration::from_millis(500),
         ..EngineConfig::from_lookup(&|_| None)?

@@ -19,8 +19,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use subnodesync_engine::console::{Console, ConsoleConfig};
 use subnodesync_engine::{
-    printable, rfc3339, Database, Engine, EngineConfig, Error, Printable, Selector, HEARTBEAT_INTERVAL_EXPECTED,
-    HEARTBEAT_INTERVAL_RANGE,
+    printable, rfc3339, Database, Engine, EngineConfig, Error, Location, Printable, Selector,
+    HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE,
 };
 use subnodesync_engine::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
 use subnodesync_host::config::{parse_duration, read_password_file, Secret};
@@ -84,9 +84,10 @@ struct Connection {
     /// Topic prefix the nodes use [env: SUBNODE_TOPIC_PREFIX; default subnodesync]
     #[arg(long, global = true, value_name = "PREFIX")]
     prefix: Option<String>,
-    /// Registry and history database [env: SUBNODE_DB; default in your data directory]
-    #[arg(long, global = true, value_name = "FILE")]
-    db: Option<PathBuf>,
+    /// Registry and history: a SQLite file, or postgres://user[:password]@host[:port]/database
+    /// shared by several engines [env: SUBNODE_DB; default a file in your data directory]
+    #[arg(long, global = true, value_name = "FILE|URL", value_parser = database)]
+    db: Option<Location>,
     /// The fleet's heartbeat interval; silent for 3 of them means missing
     /// [env: SUBNODE_HEARTBEAT_INTERVAL; default 30s]
     #[arg(long, global = true, value_name = "DURATION", value_parser = heartbeat_interval)]
@@ -270,6 +271,14 @@ fn timeout(text: &str) -> Result<Duration, String> {
 }
 
 /// `--heartbeat-interval`: the nodes' range.
+/// `--db`: a SQLite path or a PostgreSQL URL.
+fn database(text: &str) -> Result<Location, String> {
+    Location::parse(text).map_err(|e| match e {
+        Error::Setting(v) => format!("expected {}", v.expected),
+        other => other.to_string(),
+    })
+}
+
 fn heartbeat_interval(text: &str) -> Result<Duration, String> {
     duration_in(text, HEARTBEAT_INTERVAL_RANGE, HEARTBEAT_INTERVAL_EXPECTED)
 }
@@ -415,8 +424,8 @@ fn list_suffix(ids: &[String]) -> String {
 async fn nodes(config: EngineConfig, json: bool, offline: bool, filters: &Filters) -> Result<u8, Failure> {
     let selector = filters.narrow(Selector::default())?;
     let mut instances = if offline {
-        let path = config.db.clone();
-        tokio::task::spawn_blocking(move || Database::open(&path)?.load_instances())
+        let db = config.db.clone();
+        tokio::task::spawn_blocking(move || Database::open(&db)?.load_instances())
             .await
             .map_err(|e| Failure(3, e.to_string()))??
     } else {
@@ -552,8 +561,8 @@ async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Resu
 }
 
 async fn history(config: EngineConfig, limit: usize, before: Option<String>, json: bool) -> Result<u8, Failure> {
-    let path = config.db;
-    let history = tokio::task::spawn_blocking(move || Database::open(&path)?.history(limit, before.as_deref()))
+    let db = config.db;
+    let history = tokio::task::spawn_blocking(move || Database::open(&db)?.history(limit, before.as_deref()))
         .await
         .map_err(|e| Failure(3, e.to_string()))??;
     if json {

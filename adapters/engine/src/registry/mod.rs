@@ -1,10 +1,14 @@
 //! The fleet as the engine knows it: what every instance last said, updated message by message
 //! without I/O, so ingest is a parse and a few field copies (see `benches/ingest.rs`).
 
+mod merge;
+
 use std::collections::HashMap;
 use std::fmt;
 
-use subnodesync_core::{HeartbeatView, RegisterView, ResultView, StatusView, Unescaped};
+use subnodesync_core::{
+    HeartbeatView, RegisterView, ResultView, StatusView, Unescaped, INSTANCE_ID_MAX, NODE_NAME_MAX, REQUEST_ID_MAX,
+};
 
 use crate::error::IngestError;
 use crate::event::FleetEvent;
@@ -96,6 +100,9 @@ pub struct Instance {
     pub heartbeats: u64,
     /// When its last register message arrived, Unix milliseconds.
     pub registered_ms: Option<i64>,
+    /// Heartbeats ingested since the last flush: what the flush adds to the database's count,
+    /// which other engines add to as well.
+    pub(crate) unsaved_heartbeats: u64,
     /// Changed since the last flush to the database.
     pub(crate) dirty: bool,
 }
@@ -123,6 +130,7 @@ impl Instance {
             metrics_json: None,
             heartbeats: 0,
             registered_ms: None,
+            unsaved_heartbeats: 0,
             dirty: true,
         }
     }
@@ -320,6 +328,11 @@ impl Registry {
         now_ms: i64,
     ) -> Result<Ingested, IngestError> {
         let (node, instance, kind) = split_topic(prefix, topic).ok_or(IngestError::Topic)?;
+        // Longer names come from no node; refusing them also keeps every key the database
+        // indexes within what an index entry holds.
+        if node.len() > NODE_NAME_MAX || instance.len() > INSTANCE_ID_MAX {
+            return Err(IngestError::TooLong);
+        }
         // An instance id is `{node_name}-{hostname}-{pid}`: one name's publisher cannot speak for
         // another name's instances, nor take over an id another name registered first.
         let belongs =
@@ -350,6 +363,7 @@ impl Registry {
                 inst.threads = Some(hb.threads);
                 inst.pid = hb.pid;
                 inst.heartbeats += 1;
+                inst.unsaved_heartbeats += 1;
                 // Reuse the strings' buffers: a heartbeat changes their contents, rarely their size.
                 match metrics {
                     Some(metrics) => {
@@ -388,6 +402,8 @@ impl Registry {
             Kind::Register if payload.is_empty() => match self.index.get(instance) {
                 Some(_) => {
                     let inst = self.entry(node, instance, now_ms)?;
+                    // Heard from it: the node clears its own register when it stops cleanly.
+                    inst.last_seen_ms = now_ms;
                     inst.registered = false;
                     Ok(Ingested::Events(vec![FleetEvent::Deregistered { instance_id: instance.to_owned() }]))
                 }
@@ -440,6 +456,9 @@ impl Registry {
             Kind::Result => {
                 let r = ResultView::parse(payload)?;
                 check(r.node_name, r.instance_id)?;
+                if r.request_id.len() > REQUEST_ID_MAX {
+                    return Err(IngestError::TooLong);
+                }
                 Ok(Ingested::Result(ResultRecord {
                     request_id: Unescaped(r.request_id).to_string(),
                     instance_id: instance.to_owned(),
@@ -511,16 +530,27 @@ impl Registry {
         gone
     }
 
-    /// Marks these instances changed again (a flush of them failed); ids no longer here (pruned
-    /// meanwhile) are skipped.
-    pub(crate) fn mark_dirty<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
-        for id in ids {
-            if let Some(&i) = self.index.get(id) {
-                if let Some(inst) = self.instances.get_mut(i).filter(|inst| !inst.dirty) {
-                    inst.dirty = true;
-                    self.dirty.push(i);
+    /// Marks these instances changed again, with the heartbeats they carried still to be
+    /// counted (a flush of them failed); ids no longer here (pruned meanwhile) are skipped.
+    pub(crate) fn unsaved(&mut self, failed: &[Instance]) {
+        for old in failed {
+            if let Some(&i) = self.index.get(&old.instance_id) {
+                if let Some(inst) = self.instances.get_mut(i) {
+                    inst.unsaved_heartbeats += old.unsaved_heartbeats;
+                    if !inst.dirty {
+                        inst.dirty = true;
+                        self.dirty.push(i);
+                    }
                 }
             }
+        }
+    }
+
+    /// Marks one instance changed.
+    fn touch(&mut self, i: usize) {
+        if let Some(inst) = self.instances.get_mut(i).filter(|inst| !inst.dirty) {
+            inst.dirty = true;
+            self.dirty.push(i);
         }
     }
 
@@ -529,15 +559,19 @@ impl Registry {
         self.dirty.len()
     }
 
-    /// The instances changed since the last call, now considered saved.
-    pub(crate) fn take_dirty(&mut self) -> Vec<&Instance> {
+    /// The instances changed since the last call, as they are now; they are considered saved
+    /// (and their heartbeats counted) until [`Registry::unsaved`] says otherwise.
+    pub(crate) fn take_dirty(&mut self) -> Vec<Instance> {
         let dirty = std::mem::take(&mut self.dirty);
-        for &i in &dirty {
+        let mut taken = Vec::with_capacity(dirty.len());
+        for i in dirty {
             if let Some(inst) = self.instances.get_mut(i) {
+                taken.push(inst.clone());
                 inst.dirty = false;
+                inst.unsaved_heartbeats = 0;
             }
         }
-        dirty.into_iter().filter_map(|i| self.instances.get(i)).collect()
+        taken
     }
 
     /// Panics unless the list, the index and the changed set agree and every id belongs to its
@@ -638,6 +672,18 @@ pub(crate) mod tests {
             r.ingest("subnodesync", "subnodesync/app/app-h-1/status", status("dancing").as_bytes(), 0),
             Err(IngestError::UnknownStatus)
         );
+        let long_id = format!("app-{}-1", "h".repeat(INSTANCE_ID_MAX));
+        let topic = format!("subnodesync/app/{long_id}/status");
+        assert_eq!(r.ingest("subnodesync", &topic, b"{}", 0), Err(IngestError::TooLong));
+        let result = |request_id: &str| {
+            format!(
+                r#"{{"request_id":"{request_id}","node_name":"app","instance_id":"app-h-1","command":"ping","success":true,"message":"pong","data":null,"state":"done","timestamp":"2024-01-01T12:00:00Z"}}"#
+            )
+        };
+        let topic = "subnodesync/app/app-h-1/result";
+        assert!(matches!(r.ingest("subnodesync", topic, result("r-1").as_bytes(), 0), Ok(Ingested::Result(_))));
+        let long_request = result(&"r".repeat(REQUEST_ID_MAX + 1));
+        assert_eq!(r.ingest("subnodesync", topic, long_request.as_bytes(), 0), Err(IngestError::TooLong));
         assert!(r.instances().is_empty());
     }
 
@@ -691,7 +737,7 @@ pub(crate) mod tests {
         r.take_dirty();
         r.ingest("subnodesync", "subnodesync/app/app-h-2/heartbeat", hb(2).as_bytes(), 3).unwrap();
         assert_eq!(r.prune(100).len(), 1);
-        let waiting: Vec<&str> = r.take_dirty().iter().map(|i| i.instance_id.as_str()).collect();
+        let waiting: Vec<String> = r.take_dirty().into_iter().map(|i| i.instance_id).collect();
         assert_eq!(waiting, ["app-h-2"]);
     }
 
