@@ -83,8 +83,9 @@ pub struct EngineConfig {
     /// For `mqtts://` and `wss://`: ALPN protocol names to offer (`SUBNODE_TLS_ALPN`).
     pub tls_alpn: Vec<String>,
     /// For `ws://` and `wss://`: the HTTP proxy to tunnel through with `CONNECT`
-    /// (`SUBNODE_PROXY`, else `HTTPS_PROXY`), unless `no_proxy` names the broker's host.
-    pub proxy: Option<ProxyUrl>,
+    /// (`SUBNODE_PROXY`, else `HTTPS_PROXY`), unless `no_proxy` names the broker's host. A value
+    /// that cannot be used is an error from `Engine::start` only if the broker needs the proxy.
+    pub proxy: Option<Result<ProxyUrl, InvalidValue>>,
     /// Hosts reached without the proxy (`NO_PROXY`).
     pub no_proxy: Option<String>,
     /// First topic level(s), default `subnodesync`.
@@ -167,7 +168,7 @@ impl EngineConfig {
                 Some(v) => env::parse_alpn(&v).map_err(|e| invalid(env::TLS_ALPN, v, e))?,
                 None => Vec::new(),
             },
-            proxy: env::proxy(lookup).map_err(Error::Setting)?.map(|(url, _)| url),
+            proxy: env::proxy(lookup),
             no_proxy: get(env::NO_PROXY).or_else(|| get("no_proxy")),
             topic_prefix: get(env::TOPIC_PREFIX).unwrap_or_else(|| "subnodesync".into()),
             db: get(DB).map_or_else(|| Ok(Location::Sqlite(default_db())), |db| Location::parse(&db))?,

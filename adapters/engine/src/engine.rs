@@ -10,7 +10,7 @@ use rumqttc::{AsyncClient, MqttOptions, Proxy, ProxyAuth, ProxyType, QoS, TlsCon
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
 use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN};
-use subnodesync_host::config::{Scheme, Secret};
+use subnodesync_host::config::{uses_proxy, Scheme, Secret};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -220,6 +220,14 @@ impl Engine {
         } else {
             None
         };
+        // A proxy variable is checked only when the broker needs the proxy, and before
+        // anything is opened.
+        let proxy = match &config.proxy {
+            Some(proxy) if uses_proxy(&config.broker, config.no_proxy.as_deref()) => {
+                Some(proxy.clone().map_err(Error::Setting)?)
+            }
+            _ => None,
+        };
         let db = config.db.clone();
         let (store, instances) = tokio::task::spawn_blocking(move || {
             let mut store = Database::open(&db)?;
@@ -250,8 +258,6 @@ impl Engine {
             (Scheme::Ws, _) => Transport::Ws,
             _ => Transport::Tcp,
         });
-        let proxy =
-            subnodesync_host::config::proxy_for(config.proxy.as_ref(), config.no_proxy.as_deref(), &config.broker);
         if let Some(proxy) = proxy {
             let auth = match proxy.credentials.as_ref().and_then(|c| c.expose().split_once(':')) {
                 Some((user, password)) => ProxyAuth::Basic { username: user.into(), password: password.into() },

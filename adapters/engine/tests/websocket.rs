@@ -110,3 +110,21 @@ async fn the_engine_reaches_a_ws_broker_through_an_http_proxy() {
     assert!(requests[0].starts_with("CONNECT 127.0.0.1:"), "{requests:?}");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_the_engine_cannot_use_stops_it_only_when_its_broker_needs_the_proxy() {
+    // HTTPS_PROXY belongs to every program on the machine; a SOCKS one is of no use here.
+    let lookup = |key: &str| (key == "HTTPS_PROXY").then(|| "socks5://proxy:1080".to_owned());
+    let config = |url: &str, name: &str| {
+        let db = engine_config(url, name).db;
+        EngineConfig { db, ..EngineConfig::from_lookup(&lookup).expect("settings are read") }
+            .broker_url(url)
+            .expect("a valid url")
+    };
+    let engine = Engine::start(config("mqtt://127.0.0.1:1", "socks-mqtt")).await.expect("mqtt:// needs no proxy");
+    drop(engine);
+    match Engine::start(config("ws://127.0.0.1:1/mqtt", "socks-ws")).await {
+        Err(subnodesync_engine::Error::Setting(invalid)) => assert_eq!(invalid.name, "HTTPS_PROXY"),
+        other => panic!("expected a settings error naming HTTPS_PROXY, got {other:?}"),
+    }
+}

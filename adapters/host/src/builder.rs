@@ -433,9 +433,11 @@ impl<R> NodeBuilder<R> {
                 }
                 Some(parsed)
             }
-            (None, env_proxy) => {
-                config::proxy_for(env_proxy.as_ref().map(|(url, _)| url), env.no_proxy.as_deref(), &broker).cloned()
+            // Checked only now that it would be used.
+            (None, Some(env_proxy)) if config::uses_proxy(&broker, env.no_proxy.as_deref()) => {
+                Some(env_proxy.map_err(Error::Env)?)
             }
+            (None, _) => None,
         };
         let endpoint = Endpoint { url: broker, tls, proxy, connector: self.connector };
 
@@ -673,8 +675,12 @@ mod tests {
         assert_eq!(proxy(builder(env).broker_url("ws://b/").resolve().unwrap()).as_deref(), Some("http://own:1"));
         let err = builder(&[]).broker_url("mqtt://b").proxy("http://p:1").resolve().unwrap_err();
         assert!(matches!(&err, Error::Setting(v) if v.name == "proxy"), "{err}");
-        let err = builder(&[("SUBNODE_PROXY", "socks5://p:1")]).resolve().unwrap_err();
-        assert!(matches!(&err, Error::Env(v) if v.name == "SUBNODE_PROXY"), "{err}");
+        // A proxy variable the node cannot use stops it only if it would use it.
+        let env = &[("HTTPS_PROXY", "socks5://p:1")];
+        let err = builder(env).broker_url("wss://b/").resolve().unwrap_err();
+        assert!(matches!(&err, Error::Env(v) if v.name == "HTTPS_PROXY"), "{err}");
+        assert!(builder(env).broker_url("mqtts://b").resolve().is_ok());
+        assert!(builder(&[("SUBNODE_PROXY", "socks5://p:1")]).resolve().is_ok(), "the default broker is mqtt://");
     }
 
     #[test]

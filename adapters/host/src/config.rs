@@ -218,7 +218,9 @@ pub(crate) struct EnvSettings {
     pub(crate) handler_timeout: Option<Duration>,
     pub(crate) tls_alpn: Option<Vec<String>>,
     /// `SUBNODE_PROXY`, else `HTTPS_PROXY`; with the variable it came from.
-    pub(crate) proxy: Option<(ProxyUrl, &'static str)>,
+    /// Checked only when a connection would use it: `HTTPS_PROXY` is every program's, and a
+    /// value this crate cannot use must not stop a node that never needs it.
+    pub(crate) proxy: Option<Result<ProxyUrl, InvalidValue>>,
     pub(crate) no_proxy: Option<String>,
 }
 
@@ -258,24 +260,23 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
         tls_alpn: get(TLS_ALPN)
             .map(|v| parse_alpn(&v).map_err(|expected| InvalidValue { name: TLS_ALPN, value: v, expected }))
             .transpose()?,
-        proxy: proxy(lookup)?,
+        proxy: proxy(lookup),
         no_proxy: get(NO_PROXY).or_else(|| get("no_proxy")),
     })
 }
 
-/// The proxy from `SUBNODE_PROXY`, else `HTTPS_PROXY` or `https_proxy`, with its variable.
-pub fn proxy(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<(ProxyUrl, &'static str)>, InvalidValue> {
+/// The proxy from `SUBNODE_PROXY`, else `HTTPS_PROXY` or `https_proxy`; `None` if none is set.
+/// An error names the variable; a caller reports it only for a connection that would use the
+/// proxy ([`uses_proxy`]).
+pub fn proxy(lookup: &dyn Fn(&str) -> Option<String>) -> Option<Result<ProxyUrl, InvalidValue>> {
     let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
     let (value, name) = match (get(PROXY), get(HTTPS_PROXY), get("https_proxy")) {
         (Some(v), _, _) => (v, PROXY),
         (None, Some(v), _) => (v, HTTPS_PROXY),
         (None, None, Some(v)) => (v, "https_proxy"),
-        (None, None, None) => return Ok(None),
+        (None, None, None) => return None,
     };
-    match parse_proxy_url(&value) {
-        Ok(url) => Ok(Some((url, name))),
-        Err(expected) => Err(InvalidValue { name, value: redact(&value), expected }),
-    }
+    Some(parse_proxy_url(&value).map_err(|expected| InvalidValue { name, value: redact(&value), expected }))
 }
 
 /// `value` with any `user:password@` hidden, to quote in an error.
@@ -286,11 +287,11 @@ fn redact(value: &str) -> String {
     }
 }
 
-/// The proxy a connection to `url` goes through: an environment's `proxy` serves `ws://` and
+/// Whether a connection to `url` goes through the environment's proxy: it serves `ws://` and
 /// `wss://` brokers only (`HTTPS_PROXY` is for every program on the machine), and not the hosts
 /// `no_proxy` names.
-pub fn proxy_for<'a>(proxy: Option<&'a ProxyUrl>, no_proxy: Option<&str>, url: &BrokerUrl) -> Option<&'a ProxyUrl> {
-    proxy.filter(|_| url.scheme.is_websocket() && !bypasses_proxy(&url.host, no_proxy))
+pub fn uses_proxy(url: &BrokerUrl, no_proxy: Option<&str>) -> bool {
+    url.scheme.is_websocket() && !bypasses_proxy(&url.host, no_proxy)
 }
 
 /// Whether `host` is reached without the proxy under `no_proxy` (comma-separated host names,
@@ -594,17 +595,17 @@ mod tests {
             assert_eq!(parse_proxy_url(bad), Err(EXPECT_PROXY), "{bad}");
         }
         let from = |pairs: &[(&str, &str)]| proxy_from(pairs);
-        assert_eq!(from(&[]), Ok(None));
-        assert_eq!(from(&[(HTTPS_PROXY, "http://a:1")]), Ok(Some((proxy("a", 1, None), HTTPS_PROXY))));
-        assert_eq!(from(&[("https_proxy", "http://a:1")]), Ok(Some((proxy("a", 1, None), "https_proxy"))));
-        assert_eq!(from(&[(PROXY, "http://b:2"), (HTTPS_PROXY, "http://a:1")]), Ok(Some((proxy("b", 2, None), PROXY))));
-        let err = from(&[(PROXY, "https://user:hunter2@p:1")]).unwrap_err();
+        assert_eq!(from(&[]), None);
+        assert_eq!(from(&[(HTTPS_PROXY, "http://a:1")]), Some(Ok(proxy("a", 1, None))));
+        assert_eq!(from(&[("https_proxy", "http://a:1")]), Some(Ok(proxy("a", 1, None))));
+        assert_eq!(from(&[(PROXY, "http://b:2"), (HTTPS_PROXY, "http://a:1")]), Some(Ok(proxy("b", 2, None))));
+        let err = from(&[(PROXY, "https://user:hunter2@p:1")]).and_then(Result::err).expect("an error");
         assert_eq!((err.name, err.value.as_str()), (PROXY, "http://***@p:1"));
         let with_password = parse_proxy_url("http://user:hunter2@p:1").unwrap();
         assert!(!format!("{with_password:?} {with_password}").contains("hunter2"));
     }
 
-    fn proxy_from(pairs: &[(&str, &str)]) -> Result<Option<(ProxyUrl, &'static str)>, InvalidValue> {
+    fn proxy_from(pairs: &[(&str, &str)]) -> Option<Result<ProxyUrl, InvalidValue>> {
         let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         proxy(&move |key: &str| owned.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
     }
@@ -750,7 +751,7 @@ mod tests {
                 http_register_url: Some(HttpUrl { host: "engine".into(), port: 8080, path: "/register".into() }),
                 handler_timeout: Some(Duration::from_secs(120)),
                 tls_alpn: Some(vec!["x-amzn-mqtt-ca".into()]),
-                proxy: Some((ProxyUrl { host: "proxy".into(), port: 3128, credentials: None }, PROXY)),
+                proxy: Some(Ok(ProxyUrl { host: "proxy".into(), port: 3128, credentials: None })),
                 no_proxy: Some("localhost".into()),
             }
         );
