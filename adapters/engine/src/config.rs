@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use subnodesync_host::config::{self as env, BrokerUrl, Scheme, Secret};
+use subnodesync_host::config::{self as env, BrokerUrl, ProxyUrl, Secret};
 use subnodesync_host::InvalidValue;
 
 use crate::error::Error;
@@ -74,12 +74,20 @@ pub struct EngineConfig {
     pub username: Option<String>,
     /// MQTT password.
     pub password: Option<Secret>,
-    /// For `mqtts://`: PEM file of the CA(s) to trust instead of the system's store.
+    /// For `mqtts://` and `wss://`: PEM file of the CA(s) to trust instead of the system's store.
     pub tls_ca: Option<PathBuf>,
-    /// For `mqtts://`: PEM file of a client certificate (chain); needs `tls_key`.
+    /// For `mqtts://` and `wss://`: PEM file of a client certificate (chain); needs `tls_key`.
     pub tls_cert: Option<PathBuf>,
-    /// For `mqtts://`: PEM file of the client certificate's private key.
+    /// For `mqtts://` and `wss://`: PEM file of the client certificate's private key.
     pub tls_key: Option<PathBuf>,
+    /// For `mqtts://` and `wss://`: ALPN protocol names to offer (`SUBNODE_TLS_ALPN`).
+    pub tls_alpn: Vec<String>,
+    /// For `ws://` and `wss://`: the HTTP proxy to tunnel through with `CONNECT`
+    /// (`SUBNODE_PROXY`, else `HTTPS_PROXY`), unless `no_proxy` names the broker's host. A value
+    /// that cannot be used is an error from `Engine::start` only if the broker needs the proxy.
+    pub proxy: Option<Result<ProxyUrl, InvalidValue>>,
+    /// Hosts reached without the proxy (`NO_PROXY`).
+    pub no_proxy: Option<String>,
     /// First topic level(s), default `subnodesync`.
     pub topic_prefix: String,
     /// The registry and history database.
@@ -129,7 +137,7 @@ impl EngineConfig {
         };
         let broker = match get(env::BROKER_URL) {
             Some(url) => env::parse_broker_url(&url).map_err(|e| invalid(env::BROKER_URL, url, e))?,
-            None => BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 },
+            None => BrokerUrl::localhost(),
         };
         let heartbeat_interval = match get(env::HEARTBEAT_INTERVAL) {
             Some(v) => match env::parse_duration(&v) {
@@ -156,6 +164,12 @@ impl EngineConfig {
             tls_ca: get(env::TLS_CA).map(PathBuf::from),
             tls_cert: get(env::TLS_CERT).map(PathBuf::from),
             tls_key: get(env::TLS_KEY).map(PathBuf::from),
+            tls_alpn: match get(env::TLS_ALPN) {
+                Some(v) => env::parse_alpn(&v).map_err(|e| invalid(env::TLS_ALPN, v, e))?,
+                None => Vec::new(),
+            },
+            proxy: env::proxy(lookup),
+            no_proxy: get(env::NO_PROXY).or_else(|| get("no_proxy")),
             topic_prefix: get(env::TOPIC_PREFIX).unwrap_or_else(|| "subnodesync".into()),
             db: get(DB).map_or_else(|| Ok(Location::Sqlite(default_db())), |db| Location::parse(&db))?,
             client_id: default_client_id(),

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, MqttOptions, Proxy, ProxyAuth, ProxyType, QoS, TlsConfiguration, Transport};
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
 use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN};
-use subnodesync_host::config::{Scheme, Secret};
+use subnodesync_host::config::{uses_proxy, Scheme, Secret};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -219,17 +219,25 @@ impl Engine {
     /// retries until the broker answers).
     pub async fn start(config: EngineConfig) -> Result<Self, Error> {
         // TLS files are read now, so a bad one is an error from `start`, not a reconnect loop.
-        let tls = match config.broker.scheme {
-            Scheme::Mqtts => Some(
-                subnodesync_host::tls_client_config(
-                    config.tls_ca.clone(),
-                    config.tls_cert.clone(),
-                    config.tls_key.clone(),
-                    &config.broker.host,
-                )
-                .map_err(|e| Error::Tls(e.to_string()))?,
-            ),
-            Scheme::Mqtt => None,
+        let tls = if config.broker.scheme.is_tls() {
+            let tls = subnodesync_host::tls_client_config_with_alpn(
+                config.tls_ca.clone(),
+                config.tls_cert.clone(),
+                config.tls_key.clone(),
+                &config.tls_alpn,
+                &config.broker.host,
+            );
+            Some(tls.map_err(|e| Error::Tls(e.to_string()))?)
+        } else {
+            None
+        };
+        // A proxy variable is checked only when the broker needs the proxy, and before
+        // anything is opened.
+        let proxy = match &config.proxy {
+            Some(proxy) if uses_proxy(&config.broker, config.no_proxy.as_deref()) => {
+                Some(proxy.clone().map_err(Error::Setting)?)
+            }
+            _ => None,
         };
         let db = config.db.clone();
         let (store, instances) = tokio::task::spawn_blocking(move || {
@@ -244,7 +252,10 @@ impl Engine {
         registry.limits = Limits { max_instances: config.max_instances, max_stored_json: config.max_stored_json };
         registry.listening_from(now_ms());
 
-        let mut options = MqttOptions::new(config.client_id.clone(), config.broker.host.clone(), config.broker.port);
+        // Over WebSocket rumqttc takes the whole URL as the address (and ignores the port).
+        let address =
+            if config.broker.scheme.is_websocket() { config.broker.to_string() } else { config.broker.host.clone() };
+        let mut options = MqttOptions::new(config.client_id.clone(), address, config.broker.port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         // Any packet MQTT can carry is taken off the connection (and skipped if too large to
@@ -252,8 +263,18 @@ impl Engine {
         // every reconnect. The broker's own limit is what bounds memory (see the README).
         options.set_max_packet_size(MAX_REMAINING_LEN, 256 * 1024);
         options.set_inflight(100);
-        if let Some(tls) = tls {
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        options.set_transport(match (config.broker.scheme, tls) {
+            (Scheme::Mqtts, Some(tls)) => Transport::tls_with_config(TlsConfiguration::Rustls(tls)),
+            (Scheme::Wss, Some(tls)) => Transport::wss_with_config(TlsConfiguration::Rustls(tls)),
+            (Scheme::Ws, _) => Transport::Ws,
+            _ => Transport::Tcp,
+        });
+        if let Some(proxy) = proxy {
+            let auth = match proxy.credentials.as_ref().and_then(|c| c.expose().split_once(':')) {
+                Some((user, password)) => ProxyAuth::Basic { username: user.into(), password: password.into() },
+                None => ProxyAuth::None,
+            };
+            options.set_proxy(Proxy { ty: ProxyType::Http, auth, addr: proxy.host.clone(), port: proxy.port });
         }
         if let Some(user) = &config.username {
             options.set_credentials(user.clone(), config.password.as_ref().map(Secret::expose).unwrap_or_default());

@@ -252,6 +252,40 @@ fn mqtts_with_the_nodes_tls_settings_carries_a_command() {
 }
 
 #[test]
+fn ws_and_wss_urls_serve_subnode_node_and_send_beside_mqtt_on_one_broker() {
+    // amqtt: a plain, a ws:// and a wss:// listener on one broker.
+    let broker = subnodesync_testkit::amqtt::Amqtt::start_with_wss();
+    let ca = broker.pki().ca.display().to_string();
+    let mqtt = format!("mqtt://127.0.0.1:{}", broker.port());
+    let scratch = Scratch::new("websocket");
+    let db = scratch.db("engine.db");
+    let (_ws_node, ws_id) = Running::node(&broker.url(), "app", "ws-host");
+    let mut wss_cmd = subnode(&broker.wss_url(), &db);
+    wss_cmd.env("SUBNODE_TLS_CA", &ca).args(["node", "app", "--hostname", "wss-host"]);
+    let wss_node = Running::start(wss_cmd);
+    let wss_id = format!("app-wss-host-{}", wss_node.child.id());
+    wait_online(&mqtt, &db, &ws_id);
+    wait_online(&mqtt, &db, &wss_id);
+
+    // The engine on each transport reaches both nodes.
+    for (url, tls) in [(broker.url(), false), (broker.wss_url(), true), (mqtt.clone(), false)] {
+        let mut cmd = subnode(&url, &db);
+        if tls {
+            cmd.env("SUBNODE_TLS_CA", &ca);
+        }
+        let out = cmd.args(["send", "app/*", "ping", "--timeout", "5s", "--json"]).output().expect("run subnode");
+        assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        let outcome = json(&out);
+        let mut answered: Vec<&str> =
+            outcome["results"].as_array().unwrap().iter().filter_map(|r| r["instance_id"].as_str()).collect();
+        answered.sort_unstable();
+        let mut expected = [ws_id.as_str(), wss_id.as_str()];
+        expected.sort_unstable();
+        assert_eq!(answered, expected, "{url}");
+    }
+}
+
+#[test]
 fn prune_forgets_an_old_offline_instance_and_clears_its_retained_status() {
     let broker = Broker::start();
     let scratch = Scratch::new("prune");

@@ -15,7 +15,7 @@ use subnodesync_core::{check_command_name, Config};
 use tokio::sync::{oneshot, Notify};
 use tracing::Instrument as _;
 
-use crate::config::{self, BrokerUrl, Scheme, Secret};
+use crate::config::{self, BrokerUrl, Secret};
 use crate::driver;
 use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
@@ -26,6 +26,7 @@ use crate::runtime::{Runtime, Timer};
 use crate::settings::{BufferSizes, Identity, OwnedNodeVersion, SampleSource, Settings, Timing};
 use crate::time::to_std;
 use crate::tls::{self, FileSetting, TlsFiles};
+use crate::transport::{Connector, Endpoint};
 
 /// How long a handler may run when neither it, the application nor the engine says: long
 /// enough for real work, short enough that a hung handler frees its command slot.
@@ -65,6 +66,9 @@ pub struct NodeBuilder<R> {
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_alpn: Option<Vec<String>>,
+    proxy: Option<String>,
+    connector: Option<Arc<dyn Connector>>,
     http_register_url: Option<String>,
     topic_prefix: Option<String>,
     heartbeat_interval: Option<Duration>,
@@ -116,6 +120,9 @@ impl<R> NodeBuilder<R> {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            tls_alpn: None,
+            proxy: None,
+            connector: None,
             http_register_url: None,
             topic_prefix: None,
             heartbeat_interval: None,
@@ -141,7 +148,8 @@ impl<R> NodeBuilder<R> {
         }
     }
 
-    /// The broker, `mqtt://host:port` or `mqtts://host:port` for TLS (default
+    /// The broker: `mqtt://host:port`, `mqtts://host:port` for TLS, `ws://host:port/path` for
+    /// MQTT over WebSocket, `wss://host:port/path` for MQTT over WebSocket over TLS (default
     /// `mqtt://localhost:1883`); `SUBNODE_BROKER_URL`.
     pub fn broker_url(mut self, url: impl Into<String>) -> Self {
         self.broker_url = Some(url.into());
@@ -178,6 +186,29 @@ impl<R> NodeBuilder<R> {
     /// `SUBNODE_TLS_KEY`.
     pub fn tls_key(mut self, pem_file: impl Into<PathBuf>) -> Self {
         self.tls_key = Some(pem_file.into());
+        self
+    }
+
+    /// ALPN protocol names to offer in the TLS handshake, such as `x-amzn-mqtt-ca` for MQTT on
+    /// port 443 of AWS IoT Core (default: none); `SUBNODE_TLS_ALPN`. Needs `mqtts://` or `wss://`.
+    pub fn tls_alpn<S: Into<String>>(mut self, protocols: impl IntoIterator<Item = S>) -> Self {
+        self.tls_alpn = Some(protocols.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// An HTTP proxy, `http://[user:password@]host[:port]`, that `ws://` and `wss://`
+    /// connections tunnel through with `CONNECT`; `SUBNODE_PROXY`, else `HTTPS_PROXY` (hosts in
+    /// `NO_PROXY` go direct). Needs `ws://` or `wss://`.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
+    /// Opens the node's connections with `connector` instead of TCP to the broker URL's host
+    /// (and instead of any proxy): a tunnel, a Unix socket, a transport of the application's
+    /// own. TLS and WebSocket still go on top as the URL's scheme says.
+    pub fn connector(mut self, connector: impl Connector) -> Self {
+        self.connector = Some(Arc::new(connector));
         self
     }
 
@@ -354,7 +385,7 @@ impl<R> NodeBuilder<R> {
                 (parsed, "broker_url")
             }
             (None, Some(url)) => (url, config::BROKER_URL),
-            (None, None) => (BrokerUrl { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883 }, "broker_url"),
+            (None, None) => (BrokerUrl::localhost(), "broker_url"),
         };
         let file =
             |code: Option<PathBuf>, env: Option<PathBuf>, field: &'static str, var: &'static str| match (code, env) {
@@ -368,17 +399,47 @@ impl<R> NodeBuilder<R> {
             key: file(self.tls_key, env.tls_key, "tls_key", config::TLS_KEY),
         };
         let (broker, url_name) = broker;
-        let tls = match broker.scheme {
-            Scheme::Mqtts => Some(tls::client(&files, &broker.host, url_name)?),
-            Scheme::Mqtt => match files.first_name() {
+        let alpn = match (self.tls_alpn, env.tls_alpn) {
+            (Some(alpn), _) => {
+                let text = alpn.join(",");
+                let checked = config::parse_alpn(&text)
+                    .map_err(|expected| Error::Setting(InvalidValue { name: "tls_alpn", value: text, expected }))?;
+                Some((checked, "tls_alpn"))
+            }
+            (None, env) => env.map(|alpn| (alpn, config::TLS_ALPN)),
+        };
+        let tls = if broker.scheme.is_tls() {
+            Some(tls::client(&files, &broker.host, url_name, alpn.as_ref().map_or(&[], |(a, _)| a))?)
+        } else {
+            match files.first_name().or(alpn.map(|(_, name)| name)) {
                 // Certificates for a plain connection: the URL or the files are a mistake.
                 Some(name) => {
-                    let reason = format!("TLS files are set but the broker URL is {broker}; use mqtts://");
+                    let secure = if broker.scheme.is_websocket() { "wss://" } else { "mqtts://" };
+                    let reason = format!("TLS settings are set but the broker URL is {broker}; use {secure}");
                     return Err(Error::Tls { name, reason });
                 }
                 None => None,
-            },
+            }
         };
+        let proxy = match (self.proxy, env.proxy) {
+            (Some(url), _) => {
+                let parsed = config::parse_proxy_url(&url).map_err(|expected| {
+                    let value = if url.contains('@') { "http://***@...".to_owned() } else { url.clone() };
+                    Error::Setting(InvalidValue { name: "proxy", value, expected })
+                })?;
+                if !broker.scheme.is_websocket() {
+                    let expected = "a proxy only with a ws:// or wss:// broker URL";
+                    return Err(Error::Setting(InvalidValue { name: "proxy", value: broker.to_string(), expected }));
+                }
+                Some(parsed)
+            }
+            // Checked only now that it would be used.
+            (None, Some(env_proxy)) if config::uses_proxy(&broker, env.no_proxy.as_deref()) => {
+                Some(env_proxy.map_err(Error::Env)?)
+            }
+            (None, _) => None,
+        };
+        let endpoint = Endpoint { url: broker, tls, proxy, connector: self.connector };
 
         let http_register_url = match (self.http_register_url, env.http_register_url) {
             (Some(url), _) => Some(config::parse_http_url(&url).map_err(|expected| {
@@ -420,8 +481,7 @@ impl<R> NodeBuilder<R> {
                 connect_timeout: self.connect_timeout.unwrap_or(to_std(defaults.connect_timeout)),
                 stop_timeout: self.stop_timeout.unwrap_or(to_std(defaults.stop_timeout)),
             },
-            broker,
-            tls,
+            endpoint,
             http_register_url,
             handlers,
             handler_timeout: src
@@ -528,7 +588,7 @@ mod tests {
         assert_eq!(s.timing.keep_alive, Duration::from_secs(5));
         assert_eq!(s.timing.reconnect_max, Duration::from_secs(900));
         assert_eq!(s.handler_timeout, DEFAULT_HANDLER_TIMEOUT, "a hung handler is never left running forever");
-        assert_eq!(s.broker.to_string(), "mqtt://localhost:1883");
+        assert_eq!(s.endpoint.url.to_string(), "mqtt://localhost:1883");
         assert_eq!(s.sources, [("keep_alive", "SUBNODE_KEEPALIVE")]);
         let from_env = NodeBuilder::<()>::from_env().env(|k| (k == "SUBNODE_NODE_NAME").then(|| "env".into()));
         assert_eq!(from_env.resolve().unwrap().identity.node_name, "env");
@@ -578,9 +638,49 @@ mod tests {
         assert_eq!(name, "tls_key");
         let (name, reason) = tls_error(builder(&[("SUBNODE_TLS_CA", "ca.pem")]).resolve().unwrap_err());
         assert_eq!(name, "SUBNODE_TLS_CA");
-        assert_eq!(reason, "TLS files are set but the broker URL is mqtt://localhost:1883; use mqtts://");
+        assert_eq!(reason, "TLS settings are set but the broker URL is mqtt://localhost:1883; use mqtts://");
+        let (name, reason) =
+            tls_error(builder(&[("SUBNODE_TLS_ALPN", "mqtt")]).broker_url("ws://b/").resolve().unwrap_err());
+        assert_eq!(name, "SUBNODE_TLS_ALPN");
+        assert_eq!(reason, "TLS settings are set but the broker URL is ws://b:80/; use wss://");
         let err = builder(&[]).broker_url("b:1883").resolve().unwrap_err();
         assert!(matches!(&err, Error::Setting(v) if v.name == "broker_url"), "{err}");
+    }
+
+    #[test]
+    fn alpn_is_offered_on_tls_connections_from_code_or_environment() {
+        let alpn = |s: Settings| s.endpoint.tls.map(|t| t.config.alpn_protocols.clone());
+        let s = builder(&[("SUBNODE_TLS_ALPN", "x-amzn-mqtt-ca")]).broker_url("mqtts://b:443").resolve().unwrap();
+        assert_eq!(alpn(s), Some(vec![b"x-amzn-mqtt-ca".to_vec()]));
+        let s = builder(&[("SUBNODE_TLS_ALPN", "a")]).broker_url("wss://b/mqtt").tls_alpn(["mqtt", "b"]).resolve();
+        assert_eq!(alpn(s.unwrap()), Some(vec![b"mqtt".to_vec(), b"b".to_vec()]));
+        assert_eq!(alpn(builder(&[]).broker_url("wss://b").resolve().unwrap()), Some(vec![]));
+        let err = builder(&[]).broker_url("mqtts://b").tls_alpn([""]).resolve().unwrap_err();
+        assert!(matches!(&err, Error::Setting(v) if v.name == "tls_alpn"), "{err}");
+    }
+
+    #[test]
+    fn the_proxy_serves_websocket_brokers_not_in_no_proxy() {
+        let proxy = |s: Settings| s.endpoint.proxy.map(|p| p.to_string());
+        let env = &[("HTTPS_PROXY", "http://corp:3128"), ("NO_PROXY", "localhost,.internal")];
+        assert_eq!(
+            proxy(builder(env).broker_url("wss://cloud.example/mqtt").resolve().unwrap()).as_deref(),
+            Some("http://corp:3128")
+        );
+        assert_eq!(proxy(builder(env).broker_url("ws://b.internal/").resolve().unwrap()), None);
+        assert_eq!(proxy(builder(env).broker_url("mqtts://cloud.example").resolve().unwrap()), None);
+        let s = builder(env).broker_url("ws://b.internal/").proxy("http://u:p@mine:8080").resolve().unwrap();
+        assert_eq!(proxy(s).as_deref(), Some("http://mine:8080"), "set in code, the proxy is always used");
+        let env = &[("SUBNODE_PROXY", "http://own:1"), ("HTTPS_PROXY", "http://corp:3128")];
+        assert_eq!(proxy(builder(env).broker_url("ws://b/").resolve().unwrap()).as_deref(), Some("http://own:1"));
+        let err = builder(&[]).broker_url("mqtt://b").proxy("http://p:1").resolve().unwrap_err();
+        assert!(matches!(&err, Error::Setting(v) if v.name == "proxy"), "{err}");
+        // A proxy variable the node cannot use stops it only if it would use it.
+        let env = &[("HTTPS_PROXY", "socks5://p:1")];
+        let err = builder(env).broker_url("wss://b/").resolve().unwrap_err();
+        assert!(matches!(&err, Error::Env(v) if v.name == "HTTPS_PROXY"), "{err}");
+        assert!(builder(env).broker_url("mqtts://b").resolve().is_ok());
+        assert!(builder(&[("SUBNODE_PROXY", "socks5://p:1")]).resolve().is_ok(), "the default broker is mqtt://");
     }
 
     #[test]

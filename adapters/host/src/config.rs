@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crate::error::InvalidValue;
 
-/// `mqtt://host:port`, or `mqtts://host:port` for TLS.
+/// `mqtt://host:port`, `mqtts://host:port` for TLS, `ws://host:port/path` for MQTT over
+/// WebSocket, `wss://host:port/path` for MQTT over WebSocket over TLS.
 pub const BROKER_URL: &str = "SUBNODE_BROKER_URL";
 /// Application name: the first part of the instance id and a topic level.
 pub const NODE_NAME: &str = "SUBNODE_NODE_NAME";
@@ -42,6 +43,16 @@ pub const TLS_CA: &str = "SUBNODE_TLS_CA";
 pub const TLS_CERT: &str = "SUBNODE_TLS_CERT";
 /// PEM file with the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
 pub const TLS_KEY: &str = "SUBNODE_TLS_KEY";
+/// Comma-separated ALPN protocol names offered in the TLS handshake (`mqtts://`, `wss://`), such
+/// as `x-amzn-mqtt-ca` for MQTT on port 443 of AWS IoT Core; none by default.
+pub const TLS_ALPN: &str = "SUBNODE_TLS_ALPN";
+/// `http://[user:password@]host[:port]`: an HTTP proxy that `ws://` and `wss://` connections
+/// tunnel through with `CONNECT`; else `HTTPS_PROXY` (or `https_proxy`), with `NO_PROXY`.
+pub const PROXY: &str = "SUBNODE_PROXY";
+/// The usual proxy variable, used for `ws://` and `wss://` when [`PROXY`] is unset.
+pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
+/// Comma-separated hosts (or `.domain` suffixes, or `*`) reached without the `HTTPS_PROXY`.
+pub const NO_PROXY: &str = "NO_PROXY";
 /// `http://host[:port]/path`: the register message is also POSTed there (optional).
 pub const HTTP_REGISTER_URL: &str = "SUBNODE_HTTP_REGISTER_URL";
 /// How long an application command handler may run when neither it nor the engine says.
@@ -51,7 +62,10 @@ pub const LOG: &str = "SUBNODE_LOG";
 /// Log output: `json` or `pretty` (default).
 pub const LOG_FORMAT: &str = "SUBNODE_LOG_FORMAT";
 
-const EXPECT_URL: &str = "mqtt://host:port or mqtts://host:port (port optional; no path or credentials)";
+const EXPECT_URL: &str = "mqtt://host:port, mqtts://host:port, ws://host:port/path or wss://host:port/path (port \
+                          optional; a path only for ws and wss; no credentials)";
+const EXPECT_PROXY: &str = "http://[user:password@]host[:port] (a plain HTTP proxy that accepts CONNECT)";
+const EXPECT_ALPN: &str = "comma-separated protocol names such as x-amzn-mqtt-ca or mqtt";
 const EXPECT_HTTP_URL: &str = "http://host[:port][/path] (plain HTTP; no credentials, query or https)";
 const EXPECT_DURATION: &str = "a positive duration such as 500ms, 30s, 15m, 1h, 7d or a whole number of seconds";
 const EXPECT_KEEPALIVE: &str = "whole seconds from 1 to 65535, such as 60, 60s or 2m";
@@ -64,6 +78,32 @@ pub enum Scheme {
     Mqtt,
     /// TLS, `mqtts://`, default port 8883.
     Mqtts,
+    /// MQTT over WebSocket, `ws://`, default port 80.
+    Ws,
+    /// MQTT over WebSocket over TLS, `wss://`, default port 443.
+    Wss,
+}
+
+impl Scheme {
+    /// Whether the connection is TLS (`mqtts://`, `wss://`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Mqtts | Self::Wss)
+    }
+
+    /// Whether MQTT goes over WebSocket (`ws://`, `wss://`).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+
+    /// The URL scheme, as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mqtt => "mqtt",
+            Self::Mqtts => "mqtts",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
 }
 
 /// A parsed broker URL.
@@ -75,18 +115,54 @@ pub struct BrokerUrl {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// The WebSocket request target (path and query, starting with `/`); `None` for `mqtt://`
+    /// and `mqtts://`.
+    pub path: Option<String>,
+}
+
+impl BrokerUrl {
+    /// `mqtt://localhost:1883`, the broker when none is configured.
+    pub fn localhost() -> Self {
+        Self { scheme: Scheme::Mqtt, host: "localhost".into(), port: 1883, path: None }
+    }
 }
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Mqtt => "mqtt",
-            Scheme::Mqtts => "mqtts",
-        };
+        let scheme = self.scheme.as_str();
         if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)?;
         } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)?;
+        }
+        f.write_str(self.path.as_deref().unwrap_or_default())
+    }
+}
+
+/// An HTTP proxy to tunnel through with `CONNECT`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (default 80).
+    pub port: u16,
+    /// `user:password` for `Proxy-Authorization: Basic`, if the URL has them.
+    pub credentials: Option<Secret>,
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    /// Without the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "http://{}:{}", self.host, self.port)
         }
     }
 }
@@ -140,6 +216,12 @@ pub(crate) struct EnvSettings {
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) http_register_url: Option<HttpUrl>,
     pub(crate) handler_timeout: Option<Duration>,
+    pub(crate) tls_alpn: Option<Vec<String>>,
+    /// `SUBNODE_PROXY`, else `HTTPS_PROXY`; with the variable it came from.
+    /// Checked only when a connection would use it: `HTTPS_PROXY` is every program's, and a
+    /// value this crate cannot use must not stop a node that never needs it.
+    pub(crate) proxy: Option<Result<ProxyUrl, InvalidValue>>,
+    pub(crate) no_proxy: Option<String>,
 }
 
 /// Reads and checks every `SUBNODE_*` variable the node uses. An empty value counts as unset.
@@ -175,7 +257,93 @@ pub(crate) fn read_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSet
             })
             .transpose()?,
         handler_timeout: parsed(HANDLER_TIMEOUT, parse_duration)?,
+        tls_alpn: get(TLS_ALPN)
+            .map(|v| parse_alpn(&v).map_err(|expected| InvalidValue { name: TLS_ALPN, value: v, expected }))
+            .transpose()?,
+        proxy: proxy(lookup),
+        no_proxy: get(NO_PROXY).or_else(|| get("no_proxy")),
     })
+}
+
+/// The proxy from `SUBNODE_PROXY`, else `HTTPS_PROXY` or `https_proxy`; `None` if none is set.
+/// An error names the variable; a caller reports it only for a connection that would use the
+/// proxy ([`uses_proxy`]).
+pub fn proxy(lookup: &dyn Fn(&str) -> Option<String>) -> Option<Result<ProxyUrl, InvalidValue>> {
+    let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let (value, name) = match (get(PROXY), get(HTTPS_PROXY), get("https_proxy")) {
+        (Some(v), _, _) => (v, PROXY),
+        (None, Some(v), _) => (v, HTTPS_PROXY),
+        (None, None, Some(v)) => (v, "https_proxy"),
+        (None, None, None) => return None,
+    };
+    Some(parse_proxy_url(&value).map_err(|expected| InvalidValue { name, value: redact(&value), expected }))
+}
+
+/// `value` with any `user:password@` hidden, to quote in an error.
+fn redact(value: &str) -> String {
+    match value.rsplit_once('@') {
+        Some((_, host)) => format!("http://***@{host}"),
+        None => value.to_owned(),
+    }
+}
+
+/// Whether a connection to `url` goes through the environment's proxy: it serves `ws://` and
+/// `wss://` brokers only (`HTTPS_PROXY` is for every program on the machine), and not the hosts
+/// `no_proxy` names.
+pub fn uses_proxy(url: &BrokerUrl, no_proxy: Option<&str>) -> bool {
+    url.scheme.is_websocket() && !bypasses_proxy(&url.host, no_proxy)
+}
+
+/// Whether `host` is reached without the proxy under `no_proxy` (comma-separated host names,
+/// `.domain` or `domain` suffixes, `*` for all; ports are ignored).
+pub fn bypasses_proxy(host: &str, no_proxy: Option<&str>) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    no_proxy.unwrap_or_default().split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+        // `host:port` entries name the host; bracketed IPv6 loses its brackets.
+        let entry = match entry.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None if entry.matches(':').count() == 1 => entry.split(':').next().unwrap_or_default(),
+            None => entry,
+        };
+        let entry = entry.to_ascii_lowercase();
+        host == entry || host.strip_suffix(&entry).is_some_and(|rest| rest.ends_with('.'))
+    })
+}
+
+/// `http://[user:password@]host[:port][/]`.
+pub fn parse_proxy_url(url: &str) -> Result<ProxyUrl, &'static str> {
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some(_) => return Err(EXPECT_PROXY),
+        // `host:port` alone, as many tools accept.
+        None => url,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (credentials, authority) = match rest.rsplit_once('@') {
+        Some((userinfo, authority)) => {
+            if !userinfo.contains(':') {
+                return Err(EXPECT_PROXY);
+            }
+            (Some(Secret(userinfo.to_owned())), authority)
+        }
+        None => (None, rest),
+    };
+    let broker = parse_broker_url(&format!("mqtt://{authority}")).map_err(|_| EXPECT_PROXY)?;
+    let port = if authority.ends_with(']') || !authority.contains(':') { 80 } else { broker.port };
+    Ok(ProxyUrl { host: broker.host, port, credentials })
+}
+
+/// Comma-separated ALPN protocol names; none empty.
+pub fn parse_alpn(text: &str) -> Result<Vec<String>, &'static str> {
+    let names: Vec<String> = text.split(',').map(|n| n.trim().to_owned()).collect();
+    if names.iter().any(|n| n.is_empty() || n.len() > 255 || !n.is_ascii() || n.contains(char::is_whitespace)) {
+        return Err(EXPECT_ALPN);
+    }
+    Ok(names)
 }
 
 /// A password: `Debug` shows `***`, so no log line, panic message or `{:?}` prints it.
@@ -226,16 +394,30 @@ pub fn read_password_file(path: &str, name: &'static str) -> Result<Secret, Inva
     Ok(Secret(line.to_owned()))
 }
 
-/// `mqtt://host[:port][/]` or `mqtts://...`; IPv6 hosts in brackets. The error says what would
-/// have been accepted.
+/// `mqtt://host[:port][/]`, `mqtts://...`, `ws://host[:port][/path]` or `wss://...`; IPv6
+/// hosts in brackets. The error says what would have been accepted.
 pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, &'static str> {
     let (scheme, rest) = url.split_once("://").ok_or(EXPECT_URL)?;
     let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
         "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
         "mqtts" | "ssl" | "tls" => (Scheme::Mqtts, 8883),
+        "ws" => (Scheme::Ws, 80),
+        "wss" => (Scheme::Wss, 443),
         _ => return Err(EXPECT_URL),
     };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let (authority, path) = match (scheme.is_websocket(), rest.find(['/', '?'])) {
+        (true, Some(i)) => {
+            let (authority, target) = rest.split_at(i);
+            let target = if target.starts_with('?') { format!("/{target}") } else { target.to_owned() };
+            // The target goes into the request line as given.
+            if target.contains('#') || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(EXPECT_URL);
+            }
+            (authority, Some(target))
+        }
+        (true, None) => (rest, Some("/".to_owned())),
+        (false, _) => (rest.strip_suffix('/').unwrap_or(rest), None),
+    };
     if authority.is_empty() || authority.contains(['/', '@', '?', '#']) || authority.chars().any(char::is_whitespace) {
         return Err(EXPECT_URL);
     }
@@ -258,7 +440,7 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, &'static str> {
     if host.is_empty() {
         return Err(EXPECT_URL);
     }
-    Ok(BrokerUrl { scheme, host: host.to_owned(), port })
+    Ok(BrokerUrl { scheme, host: host.to_owned(), port, path })
 }
 
 /// `http://host[:port][/path]`; IPv6 hosts in brackets. The path is sent as given (it must
@@ -361,7 +543,7 @@ mod tests {
     }
 
     fn url(host: &str, port: u16) -> BrokerUrl {
-        BrokerUrl { scheme: Scheme::Mqtt, host: host.into(), port }
+        BrokerUrl { scheme: Scheme::Mqtt, host: host.into(), port, path: None }
     }
 
     #[test]
@@ -372,10 +554,82 @@ mod tests {
         assert_eq!(parse_broker_url("mqtt://[::1]:1999"), Ok(url("::1", 1999)));
         assert_eq!(
             parse_broker_url("mqtts://b:8884"),
-            Ok(BrokerUrl { scheme: Scheme::Mqtts, host: "b".into(), port: 8884 })
+            Ok(BrokerUrl { scheme: Scheme::Mqtts, host: "b".into(), port: 8884, path: None })
         );
         assert_eq!(parse_broker_url("mqtts://b").map(|u| u.port), Ok(8883));
         assert_eq!(url("::1", 1).to_string(), "mqtt://[::1]:1");
+    }
+
+    #[test]
+    fn websocket_urls_take_a_path_and_default_to_ports_80_and_443() {
+        let ws = |scheme, host: &str, port, path: &str| BrokerUrl {
+            scheme,
+            host: host.into(),
+            port,
+            path: Some(path.into()),
+        };
+        assert_eq!(parse_broker_url("ws://b:8080/mqtt"), Ok(ws(Scheme::Ws, "b", 8080, "/mqtt")));
+        assert_eq!(parse_broker_url("ws://b"), Ok(ws(Scheme::Ws, "b", 80, "/")));
+        assert_eq!(parse_broker_url("WSS://b/"), Ok(ws(Scheme::Wss, "b", 443, "/")));
+        assert_eq!(parse_broker_url("wss://[::1]:8443/a/b?x=1"), Ok(ws(Scheme::Wss, "::1", 8443, "/a/b?x=1")));
+        assert_eq!(parse_broker_url("wss://b?x=1"), Ok(ws(Scheme::Wss, "b", 443, "/?x=1")));
+        assert_eq!(ws(Scheme::Wss, "::1", 1, "/mqtt").to_string(), "wss://[::1]:1/mqtt");
+        for bad in ["ws://", "ws:///mqtt", "ws://u:p@b/mqtt", "ws://b:0/", "ws://b/a b", "ws://b/a#frag", "wss://b:x/"]
+        {
+            assert_eq!(parse_broker_url(bad), Err(EXPECT_URL), "{bad}");
+        }
+    }
+
+    #[test]
+    fn proxies_come_from_subnode_proxy_else_https_proxy_and_never_show_their_password() {
+        let proxy = |host: &str, port, credentials: Option<&str>| ProxyUrl {
+            host: host.into(),
+            port,
+            credentials: credentials.map(Secret::new),
+        };
+        assert_eq!(parse_proxy_url("http://proxy:3128"), Ok(proxy("proxy", 3128, None)));
+        assert_eq!(parse_proxy_url("http://proxy/"), Ok(proxy("proxy", 80, None)));
+        assert_eq!(parse_proxy_url("proxy:8080"), Ok(proxy("proxy", 8080, None)));
+        assert_eq!(parse_proxy_url("http://u:p@[::1]:81"), Ok(proxy("::1", 81, Some("u:p"))));
+        for bad in ["https://proxy:443", "socks5://p:1080", "http://u@p:1", "http://", "http://p:0"] {
+            assert_eq!(parse_proxy_url(bad), Err(EXPECT_PROXY), "{bad}");
+        }
+        let from = |pairs: &[(&str, &str)]| proxy_from(pairs);
+        assert_eq!(from(&[]), None);
+        assert_eq!(from(&[(HTTPS_PROXY, "http://a:1")]), Some(Ok(proxy("a", 1, None))));
+        assert_eq!(from(&[("https_proxy", "http://a:1")]), Some(Ok(proxy("a", 1, None))));
+        assert_eq!(from(&[(PROXY, "http://b:2"), (HTTPS_PROXY, "http://a:1")]), Some(Ok(proxy("b", 2, None))));
+        let err = from(&[(PROXY, "https://user:hunter2@p:1")]).and_then(Result::err).expect("an error");
+        assert_eq!((err.name, err.value.as_str()), (PROXY, "http://***@p:1"));
+        let with_password = parse_proxy_url("http://user:hunter2@p:1").unwrap();
+        assert!(!format!("{with_password:?} {with_password}").contains("hunter2"));
+    }
+
+    fn proxy_from(pairs: &[(&str, &str)]) -> Option<Result<ProxyUrl, InvalidValue>> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        proxy(&move |key: &str| owned.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn no_proxy_names_hosts_domains_or_everything() {
+        let list = Some("localhost, .corp.example,10.0.0.1:8080,[::1],iot.example.com");
+        for bypassed in ["localhost", "a.corp.example", "corp.example", "10.0.0.1", "::1", "IOT.example.com"] {
+            assert!(bypasses_proxy(bypassed, list), "{bypassed}");
+        }
+        for proxied in ["example.com", "xcorp.example", "10.0.0.10", "other.iot.example.co"] {
+            assert!(!bypasses_proxy(proxied, list), "{proxied}");
+        }
+        assert!(bypasses_proxy("anything", Some("*")));
+        assert!(!bypasses_proxy("anything", None));
+    }
+
+    #[test]
+    fn alpn_is_a_comma_separated_list_of_protocol_names() {
+        assert_eq!(parse_alpn("x-amzn-mqtt-ca"), Ok(vec!["x-amzn-mqtt-ca".to_owned()]));
+        assert_eq!(parse_alpn("mqtt, http/1.1"), Ok(vec!["mqtt".to_owned(), "http/1.1".to_owned()]));
+        for bad in ["", "mqtt,", "a b", ",mqtt"] {
+            assert_eq!(parse_alpn(bad), Err(EXPECT_ALPN), "{bad}");
+        }
     }
 
     #[test]
@@ -472,6 +726,9 @@ mod tests {
             (TLS_KEY, "client.key"),
             (HTTP_REGISTER_URL, "http://engine:8080/register"),
             (HANDLER_TIMEOUT, "2m"),
+            (TLS_ALPN, "x-amzn-mqtt-ca"),
+            (PROXY, "http://proxy:3128"),
+            (NO_PROXY, "localhost"),
         ]))
         .unwrap();
         assert_eq!(
@@ -493,6 +750,9 @@ mod tests {
                 tls_key: Some("client.key".into()),
                 http_register_url: Some(HttpUrl { host: "engine".into(), port: 8080, path: "/register".into() }),
                 handler_timeout: Some(Duration::from_secs(120)),
+                tls_alpn: Some(vec!["x-amzn-mqtt-ca".into()]),
+                proxy: Some(Ok(ProxyUrl { host: "proxy".into(), port: 3128, credentials: None })),
+                no_proxy: Some("localhost".into()),
             }
         );
     }

@@ -21,7 +21,6 @@ use subnodesync_core::{Buffers, Event, Node, NodeError, Output};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
-use crate::config::BrokerUrl;
 use crate::error::Error;
 use crate::handle::{LifecycleEvent, Shared, StopReason};
 use crate::http::Registration;
@@ -31,8 +30,7 @@ use crate::runtime::{self, Runtime};
 use crate::settings::{variable_for, SampleSource, Settings};
 use crate::supervisor::{Incoming, Supervisor};
 use crate::time::{to_std, unix_micros, Clock};
-use crate::tls::Tls;
-use crate::transport::Transport;
+use crate::transport::{Endpoint, Transport};
 use subnodesync_sysinfo::{Refresh, Sample, SharedSampler};
 
 /// How long closing the transport may take before it is simply dropped.
@@ -76,7 +74,7 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
         }
     };
     node.set_wall_clock(clock.now(), unix_micros());
-    tracing::info!(broker = %settings.broker, "node starting");
+    tracing::info!(broker = %settings.endpoint.url, "node starting");
     let _ = ready.send(Ok(()));
     // Its own task: a slow or absent HTTP server never holds MQTT up.
     let http_registration = settings.http_register_url.take().and_then(|url| {
@@ -106,8 +104,7 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
 
     let mut driver = Driver {
         clock,
-        broker: &settings.broker,
-        tls: settings.tls.as_ref(),
+        endpoint: &settings.endpoint,
         write_timeout: to_std(node.write_timeout()),
         transport: None,
         connecting: None,
@@ -148,7 +145,7 @@ impl Drop for StopGuard {
 }
 
 /// A connect in progress.
-type Connecting<R> = Pin<Box<dyn Future<Output = io::Result<Transport<R>>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;
 
 /// What a polled output asks of the node once its borrow has ended.
 enum Then {
@@ -159,21 +156,20 @@ enum Then {
 }
 
 /// What woke the loop.
-enum Wake<R: Runtime> {
+enum Wake {
     Msg(Msg),
     Read(io::Result<usize>),
-    Opened(io::Result<Transport<R>>),
+    Opened(io::Result<Transport>),
     Timeout,
 }
 
 struct Driver<'h, R: Runtime> {
     clock: Clock<R>,
     // Borrowed from the settings the core's configuration borrows too: stored once in the task.
-    broker: &'h BrokerUrl,
-    tls: Option<&'h Tls>,
+    endpoint: &'h Endpoint,
     write_timeout: Duration,
-    transport: Option<Transport<R>>,
-    connecting: Option<Connecting<R>>,
+    transport: Option<Transport>,
+    connecting: Option<Connecting>,
     /// Which wake-up source is polled first next time.
     turn: usize,
     /// The core asked for a transport (`Output::Open`).
@@ -261,7 +257,7 @@ impl<R: Runtime> Driver<'_, R> {
                 }
                 Wake::Opened(Err(e)) => {
                     self.connecting = None;
-                    self.last_error = Some(format!("connecting to {}: {e}", self.broker));
+                    self.last_error = Some(format!("connecting to {}: {e}", self.endpoint.url));
                     node.handle_disconnected(now);
                 }
                 Wake::Msg(msg) => {
@@ -425,9 +421,9 @@ impl<R: Runtime> Driver<'_, R> {
             }
         }
         if std::mem::take(&mut self.open) {
-            tracing::debug!(broker = %self.broker, "opening transport");
+            tracing::debug!(broker = %self.endpoint.url, "opening transport");
             self.transport = None;
-            self.connecting = Some(Box::pin(Transport::connect(self.broker.clone(), self.tls.cloned())));
+            self.connecting = Some(Box::pin(Transport::connect::<R>(self.endpoint.clone())));
         }
         told
     }
@@ -554,7 +550,7 @@ pub(crate) async fn prime_shared_sample<R: Runtime>() {
 }
 
 /// Reads from the transport, or waits forever without one.
-async fn read_some<R: Runtime>(transport: &mut Option<Transport<R>>, buf: &mut [u8]) -> io::Result<usize> {
+async fn read_some(transport: &mut Option<Transport>, buf: &mut [u8]) -> io::Result<usize> {
     match transport {
         Some(t) => t.read(buf).await,
         None => std::future::pending().await,
@@ -570,7 +566,7 @@ async fn sleep_until<R: Runtime>(at: Option<std::time::Instant>) {
 }
 
 /// Finishes the connect in progress, or waits forever without one.
-async fn connect_some<R: Runtime>(connecting: &mut Option<Connecting<R>>) -> io::Result<Transport<R>> {
+async fn connect_some(connecting: &mut Option<Connecting>) -> io::Result<Transport> {
     match connecting {
         Some(c) => c.await,
         None => std::future::pending().await,

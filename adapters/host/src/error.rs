@@ -39,8 +39,8 @@ pub enum Error {
         variable: Option<&'static str>,
     },
     /// A TLS setting cannot be used: a PEM file that cannot be read or holds nothing usable, a
-    /// client certificate without its key, TLS files for an `mqtt://` broker, a host name
-    /// that cannot be checked against a certificate.
+    /// client certificate without its key, TLS files or ALPN names for an `mqtt://` or `ws://`
+    /// broker, a host name that cannot be checked against a certificate.
     Tls {
         /// The environment variable (`SUBNODE_TLS_CA`) or builder setting (`tls_ca`) at fault.
         name: &'static str,

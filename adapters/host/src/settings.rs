@@ -7,20 +7,19 @@ use std::time::Duration;
 
 use subnodesync_core::{Config, ConfigError, NodeVersion};
 
-use crate::config::{BrokerUrl, HttpUrl, Secret};
+use crate::config::{HttpUrl, Secret};
 use crate::handler::CommandHandler;
 use crate::metrics::{CustomMetrics, Sampler};
 use crate::time::to_core;
-use crate::tls::Tls;
+use crate::transport::Endpoint;
 
 /// Everything the builder resolved: owned, so the node task can lend it to the core.
 pub(crate) struct Settings {
     /// What the core's configuration borrows for the node's whole life.
     pub(crate) identity: Identity,
     pub(crate) timing: Timing,
-    pub(crate) broker: BrokerUrl,
-    /// Set exactly for `mqtts://`.
-    pub(crate) tls: Option<Tls>,
+    /// The broker URL and how to reach it.
+    pub(crate) endpoint: Endpoint,
     pub(crate) http_register_url: Option<HttpUrl>,
     pub(crate) handlers: HashMap<String, Arc<dyn CommandHandler>>,
     pub(crate) handler_timeout: Duration,
@@ -93,7 +92,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("node_name", &self.identity.node_name)
             .field("hostname", &self.identity.hostname)
-            .field("broker", &self.broker)
+            .field("endpoint", &self.endpoint)
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }

@@ -1,4 +1,4 @@
-//! The TLS client configuration for `mqtts://`: rustls on the `ring` provider, built once when
+//! The TLS client configuration for `mqtts://` and `wss://`: rustls on the `ring` provider, built once when
 //! the node starts, so a bad file is an error from `start`, never a reconnect loop.
 
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub(crate) struct FileSetting {
     pub(crate) name: &'static str,
 }
 
-/// What `mqtts://` needs per connection: shared, so each attempt clones two handles.
+/// What `mqtts://` and `wss://` need per connection: shared, so each attempt clones two handles.
 #[derive(Debug, Clone)]
 pub(crate) struct Tls {
     pub(crate) config: Arc<ClientConfig>,
@@ -63,8 +63,8 @@ fn certificates(file: &FileSetting) -> Result<Vec<CertificateDer<'static>>, Erro
 /// Builds the client configuration and checks `host` can be verified against a certificate.
 ///
 /// Trust: the CAs in `files.ca` if given, else the system's certificate store. A client
-/// certificate needs both `cert` and `key`.
-pub(crate) fn client(files: &TlsFiles, host: &str, host_name: &'static str) -> Result<Tls, Error> {
+/// certificate needs both `cert` and `key`. `alpn` is offered in the handshake, in order.
+pub(crate) fn client(files: &TlsFiles, host: &str, host_name: &'static str, alpn: &[String]) -> Result<Tls, Error> {
     let server_name = ServerName::try_from(host.to_owned())
         .map_err(|_| error(host_name, format!("{host:?} cannot be checked against a server certificate")))?;
 
@@ -91,7 +91,7 @@ pub(crate) fn client(files: &TlsFiles, host: &str, host_name: &'static str) -> R
         .with_safe_default_protocol_versions()
         .map_err(|e| error(host_name, e.to_string()))?
         .with_root_certificates(roots);
-    let config = match (&files.cert, &files.key) {
+    let mut config = match (&files.cert, &files.key) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let chain = certificates(cert)?;
@@ -101,17 +101,29 @@ pub(crate) fn client(files: &TlsFiles, host: &str, host_name: &'static str) -> R
         (Some(cert), None) => return Err(error(cert.name, "a client certificate needs its private key too")),
         (None, Some(key)) => return Err(error(key.name, "a private key needs its client certificate too")),
     };
+    config.alpn_protocols = alpn.iter().map(|name| name.as_bytes().to_vec()).collect();
     Ok(Tls { config: Arc::new(config), server_name })
 }
 
-/// The rustls client configuration a node builds for `mqtts://host`, for another client of the
-/// same broker (the management engine), so both ends trust and present certificates the same
-/// way: `ca` to trust instead of the system's store, `cert` and `key` for a client certificate.
-/// Errors name the `SUBNODE_TLS_*` variable of the file at fault.
+/// The rustls client configuration a node builds for `mqtts://host` or `wss://host`, for another
+/// client of the same broker (the management engine), so both ends trust and present
+/// certificates the same way: `ca` to trust instead of the system's store, `cert` and `key` for
+/// a client certificate. Errors name the `SUBNODE_TLS_*` variable of the file at fault.
 pub fn client_config(
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    host: &str,
+) -> Result<Arc<ClientConfig>, Error> {
+    client_config_with_alpn(ca, cert, key, &[], host)
+}
+
+/// [`client_config`] offering the `alpn` protocol names in the handshake (`SUBNODE_TLS_ALPN`).
+pub fn client_config_with_alpn(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    alpn: &[String],
     host: &str,
 ) -> Result<Arc<ClientConfig>, Error> {
     let setting = |path: Option<PathBuf>, name| path.map(|path| FileSetting { path, name });
@@ -120,5 +132,5 @@ pub fn client_config(
         cert: setting(cert, config::TLS_CERT),
         key: setting(key, config::TLS_KEY),
     };
-    Ok(client(&files, host, config::BROKER_URL)?.config)
+    Ok(client(&files, host, config::BROKER_URL, alpn)?.config)
 }

@@ -127,8 +127,8 @@ fn exit(code: i32, message: &str) -> ! {
 /// The broker from `SUBNODE_BROKER_URL`, parsed as `tokio_node` parses it, and resolved.
 fn broker_address(url: &str) -> Result<SocketAddr, String> {
     let broker = parse_broker_url(url).map_err(|expected| format!("{BROKER_URL}={url:?}: expected {expected}"))?;
-    if broker.scheme == Scheme::Mqtts {
-        return Err(format!("{BROKER_URL}={url:?}: this example has no TLS stack; use mqtt://"));
+    if broker.scheme != Scheme::Mqtt {
+        return Err(format!("{BROKER_URL}={url:?}: this example has no TLS or WebSocket stack; use mqtt://"));
     }
     let resolved = (broker.host.as_str(), broker.port).to_socket_addrs();
     resolved.map_err(|e| format!("{BROKER_URL}={url:?}: {e}"))?.next().ok_or_else(|| format!("{url}: no address"))

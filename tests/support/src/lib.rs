@@ -4,6 +4,8 @@
 //! (rumqttc) that reads only what goes over MQTT; and the broker scenarios every adapter must
 //! pass, with the example nodes' `echo` and `count` they exercise.
 
+pub mod amqtt;
+pub mod proxy;
 pub mod scenarios;
 pub mod tls;
 
@@ -89,6 +91,30 @@ impl Broker {
     /// Starts the broker again on the same port (it lost all state: persistence is off).
     pub fn restart(&mut self) {
         self.0.restart().unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// A broker process a test can kill and start again on the same ports.
+pub trait RestartableBroker {
+    /// The loopback port of its plain MQTT listener (the engine's).
+    fn port(&self) -> u16;
+    /// Kills the broker at once (SIGKILL): connections drop without any goodbye.
+    fn kill(&mut self);
+    /// Starts the broker again on the same ports (it lost all state).
+    fn restart(&mut self);
+}
+
+impl RestartableBroker for Broker {
+    fn port(&self) -> u16 {
+        Broker::port(self)
+    }
+
+    fn kill(&mut self) {
+        Broker::kill(self);
+    }
+
+    fn restart(&mut self) {
+        Broker::restart(self);
     }
 }
 

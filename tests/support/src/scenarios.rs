@@ -12,7 +12,7 @@ use subnodesync_host::{
     StopReason,
 };
 
-use crate::{assert_key_order, assert_no_retained, base, is_timestamp, outcome, Broker, Engine, WAIT};
+use crate::{assert_key_order, assert_no_retained, base, is_timestamp, outcome, Engine, RestartableBroker, WAIT};
 
 /// A node on the broker at `url` with the suites' short intervals, ignoring the process
 /// environment.
@@ -407,7 +407,7 @@ pub async fn a_panicking_handler_fails_its_command_and_the_node_carries_on<R: Ru
 /// After the broker is killed and restarted (losing every session and retained message), the
 /// node reconnects, registers again, and its heartbeats resume.
 pub async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume<R: Runtime>(
-    broker: &mut Broker,
+    broker: &mut impl RestartableBroker,
     node: impl Fn(&str) -> NodeBuilder<R>,
 ) {
     let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
@@ -478,7 +478,7 @@ pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime
 /// * `broker_scenarios!(Runtime)`: every scenario above and every [`crate::tls`] scenario, each
 ///   against a fresh mosquitto: a runtime adapter's whole shared suite in one line;
 /// * `broker_scenarios!(Runtime, BrokerType; scenario, ...)`: the named scenarios of this module
-///   against another broker, any type with `start()`, `port()` and `url()` as [`Broker`] has.
+///   against another broker, any type with `start()`, `port()` and `url()` as [`crate::Broker`] has.
 #[macro_export]
 macro_rules! broker_scenarios {
     ($runtime:ty) => {

@@ -58,7 +58,8 @@ struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection (flags, then SUBNODE_* variables, then defaults)")]
 struct Connection {
-    /// Broker URL, mqtt://host:port [env: SUBNODE_BROKER_URL; default mqtt://localhost:1883]
+    /// Broker URL: mqtt://host:port, mqtts://host:port, ws://host:port/path or wss://host:port/path
+    /// [env: SUBNODE_BROKER_URL; default mqtt://localhost:1883]
     #[arg(long, global = true, value_name = "URL")]
     broker: Option<String>,
     /// MQTT username [env: SUBNODE_USERNAME]
@@ -71,13 +72,14 @@ struct Connection {
     /// File whose first line is the MQTT password [env: SUBNODE_PASSWORD_FILE]
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "password")]
     password_file: Option<String>,
-    /// For mqtts://: PEM file of the CA(s) to trust instead of the system's [env: SUBNODE_TLS_CA]
+    /// For mqtts:// and wss://: PEM file of the CA(s) to trust instead of the system's
+    /// [env: SUBNODE_TLS_CA]
     #[arg(long, global = true, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
-    /// For mqtts://: PEM client certificate [env: SUBNODE_TLS_CERT]
+    /// For mqtts:// and wss://: PEM client certificate [env: SUBNODE_TLS_CERT]
     #[arg(long, global = true, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
-    /// For mqtts://: PEM private key of the client certificate [env: SUBNODE_TLS_KEY]
+    /// For mqtts:// and wss://: PEM private key of the client certificate [env: SUBNODE_TLS_KEY]
     #[arg(long, global = true, value_name = "FILE")]
     tls_key: Option<PathBuf>,
     /// Topic prefix the nodes use [env: SUBNODE_TOPIC_PREFIX; default subnodesync]

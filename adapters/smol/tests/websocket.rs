@@ -1,0 +1,46 @@
+//! The smol adapter over MQTT over WebSocket against amqtt (a real broker with WebSocket
+//! listeners, started by each test on its own loopback ports): the broker scenarios the tokio
+//! adapter passes over `ws://`, a broker restart and `wss://`, with the node on smol's executor
+//! and reactor (the test's engine, a plain MQTT client on the broker's TCP listener, runs on
+//! tokio).
+
+use serde_json::json;
+use subnodesync_smol::Smol;
+use subnodesync_testkit::amqtt::Amqtt;
+use subnodesync_testkit::scenarios::{self, echo_and_count, online, suite_node};
+use subnodesync_testkit::Engine;
+
+subnodesync_testkit::broker_scenarios!(Smol, Amqtt;
+    register_status_and_heartbeat_carry_every_field,
+    ping_and_an_application_command_are_answered,
+    an_unknown_command_fails,
+    a_duplicate_request_id_is_not_run_again,
+    retained_orders_are_never_run,
+    hostile_control_traffic_leaves_the_node_answering,
+    a_broadcast_command_reaches_every_instance,
+    a_panicking_handler_fails_its_command_and_the_node_carries_on,
+    a_handler_past_the_engines_deadline_gets_a_failed_result,
+    a_clean_stop_leaves_status_offline_retained_and_no_register,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
+    let mut broker = Amqtt::start();
+    let url = broker.url();
+    scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(&mut broker, |name| {
+        suite_node::<Smol>(&url, name)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_wss_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands() {
+    let broker = Amqtt::start_with_wss();
+    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
+    let builder = echo_and_count(suite_node::<Smol>(&broker.wss_url(), "secure-ws")).tls_ca(&broker.pki().ca);
+    let (handle, base) = online(builder, &mut engine).await;
+    let result = engine.ask(&base, "r-wss", "echo", json!({ "over": "wss" })).await;
+    assert_eq!(result["data"], json!({ "over": "wss" }));
+    handle.stop().await;
+    engine.expect_status(&base, "offline").await;
+}
