@@ -76,7 +76,11 @@ pub(crate) async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut
                     tracing::info!("connected to the broker");
                     let _ = shared.events.send(FleetEvent::BrokerConnected);
                 }
-                let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                // Heartbeats at QoS 0: periodic state the next one replaces, which this engine
+                // (maybe one of several in a `$share` group) then never acknowledges before it
+                // has written it. Register, status and result at QoS 1: every engine receives them.
+                let qos = |f: &str| if f.ends_with("/heartbeat") { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), qos(f)));
                 // `try_`: awaiting here would wait on the very loop that drains the queue.
                 if let Err(e) = client.try_subscribe_many(subs) {
                     tracing::warn!(error = %e, "cannot subscribe");

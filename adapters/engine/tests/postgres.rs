@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use subnode::http::{get, post_json};
 use subnode::*;
 use subnodesync_fixtures::Postgres;
+use subnodesync_testkit::tls::make_pki;
 use subnodesync_testkit::{Broker, WAIT};
 
 /// `subnode nodes --json --offline`: the shared database's registry, no engine involved.
@@ -139,4 +140,30 @@ fn a_postgresql_restart_while_ingesting_loses_nothing_the_engine_took() {
         let (beats, uptime) = (row["heartbeats"].as_u64().unwrap_or(0), row["uptime"].as_u64().unwrap_or(u64::MAX));
         uptime >= 8 && beats + 3 >= uptime && beats <= uptime + 2
     });
+}
+
+#[test]
+fn tls_to_postgresql_checks_the_servers_certificate_and_name() {
+    let scratch = Scratch::new("postgres-tls");
+    let (ours, stranger) = (scratch.0.join("ours"), scratch.0.join("stranger"));
+    std::fs::create_dir_all(&ours).and_then(|()| std::fs::create_dir_all(&stranger)).expect("PKI directories");
+    let (pki, other) = (make_pki(&ours), make_pki(&stranger));
+    let pg = Postgres::start_with_tls(&pki.server_cert, &pki.server_key).expect("PostgreSQL with TLS");
+    let at = |host: &str, options: &str| format!("postgres://subnode@{host}:{}/postgres?{options}", pg.port());
+    let nodes = |db: &str| run("mqtt://127.0.0.1:9", db, &["nodes", "--offline", "--json"]);
+
+    // The server takes TLS connections only: the one that works used it.
+    let trusted = nodes(&at("localhost", &format!("sslmode=verify-full&sslrootcert={}", pki.ca.display())));
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert_eq!(json(&trusted), json!([]));
+    let clear = nodes(&at("localhost", "sslmode=disable"));
+    assert!(!clear.status.success(), "a connection in the clear was let in");
+
+    // Another CA's trust, or a name the certificate is not for, is refused with the reason.
+    let untrusted = nodes(&at("localhost", &format!("sslmode=require&sslrootcert={}", other.ca.display())));
+    let wrong_name = nodes(&at("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={}", pki.ca.display())));
+    for refused in [untrusted, wrong_name] {
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains("certificate"), "{stderr}");
+    }
 }

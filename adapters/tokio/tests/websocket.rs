@@ -10,35 +10,14 @@ use std::time::Duration;
 use serde_json::json;
 use subnodesync_testkit::amqtt::Amqtt;
 use subnodesync_testkit::proxy::ConnectProxy;
-use subnodesync_testkit::scenarios::{self, echo_and_count, next_event, online, suite_node};
+use subnodesync_testkit::scenarios::{echo_and_count, next_event, online, suite_node};
 use subnodesync_testkit::{Engine, WAIT};
 use subnodesync_tokio::{BrokerUrl, DisconnectReason, LifecycleEvent, NodeBuilder, Tokio};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::TokioAsyncReadCompatExt as _;
 
 // The scenarios every runtime adapter passes on mosquitto over TCP, with the node on ws://.
-subnodesync_testkit::broker_scenarios!(Tokio, Amqtt;
-    register_status_and_heartbeat_carry_every_field,
-    ping_and_an_application_command_are_answered,
-    an_unknown_command_fails,
-    a_duplicate_request_id_is_not_run_again,
-    retained_orders_are_never_run,
-    hostile_control_traffic_leaves_the_node_answering,
-    a_broadcast_command_reaches_every_instance,
-    a_panicking_handler_fails_its_command_and_the_node_carries_on,
-    a_handler_past_the_engines_deadline_gets_a_failed_result,
-    a_clean_stop_leaves_status_offline_retained_and_no_register,
-);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
-    let mut broker = Amqtt::start();
-    let url = broker.url();
-    scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(&mut broker, |name| {
-        suite_node::<Tokio>(&url, name)
-    })
-    .await;
-}
+subnodesync_testkit::broker_scenarios!(@every Tokio, Amqtt);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_wss_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands() {

@@ -477,12 +477,24 @@ pub async fn a_handler_past_the_engines_deadline_gets_a_failed_result<R: Runtime
 ///
 /// * `broker_scenarios!(Runtime)`: every scenario above and every [`crate::tls`] scenario, each
 ///   against a fresh mosquitto: a runtime adapter's whole shared suite in one line;
+/// * `broker_scenarios!(@every Runtime, BrokerType)`: every scenario of this module and the
+///   broker restart against another broker (one that can restart, as amqtt can);
 /// * `broker_scenarios!(Runtime, BrokerType; scenario, ...)`: the named scenarios of this module
 ///   against another broker, any type with `start()`, `port()` and `url()` as [`crate::Broker`] has.
 #[macro_export]
 macro_rules! broker_scenarios {
     ($runtime:ty) => {
-        $crate::broker_scenarios!($runtime, $crate::Broker;
+        $crate::broker_scenarios!(@every $runtime, $crate::Broker);
+        $crate::broker_scenarios!(@tls $runtime;
+            over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands,
+            a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error,
+            a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one,
+        );
+    };
+    // Every scenario and the broker restart, on a broker of type `$broker` (mosquitto over TCP,
+    // amqtt with the node on WebSocket).
+    (@every $runtime:ty, $broker:ty) => {
+        $crate::broker_scenarios!($runtime, $broker;
             register_status_and_heartbeat_carry_every_field,
             ping_and_an_application_command_are_answered,
             an_unknown_command_fails,
@@ -494,15 +506,10 @@ macro_rules! broker_scenarios {
             a_handler_past_the_engines_deadline_gets_a_failed_result,
             a_clean_stop_leaves_status_offline_retained_and_no_register,
         );
-        $crate::broker_scenarios!(@tls $runtime;
-            over_tls_with_a_ca_made_in_the_test_the_node_registers_and_answers_commands,
-            a_server_certificate_for_another_name_or_from_an_unknown_ca_is_refused_with_a_clear_error,
-            a_broker_that_requires_a_client_certificate_accepts_the_node_that_presents_one,
-        );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn after_a_broker_restart_the_node_registers_again_and_heartbeats_resume() {
-            let mut broker = $crate::Broker::start();
+            let mut broker = <$broker>::start();
             let url = broker.url();
             $crate::scenarios::after_a_broker_restart_the_node_registers_again_and_heartbeats_resume(
                 &mut broker,

@@ -250,7 +250,7 @@ impl Database {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::tests::{backends, temp};
     use crate::store::Batch;
@@ -267,7 +267,8 @@ mod tests {
         }
     }
 
-    fn result(request_id: &str, state: &str, message: &str, received_ms: i64) -> ResultRecord {
+    /// A result of instance `a-h-1` for `request_id`.
+    pub(crate) fn result(request_id: &str, state: &str, message: &str, received_ms: i64) -> ResultRecord {
         ResultRecord {
             request_id: request_id.into(),
             instance_id: "a-h-1".into(),

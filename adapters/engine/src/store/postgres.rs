@@ -506,27 +506,12 @@ impl AsyncWrite for RustlsStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::ResultRecord;
+    use crate::store::history::tests::result;
     use crate::store::{Batch, Database, Location};
     use subnodesync_fixtures::Postgres as Server;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-    }
-
-    fn result(request_id: &str, state: &str, message: &str) -> ResultRecord {
-        ResultRecord {
-            request_id: request_id.into(),
-            instance_id: "a-h-1".into(),
-            node_name: "a".into(),
-            command: "ping".into(),
-            success: true,
-            message: message.into(),
-            data: None,
-            state: state.into(),
-            timestamp: "2024-01-01T12:00:00Z".into(),
-            received_ms: 1,
-        }
     }
 
     #[test]
@@ -578,11 +563,11 @@ mod tests {
         let runtime = runtime();
         let _inside = runtime.enter();
         let mut db = Database::open(&Location::parse(&server.url()).unwrap()).unwrap();
-        let batch = Batch { results: vec![result("r1", "done", "ok")], ..Batch::default() };
+        let batch = Batch { results: vec![result("r1", "done", "ok", 1)], ..Batch::default() };
         db.write(&batch).unwrap();
         server.restart().unwrap();
         // The call that finds the connection gone may fail; the next one reconnects.
-        let batch = Batch { results: vec![result("r2", "done", "ok")], ..Batch::default() };
+        let batch = Batch { results: vec![result("r2", "done", "ok", 1)], ..Batch::default() };
         if db.write(&batch).is_err() {
             db.write(&batch).unwrap();
         }
@@ -596,7 +581,7 @@ mod tests {
         let _inside = runtime.enter();
         let mut db = Database::open(&Location::parse(&server.url()).unwrap()).unwrap();
         // A NUL (JSON's \u0000) and a progress message far longer than an index entry.
-        let results = vec![result("r1", "in_progress", &"x".repeat(100_000)), result("r1", "done", "a\0b")];
+        let results = vec![result("r1", "in_progress", &"x".repeat(100_000), 1), result("r1", "done", "a\0b", 1)];
         db.write(&Batch { results, ..Batch::default() }).unwrap();
         let kept = db.history(1, None).unwrap();
         assert!(kept.is_empty(), "no command r1: the results are orphans, kept outside the history");
