@@ -322,8 +322,9 @@ impl Registry {
     }
 
     /// Applies one message received on `topic` at `now_ms` (Unix milliseconds). A `retained`
-    /// one is the broker replaying what it holds (at every subscribe): it changes what it says
-    /// differently from what the registry knows, and is not taken as a sighting.
+    /// one may be the broker replaying what it holds (at every subscribe): it is not taken as a
+    /// sighting, and a replayed status changes only what it says differently. (A register in
+    /// place is news either way: after a broker restart, replays are registrations made since.)
     pub(crate) fn ingest(
         &mut self,
         prefix: &str,
@@ -419,11 +420,6 @@ impl Registry {
             Kind::Register => {
                 let reg = RegisterView::parse(payload)?;
                 check(reg.node_name, reg.instance_id)?;
-                let known =
-                    |k: &Instance| k.registered && k.pid == reg.pid && Unescaped(reg.start_time).means(&k.start_time);
-                if retained && self.get(instance).is_some_and(known) {
-                    return Ok(Ingested::Quiet);
-                }
                 let hostname = reg.hostname.unwrap_or_default();
                 // The views checked the payload is UTF-8.
                 let json = self.storable(core::str::from_utf8(payload).unwrap_or_default()).map(str::to_owned);
@@ -680,12 +676,13 @@ pub(crate) mod tests {
         r.take_dirty();
         assert_eq!(r.mark_missing(200, 200).len(), 1);
         r.take_dirty();
-        // A reconnect replays both: neither is news, neither is a sighting, nothing to write.
+        // A reconnect replays both: neither is a sighting, and `online` is no news of a missing
+        // instance (the register in place is, and is written).
         r.listening_from(300);
-        assert_eq!(r.ingest("subnodesync", reg, register.as_bytes(), 300, true), Ok(Ingested::Quiet));
+        assert!(matches!(r.ingest("subnodesync", reg, register.as_bytes(), 300, true), Ok(Ingested::Events(_))));
         assert_eq!(r.ingest("subnodesync", st, status("online").as_bytes(), 300, true), Ok(Ingested::Quiet));
         let inst = r.get("app-h-1").unwrap();
-        assert_eq!((inst.status, inst.last_seen_ms, r.dirty_count()), (Status::Missing, 100, 0));
+        assert_eq!((inst.status, inst.last_seen_ms, inst.registered_ms), (Status::Missing, 100, Some(300)));
         // A retained `lost` this engine missed is news, but still no sighting.
         assert!(matches!(r.ingest("subnodesync", st, status("lost").as_bytes(), 400, true), Ok(Ingested::Events(_))));
         let inst = r.get("app-h-1").unwrap();
