@@ -2,7 +2,7 @@
 //! commands and collects their results.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +22,7 @@ use crate::persist::Backlog;
 use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Ingested, Instance, Limits, Registry};
 use crate::send::{self, with_timeout_ms, SendOutcome, SendRequest, Verdict};
+use crate::stats::{Counters, IngestStats};
 use crate::store::{Database, HistoryQuery};
 use crate::target::Target;
 use crate::tasks;
@@ -41,52 +42,6 @@ pub(crate) fn now_ms() -> i64 {
 /// consistent, so a poisoned lock holds nothing half-done.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Counters since the engine started.
-#[derive(Debug, Default)]
-struct Counters {
-    messages: AtomicU64,
-    heartbeats: AtomicU64,
-    rejected: AtomicU64,
-    oversized: AtomicU64,
-    flush_failures: AtomicU64,
-    rows_written: AtomicU64,
-    commands_succeeded: AtomicU64,
-    commands_failed: AtomicU64,
-    commands_timed_out: AtomicU64,
-}
-
-/// Counters since the engine started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IngestStats {
-    /// Messages received from the broker.
-    pub messages: u64,
-    /// Heartbeats ingested.
-    pub heartbeats: u64,
-    /// Messages refused (bad topic or payload).
-    pub rejected: u64,
-    /// Messages larger than [`MAX_PAYLOAD`], skipped unread.
-    pub oversized: u64,
-    /// Messages about new instances refused because the registry held `max_instances`.
-    pub registry_full: u64,
-    /// Register payloads and metrics objects over `max_stored_json`, ingested without their JSON.
-    pub json_not_stored: u64,
-    /// Results not stored because [`MAX_BACKLOG_RESULTS`](crate::MAX_BACKLOG_RESULTS) were
-    /// already waiting for the database.
-    pub results_not_stored: u64,
-    /// Database writes that failed (and were retried).
-    pub flush_failures: u64,
-    /// Rows written to the database (instances, commands, results, deletions).
-    pub rows_written: u64,
-    /// Rows accepted and not yet in the database, changed instances included.
-    pub unsaved_rows: usize,
-    /// Commands sent by this engine that every target answered with success.
-    pub commands_succeeded: u64,
-    /// Commands sent by this engine with at least one failed result (and none missing).
-    pub commands_failed: u64,
-    /// Commands sent by this engine that some target did not answer in time (or none was expected).
-    pub commands_timed_out: u64,
 }
 
 /// What the engine's handle and its background tasks share.
@@ -385,27 +340,12 @@ impl Engine {
 
     /// Counters since start.
     pub fn stats(&self) -> IngestStats {
-        let c = &self.shared.counters;
         let (refusals, dirty) = {
             let registry = lock(&self.shared.registry);
             (registry.refusals(), registry.dirty_count())
         };
         let backlog = lock(&self.shared.backlog);
-        IngestStats {
-            messages: c.messages.load(Ordering::Relaxed),
-            heartbeats: c.heartbeats.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            oversized: c.oversized.load(Ordering::Relaxed),
-            registry_full: refusals.registry_full,
-            json_not_stored: refusals.json_not_stored,
-            results_not_stored: backlog.results_not_stored,
-            flush_failures: c.flush_failures.load(Ordering::Relaxed),
-            rows_written: c.rows_written.load(Ordering::Relaxed),
-            unsaved_rows: backlog.rows() + dirty,
-            commands_succeeded: c.commands_succeeded.load(Ordering::Relaxed),
-            commands_failed: c.commands_failed.load(Ordering::Relaxed),
-            commands_timed_out: c.commands_timed_out.load(Ordering::Relaxed),
-        }
+        self.shared.counters.snapshot(refusals, backlog.results_not_stored, backlog.rows() + dirty)
     }
 
     /// Writes the registry and everything queued to the database now; on an error it all stays

@@ -16,6 +16,7 @@ pub mod fuzzing;
 mod record;
 mod registry;
 mod send;
+mod stats;
 mod store;
 mod target;
 mod tasks;
@@ -26,13 +27,14 @@ mod timestamp;
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, Limit, DB, HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE};
 pub use config::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
-pub use engine::{Engine, IngestStats, MAX_PAYLOAD, SHUTDOWN_FLUSH_FOR};
+pub use engine::{Engine, MAX_PAYLOAD, SHUTDOWN_FLUSH_FOR};
 pub use error::{Error, FilterError, IngestError};
 pub use event::FleetEvent;
 pub use persist::MAX_BACKLOG_RESULTS;
 pub use record::{CommandRecord, ResultRecord};
 pub use registry::{Instance, Registry, Status};
 pub use send::{SendOutcome, SendRequest, Verdict};
+pub use stats::IngestStats;
 pub use store::{
     Database, HistoryQuery, Location, PostgresUrl, Retention, MAX_ORPHAN_RESULTS, MAX_PROGRESS_PER_RESULT,
 };
