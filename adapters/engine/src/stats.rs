@@ -27,7 +27,7 @@ pub struct IngestStats {
     pub heartbeats: u64,
     /// Messages refused (bad topic or payload).
     pub rejected: u64,
-    /// Messages larger than [`MAX_PAYLOAD`], skipped unread.
+    /// Messages larger than [`MAX_PAYLOAD`](crate::MAX_PAYLOAD), skipped unread.
     pub oversized: u64,
     /// Messages about new instances refused because the registry held `max_instances`.
     pub registry_full: u64,
