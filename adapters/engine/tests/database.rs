@@ -2,6 +2,9 @@
 //! engine accepted is lost while the database is locked, and nothing a publisher sends grows the
 //! engine's memory or its database without bound.
 
+mod config;
+
+use config::engine_config;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,18 +16,6 @@ use subnodesync_engine::{
 use subnodesync_testkit::{Broker, WAIT};
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
 use tokio::sync::broadcast;
-
-fn engine_config(url: &str, name: &str) -> EngineConfig {
-    let db = std::env::temp_dir().join(format!("subnode-database-{}-{name}", std::process::id())).join("engine.db");
-    let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
-    EngineConfig {
-        db: db.into(),
-        heartbeat_interval: Duration::from_secs(1),
-        ..EngineConfig::from_lookup(&|_| None).expect("defaults")
-    }
-    .broker_url(url)
-    .expect("a valid url")
-}
 
 async fn node(url: &str, host: &str) -> NodeHandle {
     NodeBuilder::new("shop")

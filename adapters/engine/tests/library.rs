@@ -3,10 +3,13 @@
 
 mod common;
 
+mod config;
+
+use config::engine_config;
 use std::time::{Duration, Instant};
 
 use common::Rumqttd;
-use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Selector, SendRequest, Status, Target};
+use subnodesync_engine::{Engine, FleetEvent, Selector, SendRequest, Status, Target};
 use subnodesync_testkit::WAIT;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
 
@@ -26,18 +29,6 @@ async fn node(url: &str, host: &str, version: &str) -> NodeHandle {
         .start()
         .await
         .expect("node starts")
-}
-
-fn engine_config(url: &str, name: &str) -> EngineConfig {
-    let db = std::env::temp_dir().join(format!("subnode-lib-{}-{name}", std::process::id())).join("engine.db");
-    let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
-    EngineConfig {
-        db: db.into(),
-        heartbeat_interval: Duration::from_secs(1),
-        ..EngineConfig::from_lookup(&|_| None).expect("defaults")
-    }
-    .broker_url(url)
-    .expect("a valid url")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

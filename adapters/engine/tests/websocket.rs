@@ -3,6 +3,9 @@
 //! round trip between a node on `ws://` and the engine on `mqtt://`, the other way round, the
 //! engine on `wss://` with the test's CA, and the engine through an HTTP proxy.
 
+mod config;
+
+use config::engine_config;
 use std::time::Duration;
 
 use subnodesync_engine::{Engine, EngineConfig, FleetEvent, SendRequest, Target};
@@ -23,18 +26,6 @@ fn node(url: &str, host: &str) -> NodeBuilder {
             "echo",
             |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
         ))
-}
-
-fn engine_config(url: &str, name: &str) -> EngineConfig {
-    let db = std::env::temp_dir().join(format!("subnode-ws-{}-{name}", std::process::id())).join("engine.db");
-    let _ = std::fs::remove_dir_all(db.parent().expect("a parent"));
-    EngineConfig {
-        db: db.into(),
-        heartbeat_interval: Duration::from_secs(1),
-        ..EngineConfig::from_lookup(&|_| None).expect("defaults")
-    }
-    .broker_url(url)
-    .expect("a valid url")
 }
 
 /// Starts `node`, waits until the engine has seen it register, then has it echo and checks the
