@@ -13,7 +13,7 @@ use embassy_time::{Duration, Instant};
 use embedded_io_adapters::futures_03::FromFutures;
 use serde_json::json;
 use subnodesync_core::Writer;
-use subnodesync_core::{Command, Config, Metric, Metrics, Node, Outcome};
+use subnodesync_core::{Command, Config, Metric, Metrics, Node, Outcome, RawJson, Rejection};
 use subnodesync_embassy::{run, Handler, Handlers, Notice, Resources, Sampler, Stopped};
 use subnodesync_testkit::{base, Broker, Engine, WAIT};
 
@@ -54,8 +54,14 @@ impl Sampler for Uptime {
 #[embassy_executor::task(pool_size = 2)]
 async fn node_task(port: u16, name: &'static str, result: Arc<Mutex<Option<Stopped>>>) {
     let mut double = Double;
+    // A device setting from the desired state: an LED, on or off.
+    let mut led = |value: RawJson<'_>| match value.deserialize::<bool>() {
+        Some(_) => Ok(()),
+        None => Err(Rejection::new("must be true or false")),
+    };
     let mut handlers: Handlers<'_, 2> = Handlers::new();
     handlers.add("double", &mut double).expect("room for a handler");
+    handlers.add_setting("led", &mut led).expect("room for a setting");
     let commands = handlers.names();
     let config = Config {
         heartbeat_interval: Duration::from_secs(1),
@@ -158,4 +164,34 @@ async fn keeps_trying_until_a_broker_appears_and_restart_ends_run() {
     assert_eq!(engine.ask(&base, "r-restart", "restart", json!({})).await["message"], "restarting");
     engine.expect_status(&base, "offline").await;
     assert_eq!(stopped(node).await, Some(Stopped::RestartRequested));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desired_state_set_before_the_device_starts_is_applied_and_reported_from_its_table() {
+    let name = "embassy-desired";
+    let broker = Broker::start();
+    let mut engine = Engine::connect(broker.port(), &["subnodesync/#"]).await;
+    let doc = json!({"version": 3, "settings": {"led": true, "speed": 3, "heartbeat_interval": 5}});
+    engine.publish_retained(&format!("subnodesync/{name}/desired"), doc.to_string()).await;
+    let node = start_node(broker.port(), name);
+    let base = instance_base(name);
+    let reported = format!("{base}/reported");
+
+    let r = engine.expect_on(&reported).await.json();
+    assert_eq!(r["version"], 3);
+    assert_eq!(r["settings"], json!({"led": true, "heartbeat_interval": 5}));
+    assert_eq!(r["rejected"], json!({"speed": "unknown setting"}));
+    let status = engine.ask(&base, "r-status", "status", json!({})).await;
+    assert_eq!(status["data"]["heartbeat_interval"], 5);
+
+    let doc = json!({"version": 4, "settings": {"led": "on"}});
+    engine.publish_retained(&format!("{base}/desired"), doc.to_string()).await;
+    let r = engine.expect_on(&reported).await.json();
+    assert_eq!((r["version"].clone(), r["settings"].clone()), (json!(4), json!({"heartbeat_interval": 5})));
+    assert_eq!(r["rejected"], json!({"led": "must be true or false", "speed": "unknown setting"}));
+
+    assert_eq!(engine.ask(&base, "r-stop", "stop", json!({})).await["message"], "stopping");
+    let cleared = engine.expect_on(&reported).await;
+    assert!(cleared.payload.is_empty(), "the report was not deleted: {}", cleared.text());
+    assert_eq!(stopped(node).await, Some(Stopped::StopRequested));
 }

@@ -20,6 +20,8 @@ pub(crate) struct Engine {
     /// Each node's index by its instance id, to tell who sent a result.
     node_by_instance: BTreeMap<String, usize>,
     broadcast_topic: String,
+    /// The last desired-document version published: every document gets a greater one.
+    pub(crate) desired_version: u64,
 }
 
 /// One command to one node.
@@ -45,6 +47,7 @@ impl Engine {
             by_request_id: BTreeMap::new(),
             node_by_instance,
             broadcast_topic: format!("{}/{}/control", config.node.topic_prefix, config.node.node_name),
+            desired_version: 0,
         }
     }
 }

@@ -25,7 +25,9 @@
 //! * no panic, and no busy loop: after `handle_timeout(now)` the node's next deadline is later
 //!   than `now`, or it made progress;
 //! * every node is connected again at the end of the quiet tail, with a retained `register`
-//!   and a retained status `online` (an old connection's will never has the last word).
+//!   and a retained status `online` (an old connection's will never has the last word);
+//! * every node's retained desired-state report carries the merged version of the desired
+//!   documents the broker holds for it, and exactly the merged settings its application took.
 //!
 //! ```
 //! use subnodesync_sim::{run, SimConfig};
@@ -74,6 +76,7 @@
 #![deny(missing_docs)]
 
 mod broker;
+mod desired;
 mod engine;
 mod faults;
 mod network;
@@ -180,8 +183,12 @@ pub struct SimConfig {
     /// The engine resends a request without a final result after this long.
     pub engine_retry: Duration,
     /// Whether the engine also sends `set_heartbeat_interval` (5 to 17 s, a new value each
-    /// time) and `reregister`; off keeps the heartbeat interval as configured.
+    /// time) and `reregister`, and desired documents name `heartbeat_interval`; off keeps the
+    /// heartbeat interval as configured.
     pub change_heartbeat_interval: bool,
+    /// Desired-state changes the engine makes over `duration` (on average): retained
+    /// documents for the name or one instance, now and then one without settings.
+    pub desired_changes: u32,
     /// Record a readable trace (packets, faults, timer firings) in the [`Report`].
     pub trace: bool,
     /// A broker restart at exactly this simulated time (within `duration`), besides any the
@@ -214,6 +221,7 @@ impl Default for SimConfig {
             commands_per_node: 12,
             engine_retry: Duration::from_secs(20),
             change_heartbeat_interval: true,
+            desired_changes: 6,
             trace: false,
             broker_restart_at: None,
         }
@@ -290,6 +298,8 @@ pub struct SimStats {
     pub executed: u32,
     /// Last wills (`status` `lost`) the broker published.
     pub wills: u32,
+    /// Desired documents the engine published or deleted (lost ones included).
+    pub desired_changes: u32,
     /// Faults injected, by kind, in the order of [`FAULT_KINDS`].
     pub faults: [u32; 7],
     /// Bytes carried, both directions.

@@ -95,6 +95,7 @@ enum Action {
     Disconnected { reason: DisconnectReason, retry_in: Duration },
     HeartbeatDue,
     Command(OwnedCommand),
+    DesiredChanged,
     Note(String),
     ResultsDropped,
 }
@@ -136,13 +137,7 @@ impl<'a> World<'a, '_> {
         let now = self.node_now(i);
         let interval = self.nodes[i].node.heartbeat_interval();
         f(&mut self.nodes[i].node, now);
-        let sim_node = &mut self.nodes[i];
-        if sim_node.node.heartbeat_interval() != interval {
-            // `set_heartbeat_interval`: the next heartbeat is due one new interval from now.
-            let next = now.as_micros() + micros(sim_node.node.heartbeat_interval());
-            sim_node.heartbeat_due_by = Some(next);
-            self.log(&format!("n{i}"), || "heartbeat interval changed".into());
-        }
+        self.note_interval(i, interval, now);
         let mut produced = 0;
         loop {
             let actions = self.drain(i);
@@ -157,6 +152,17 @@ impl<'a> World<'a, '_> {
         self.after_step(i);
         self.refresh_deadline(i);
         produced
+    }
+
+    /// After `set_heartbeat_interval` or desired state changed the interval from `before`, the
+    /// next heartbeat is due one new interval from `now`.
+    fn note_interval(&mut self, i: usize, before: Duration, now: Instant) {
+        let sim_node = &mut self.nodes[i];
+        if sim_node.node.heartbeat_interval() != before {
+            let next = now.as_micros() + micros(sim_node.node.heartbeat_interval());
+            sim_node.heartbeat_due_by = Some(next);
+            self.log(&format!("n{i}"), || "heartbeat interval changed".into());
+        }
     }
 
     /// Re-files node `i`'s deadline after something may have moved it.
@@ -177,6 +183,7 @@ impl<'a> World<'a, '_> {
                     Event::Disconnected { reason, retry_in } => Action::Disconnected { reason, retry_in },
                     Event::HeartbeatDue => Action::HeartbeatDue,
                     Event::Command(command) => Action::Command(command.into()),
+                    Event::DesiredChanged { .. } => Action::DesiredChanged,
                     Event::MessagesDropped { heartbeats, results } => {
                         if results > 0 {
                             Action::ResultsDropped
@@ -214,6 +221,11 @@ impl<'a> World<'a, '_> {
             Action::Disconnected { reason, retry_in } => self.disconnected(i, reason, retry_in),
             Action::HeartbeatDue => self.heartbeat(i),
             Action::Command(command) => self.command(i, command),
+            Action::DesiredChanged => {
+                let (interval, now) = (self.nodes[i].node.heartbeat_interval(), self.node_now(i));
+                self.apply_desired(i);
+                self.note_interval(i, interval, now);
+            }
             Action::Note(note) => self.log(&format!("n{i}"), || note),
             Action::ResultsDropped => {
                 self.nodes[i].results_dropped = true;

@@ -49,6 +49,8 @@ pub(crate) enum SimEvent {
     EngineNew,
     /// The engine resends requests that have waited too long for a result.
     EngineRetry,
+    /// The engine changes a desired document.
+    DesiredChange,
     /// A fault with a clock of its own strikes.
     Fault(Fault),
     /// The broker comes back after a restart, unless another restart has begun since.
@@ -152,11 +154,12 @@ pub(crate) struct World<'a, 'h> {
 
 pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler) -> Result<Report, Failure> {
     let mut rng = Rng::new(seed);
-    let mut buffers: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
-        (0..config.nodes).map(|_| (vec![0; 2048], vec![0; 1024], vec![0; 8192])).collect();
+    let mut buffers: Vec<[Vec<u8>; 4]> =
+        (0..config.nodes).map(|_| [vec![0; 2048], vec![0; 1024], vec![0; 8192], vec![0; 1024]]).collect();
     let mut nodes = Vec::with_capacity(config.nodes);
-    for (i, (rx, tx, outbox)) in buffers.iter_mut().enumerate() {
-        let node = SimNode::new(i, config, Buffers::new(rx, tx, outbox), rng.next_u64()).map_err(|e| Failure {
+    for (i, [rx, tx, outbox, desired]) in buffers.iter_mut().enumerate() {
+        let buffers = Buffers::new(rx, tx, outbox).with_desired(desired);
+        let node = SimNode::new(i, config, buffers, rng.next_u64()).map_err(|e| Failure {
             seed,
             at_secs: 0.0,
             message: format!("node {i}: bad config: {e}"),
@@ -241,6 +244,7 @@ impl World<'_, '_> {
         self.schedule_first_faults();
         self.at(self.fault_end, SimEvent::FaultsOff);
         self.schedule_engine_new();
+        self.schedule_desired_change();
         self.at(self.now + micros(self.config.engine_retry), SimEvent::EngineRetry);
     }
 
@@ -290,6 +294,7 @@ impl World<'_, '_> {
             SimEvent::Complete { node, id, reply } => self.complete(node, id, reply),
             SimEvent::EngineNew => self.engine_new(),
             SimEvent::EngineRetry => self.engine_retry(),
+            SimEvent::DesiredChange => self.desired_change(),
             SimEvent::Fault(fault) => self.fault(fault),
             SimEvent::BrokerUp { generation } => {
                 if self.broker.generation == generation {
@@ -323,6 +328,7 @@ impl World<'_, '_> {
                 return self.fail(format!("node {i} is connected but has no retained register message"));
             }
         }
+        self.check_desired_converged();
         let unanswered =
             self.engine.requests.iter().find(|r| r.result.is_none() && !self.nodes[r.node].results_dropped);
         if let Some(request) = unanswered {

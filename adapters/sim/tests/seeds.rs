@@ -19,23 +19,31 @@ fn a_thousand_seeds_of_chaos_keep_every_invariant() {
     let config = SimConfig::default();
     let mut failures = Vec::new();
     let mut faults = [0u64; 7];
+    let mut desired_changes = 0u64;
     for seed in first..first + count {
         match run(seed, &config) {
             Ok(report) => {
                 for (total, n) in faults.iter_mut().zip(report.stats.faults) {
                     *total += u64::from(n);
                 }
+                desired_changes += u64::from(report.stats.desired_changes);
             }
             Err(failure) => failures.push(failure),
         }
     }
     let injected: Vec<String> = FAULT_KINDS.iter().zip(faults).map(|(k, n)| format!("{k} {n}")).collect();
-    println!("{count} seeds from {first}: {} failed; faults injected: {}", failures.len(), injected.join(", "));
+    println!(
+        "{count} seeds from {first}: {} failed; faults injected: {}; desired-state changes: {desired_changes}",
+        failures.len(),
+        injected.join(", ")
+    );
     if let Some(first_failure) = failures.first() {
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).take(20).collect();
         panic!("{} of {count} seeds failed (first: {seeds:?})\n{first_failure}", failures.len());
     }
     assert!(faults.iter().all(|&n| n > 0), "every kind of fault was injected at least once: {injected:?}");
+    // Convergence is checked at the end of every run; this says there was something to converge to.
+    assert!(desired_changes >= count, "about 6 desired-state changes a run, {desired_changes} in {count} runs");
 }
 
 #[test]
