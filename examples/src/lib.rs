@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use subnodesync_host::{init_logging, BufferSizes, NodeBuilder, NodeHandle, Runtime, StopReason};
+use subnodesync_host::serde_json::Value;
+use subnodesync_host::{init_logging, set_log_filter, BufferSizes, NodeBuilder, NodeHandle, Runtime, StopReason};
 
 /// The example nodes' two commands, `echo` and `count`: written once in the test kit, whose
 /// broker scenarios check them on every runtime adapter.
@@ -37,11 +38,23 @@ pub async fn start_from_env<R: Runtime>(example: &str) -> Result<NodeHandle, Exi
     }
     let builder = NodeBuilder::<R>::from_env()
         .version(env!("CARGO_PKG_VERSION"))
-        .node_version(subnodesync_sysinfo::node_version!());
+        .node_version(subnodesync_sysinfo::node_version!())
+        .settings(log_level);
     echo_and_count(builder).start().await.map_err(|e| {
         tracing::error!(error = %e, "cannot start");
         ExitCode::from(2)
     })
+}
+
+/// The example nodes' one application setting (desired state, `subnode config set`):
+/// `log_level`, a `SUBNODE_LOG` filter such as `debug` or `info,subnodesync_host=trace`, applied
+/// at once.
+pub fn log_level(key: &str, value: &Value) -> Result<(), String> {
+    match (key, value) {
+        ("log_level", Value::String(filter)) => set_log_filter(filter),
+        ("log_level", _) => Err("a log filter, as a string".to_owned()),
+        _ => Err("unknown setting".to_owned()),
+    }
 }
 
 /// How a node process ends: 0 after a stop, a fresh run of itself after the engine's `restart`,

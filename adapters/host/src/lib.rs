@@ -44,7 +44,7 @@ pub use handler::{
     handler_fn, BoxFuture, CommandContext, CommandHandler, FnHandler, HandlerError, HandlerResult, SettingsHandler,
 };
 #[cfg(feature = "logging")]
-pub use logging::{init_logging, init_logging_or};
+pub use logging::{init_logging, init_logging_or, set_log_filter};
 pub use metrics::{MetricValue, Sampler};
 pub use runtime::Runtime;
 /// The TLS library behind `mqtts://`, for [`tls_client_config`]'s result.
