@@ -159,10 +159,11 @@ impl Session<'_> {
             }
             Packet::Subscribe(s) => {
                 let topics: Vec<&str> = s.topics.iter().map(|t| t.topic_path.as_str()).collect();
-                let suback = wire::suback(s.pid.get(), &[1, 1]);
+                let granted = vec![1; topics.len()];
+                let suback = wire::suback(s.pid.get(), &granted);
                 let text =
                     format!("SUBSCRIBE pid={} at QoS 1:\n{PAD}{}", s.pid.get(), topics.join(&format!("\n{PAD}")));
-                (text, Some((format!("SUBACK pid={} granted QoS 1, QoS 1", s.pid.get()), suback)))
+                (text, Some((format!("SUBACK pid={} granted QoS 1 to all {}", s.pid.get(), topics.len()), suback)))
             }
             Packet::Publish(p) => {
                 let pid = p.qospid.pid().map_or(0, Pid::get);
