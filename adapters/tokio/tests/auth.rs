@@ -11,18 +11,22 @@ use common::{password_file, Broker, Engine, WAIT};
 use serde_json::json;
 use subnodesync_tokio::{ConnectRefused, DisconnectReason, LifecycleEvent, NodeBuilder};
 
-/// The ACL documented in the README: the engine reads everything and writes control topics;
-/// a node (username = node name, client id = instance id) writes only below its own instance
-/// and reads only its own control topics.
+/// The ACL documented in the README: the engine reads everything and writes control and desired
+/// topics; a node (username = node name, client id = instance id) writes only below its own
+/// instance and reads only its own control and desired topics.
 const ACL: &str = "\
 user engine
 topic read subnodesync/#
 topic write subnodesync/+/+/control
 topic write subnodesync/+/control
+topic write subnodesync/+/+/desired
+topic write subnodesync/+/desired
 
 pattern write subnodesync/%u/%c/#
 pattern read subnodesync/%u/%c/control
 pattern read subnodesync/%u/control
+pattern read subnodesync/%u/%c/desired
+pattern read subnodesync/%u/desired
 ";
 
 /// A broker that lets in only `engine` and `app` (passwords `engine-pw` and `app-pw`), with
@@ -115,6 +119,11 @@ async fn under_an_acl_for_its_own_topics_a_node_registers_heartbeats_and_runs_co
     assert_eq!(engine.ask(&base, "r-own", "ping", json!({})).await["message"], "pong");
     engine.command("subnodesync/app", "r-all", "ping", json!({})).await;
     assert_eq!(engine.result(&base, "r-all").await["message"], "pong");
+    // Desired state through the ACL: the name's document in, the instance's report out.
+    let desired = json!({"version": 1, "settings": {"heartbeat_interval": 3}});
+    engine.publish_retained("subnodesync/app/desired", desired.to_string()).await;
+    let report = engine.expect_on(&format!("{base}/reported")).await.json();
+    assert_eq!(report["settings"], json!({"heartbeat_interval": 3}), "{report}");
 
     // A client holding the node's credentials cannot read another instance's control topic:
     // mosquitto grants the SUBSCRIBE but delivers nothing, so that command is never seen.
