@@ -10,7 +10,7 @@ use super::Node;
 use crate::codec::json::{RawJson, Writer};
 use crate::codec::message::{self, field, key, open, ToJson};
 use crate::error::CommandError;
-use crate::time::{later, Duration};
+use crate::time::Duration;
 
 /// A command the core answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +99,8 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 let seconds = self.parameters_at(parameters).and_then(|p| p.get(field::SECONDS)?.deserialize::<u64>());
                 match seconds.filter(|s| (1..=86_400).contains(s)) {
                     Some(s) => {
-                        self.heartbeat_interval = Duration::from_secs(s);
-                        self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, self.heartbeat_interval));
+                        // Rescheduled even when unchanged: "due N seconds from now" (§7.1).
+                        self.reschedule_heartbeats(Duration::from_secs(s));
                         let mut data = [0u8; 32];
                         let raw = json_data(&SecondsData { seconds: s }, &mut data);
                         self.answer(request, "heartbeat interval set", raw)

@@ -195,7 +195,7 @@ impl<'b> Desired<'b> {
                 apply(k, v)
             };
             match verdict {
-                Ok(()) => accepted |= 1u32.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0),
+                Ok(()) => accepted |= bit(i),
                 Err(reason) => {
                     if rejected.len() > 0 {
                         rejected.raw(b",");
@@ -301,6 +301,11 @@ impl<'b> Desired<'b> {
     }
 }
 
+/// The verdict bit of the `i`-th merged setting (there are at most [`SETTINGS_MAX`]).
+fn bit(i: usize) -> u32 {
+    u32::try_from(i).ok().and_then(|i| 1u32.checked_shl(i)).unwrap_or(0)
+}
+
 /// Stored settings text as an object (`{}` for none). It was validated when it arrived.
 fn settings_in(text: &[u8]) -> Object<'_> {
     match core::str::from_utf8(text) {
@@ -391,7 +396,7 @@ impl ToJson for Report<'_> {
         w.raw(b"{");
         let mut first = true;
         for (i, (k, v)) in merged(self.name, self.instance).enumerate() {
-            if self.accepted & 1u32.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0) == 0 {
+            if self.accepted & bit(i) == 0 {
                 continue;
             }
             if !first {

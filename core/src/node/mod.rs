@@ -563,12 +563,18 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         self.note_dropped(pushed)
     }
 
-    /// Changes the heartbeat interval; the next heartbeat is due one new interval from now.
+    /// Changes the heartbeat interval if it differs (desired state applies the whole set on
+    /// every change, and an unchanged interval keeps its schedule).
     fn set_interval(&mut self, interval: Duration) {
         if interval != self.heartbeat_interval {
-            self.heartbeat_interval = interval;
-            self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, interval));
+            self.reschedule_heartbeats(interval);
         }
+    }
+
+    /// Sets the heartbeat interval; the next heartbeat is due one new interval from now.
+    fn reschedule_heartbeats(&mut self, interval: Duration) {
+        self.heartbeat_interval = interval;
+        self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, interval));
     }
 
     fn advance(&mut self, now: Instant) {
