@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, MqttOptions, Proxy, ProxyAuth, ProxyType, QoS, TlsConfiguration, Transport};
+use subnodesync_core::MAX_REMAINING_LEN;
 use subnodesync_core::{to_json, ControlMessage};
 use subnodesync_core::{Object, Timestamp};
-use subnodesync_core::{COMMAND_MAX, MAX_REMAINING_LEN};
 use subnodesync_host::config::{uses_proxy, Scheme, Secret};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -21,10 +21,9 @@ use crate::event::FleetEvent;
 use crate::persist::Backlog;
 use crate::record::{CommandRecord, ResultRecord};
 use crate::registry::{Ingested, Instance, Limits, Registry};
-use crate::send::{self, with_timeout_ms, SendOutcome, SendRequest, Verdict};
+use crate::send::{self, Route, SendOutcome, SendRequest, Verdict};
 use crate::stats::{Counters, IngestStats};
 use crate::store::{Database, HistoryQuery};
-use crate::target::Target;
 use crate::tasks;
 
 /// The largest message the engine reads: far above any register, heartbeat, status or result a
@@ -402,16 +401,33 @@ impl Engine {
     pub async fn send_with_progress(
         &self,
         request: &SendRequest,
+        progress: impl FnMut(&ResultRecord, usize),
+    ) -> Result<SendOutcome, Error> {
+        self.send_routed(request, None, progress).await
+    }
+
+    /// The topic prefix the engine uses.
+    pub(crate) fn topic_prefix(&self) -> &str {
+        &self.shared.config.topic_prefix
+    }
+
+    /// [`send_with_progress`](Self::send_with_progress) along `route` (a rollout's wave), or
+    /// along the route the registry gives the request's target if `None`.
+    pub(crate) async fn send_routed(
+        &self,
+        request: &SendRequest,
+        route: Option<Route>,
         mut progress: impl FnMut(&ResultRecord, usize),
     ) -> Result<SendOutcome, Error> {
-        if request.command.is_empty() || request.command.len() > COMMAND_MAX {
-            return Err(Error::InvalidCommand("the name must be 1 to 32 bytes"));
-        }
-        let sent_parameters = with_timeout_ms(&request.parameters, request.timeout)?;
+        let sent_parameters = send::checked_parameters(request)?;
         let parameters =
             Object::parse(sent_parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
         let prefix = &self.shared.config.topic_prefix;
-        let (topics, expected) = request.target.resolve(&lock(&self.shared.registry), prefix)?;
+        let route = match route {
+            Some(route) => route,
+            None => Route::resolve(&request.target, &lock(&self.shared.registry), prefix)?,
+        };
+        let Route { topics, expected, broadcast, target, wave } = route;
         let request_id = send::request_id(request.request_id.as_deref())?;
         let control = ControlMessage {
             command: &request.command,
@@ -448,10 +464,11 @@ impl Engine {
             request_id: request_id.clone(),
             command: request.command.clone(),
             parameters: sent_parameters.clone(),
-            target: request.target.describe(prefix),
+            target,
             expected: expected.join(","),
             sent_ms: now_ms(),
             attempts: 1,
+            wave,
         };
         lock(&self.shared.backlog).command(record.clone());
         for topic in &topics {
@@ -481,9 +498,10 @@ impl Engine {
                         break;
                     }
                     // Resend to whoever has not answered; nodes de-duplicate by request id.
-                    let silent: Vec<&String> = match &request.target {
-                        Target::Node(_) => topics.iter().collect(),
-                        _ => topics.iter().zip(&expected).filter(|(_, id)| !results.contains_key(*id)).map(|(t, _)| t).collect(),
+                    let silent: Vec<&String> = if broadcast {
+                        topics.iter().collect()
+                    } else {
+                        topics.iter().zip(&expected).filter(|(_, id)| !results.contains_key(*id)).map(|(t, _)| t).collect()
                     };
                     for topic in silent {
                         self.publish(topic, &buf).await?;

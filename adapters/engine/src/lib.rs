@@ -15,6 +15,7 @@ mod persist;
 pub mod fuzzing;
 mod record;
 mod registry;
+mod rollout;
 mod send;
 mod stats;
 mod store;
@@ -31,8 +32,9 @@ pub use engine::{Engine, MAX_PAYLOAD, SHUTDOWN_FLUSH_FOR};
 pub use error::{Error, FilterError, IngestError};
 pub use event::FleetEvent;
 pub use persist::MAX_BACKLOG_RESULTS;
-pub use record::{CommandRecord, ResultRecord};
+pub use record::{CommandRecord, ResultRecord, Wave};
 pub use registry::{Instance, Registry, Status};
+pub use rollout::{Portion, PortionError, RolloutEvent, RolloutOutcome, RolloutRequest, WaveSize};
 pub use send::{SendOutcome, SendRequest, Verdict};
 pub use stats::IngestStats;
 pub use store::{

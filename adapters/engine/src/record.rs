@@ -23,6 +23,17 @@ pub struct CommandRecord {
     pub sent_ms: i64,
     /// How many times it was published.
     pub attempts: u32,
+    /// The rollout this command is a wave of, if it is one.
+    pub wave: Option<Wave>,
+}
+
+/// Which wave of which rollout a command is (`subnode send --rollout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wave {
+    /// The rollout's id, shared by its waves (each wave has a request id of its own).
+    pub rollout_id: String,
+    /// The wave's number, from 1.
+    pub number: u32,
 }
 
 /// A result (or progress update) as the history records it.
@@ -109,6 +120,7 @@ impl CommandRecord {
             "sent_ms": self.sent_ms,
             "sent_at": rfc3339(self.sent_ms),
             "attempts": self.attempts,
+            "rollout": self.wave.as_ref().map(|w| serde_json::json!({"id": w.rollout_id, "wave": w.number})),
         })
     }
 }

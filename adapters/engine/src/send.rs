@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use subnodesync_core::{Object, REQUEST_ID_MAX};
+use subnodesync_core::{Object, COMMAND_MAX, REQUEST_ID_MAX};
 
 use crate::engine::now_ms;
 use crate::error::Error;
-use crate::record::ResultRecord;
+use crate::record::{ResultRecord, Wave};
+use crate::registry::Registry;
 use crate::target::Target;
 
 /// A command to send.
@@ -101,11 +102,46 @@ impl Verdict {
     }
 }
 
+/// Where a request goes and how the history records it: its target resolved against the
+/// registry, or one wave of a rollout.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    /// The control topics to publish on.
+    pub(crate) topics: Vec<String>,
+    /// The instances expected to answer.
+    pub(crate) expected: Vec<String>,
+    /// `topics` is a name's broadcast topic: a resend goes there, whoever is silent, since
+    /// instances the registry does not know may be listening too.
+    pub(crate) broadcast: bool,
+    /// The target as the history shows it.
+    pub(crate) target: String,
+    /// The rollout wave the request is, if it is one.
+    pub(crate) wave: Option<Wave>,
+}
+
+impl Route {
+    /// `target` as the registry resolves it now.
+    pub(crate) fn resolve(target: &Target, registry: &Registry, prefix: &str) -> Result<Self, Error> {
+        let (topics, expected) = target.resolve(registry, prefix)?;
+        let broadcast = matches!(target, Target::Node(_));
+        Ok(Self { topics, expected, broadcast, target: target.describe(prefix), wave: None })
+    }
+}
+
+/// The parameters to send, after checking the command name: `request`'s with `timeout_ms`
+/// (see [`with_timeout_ms`]).
+pub(crate) fn checked_parameters(request: &SendRequest) -> Result<String, Error> {
+    if request.command.is_empty() || request.command.len() > COMMAND_MAX {
+        return Err(Error::InvalidCommand("the name must be 1 to 32 bytes"));
+    }
+    with_timeout_ms(&request.parameters, request.timeout)
+}
+
 /// The parameters with `timeout_ms` set a little short of how long the engine waits (a tenth, at
 /// most a second, less), unless the caller set it: the node gives up on the command just before
 /// the engine does, and its "timed out" result still reaches the engine. The caller's members stay
 /// as they were, in their order.
-pub(crate) fn with_timeout_ms(parameters: &str, timeout: Duration) -> Result<String, Error> {
+fn with_timeout_ms(parameters: &str, timeout: Duration) -> Result<String, Error> {
     let object = Object::parse(parameters.as_bytes()).map_err(|e| Error::InvalidParameters(e.to_string()))?;
     if object.get("timeout_ms").is_some() {
         return Ok(parameters.to_owned());

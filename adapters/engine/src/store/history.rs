@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::sql::{readable, transaction, CellError, Conn, Row, Value};
 use super::Database;
 use crate::error::Error;
-use crate::record::{CommandRecord, ResultRecord};
+use crate::record::{CommandRecord, ResultRecord, Wave};
 
 /// Results kept for request ids no command in this database has (another tool's requests, or a
 /// publisher making them up); the oldest go first.
@@ -41,7 +41,7 @@ pub(crate) struct Pruned {
 
 /// Records commands, or their new attempt counts, and adopts results that arrived first.
 pub(super) fn save_commands(conn: &mut dyn Conn, commands: &[CommandRecord]) -> Result<(), Error> {
-    let rows: Vec<[Value<'_>; 7]> = commands
+    let rows: Vec<[Value<'_>; 9]> = commands
         .iter()
         .map(|c| {
             [
@@ -52,12 +52,14 @@ pub(super) fn save_commands(conn: &mut dyn Conn, commands: &[CommandRecord]) -> 
                 Value::Text(&c.expected),
                 Value::Int(c.sent_ms),
                 Value::Int(c.attempts.into()),
+                Value::opt_text(c.wave.as_ref().map(|w| w.rollout_id.as_str())),
+                Value::opt_int(c.wave.as_ref().map(|w| w.number.into())),
             ]
         })
         .collect();
     conn.execute_each(
-        "INSERT INTO commands (request_id, command, parameters, target, expected, sent_ms, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO commands (request_id, command, parameters, target, expected, sent_ms, attempts, rollout_id, wave)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (request_id) DO UPDATE SET attempts = excluded.attempts, expected = excluded.expected",
         &rows.iter().map(|row| &row[..]).collect::<Vec<_>>(),
     )?;
@@ -135,6 +137,10 @@ fn read_command(r: &Row) -> Result<CommandRecord, CellError> {
         expected: r.text(4)?,
         sent_ms: r.int(5)?,
         attempts: r.int_as(6)?,
+        wave: match (r.opt_text(7)?, r.opt_int_as(8)?) {
+            (Some(rollout_id), Some(number)) => Some(Wave { rollout_id, number }),
+            _ => None,
+        },
     })
 }
 
@@ -180,7 +186,7 @@ impl Database {
         let (sent, order) = cursor.unzip();
         let instance = Value::opt_text(query.instance.as_deref());
         let rows = conn.query(
-            "SELECT request_id, command, parameters, target, expected, sent_ms, attempts FROM commands
+            "SELECT request_id, command, parameters, target, expected, sent_ms, attempts, rollout_id, wave FROM commands
              WHERE (CAST(?2 AS BIGINT) IS NULL OR (sent_ms, rowid) < (CAST(?2 AS BIGINT), CAST(?3 AS BIGINT)))
                 AND (CAST(?4 AS TEXT) IS NULL OR instr(',' || expected || ',', ',' || CAST(?4 AS TEXT) || ',') > 0
                     OR request_id IN (SELECT request_id FROM results WHERE instance_id = CAST(?4 AS TEXT)))
@@ -264,6 +270,7 @@ pub(crate) mod tests {
             expected: "a-h-1".into(),
             sent_ms,
             attempts: 1,
+            wave: None,
         }
     }
 
@@ -299,6 +306,23 @@ pub(crate) mod tests {
             drop(store);
             let mut store = db.open();
             assert_eq!(store.history(10, None).unwrap(), vec![(again, vec![progress, done])]);
+        }
+    }
+
+    #[test]
+    fn the_waves_of_a_rollout_are_read_back_with_its_id_and_their_numbers() {
+        for db in backends("waves") {
+            let mut store = db.open();
+            let wave = |id: &str, number, sent_ms| CommandRecord {
+                wave: Some(Wave { rollout_id: "r9".into(), number }),
+                ..command(id, sent_ms)
+            };
+            let (first, second) = (wave("r9-w1", 1, 1), wave("r9-w2", 2, 2));
+            write(&mut store, vec![first.clone(), second.clone(), command("alone", 3)], Vec::new());
+            let read: Vec<CommandRecord> = store.history(10, None).unwrap().into_iter().map(|(c, _)| c).collect();
+            assert_eq!(read, [command("alone", 3), second.clone(), first]);
+            assert_eq!(second.to_json()["rollout"], serde_json::json!({"id": "r9", "wave": 2}));
+            assert_eq!(command("alone", 3).to_json()["rollout"], serde_json::Value::Null);
         }
     }
 

@@ -389,6 +389,12 @@ pub(crate) mod tests {
                 [],
             )
             .unwrap();
+            conn.execute(
+                "INSERT INTO commands (request_id, command, parameters, target, expected, sent_ms, attempts)
+                 VALUES ('c', 'ping', '{}', 'a/*', 'a-h-1', 1, 1)",
+                [],
+            )
+            .unwrap();
             // A redelivered progress update, stored twice before version 3 kept one.
             for _ in 0..2 {
                 conn.execute(
@@ -405,6 +411,9 @@ pub(crate) mod tests {
         assert_eq!((kept[0].instance_id.as_str(), kept[0].registered_ms), ("a-h-1", None));
         let progress = store.count("SELECT COUNT(*) FROM results");
         assert_eq!(progress, 1);
+        // A command from before rollouts is no wave of one.
+        let commands = store.history(10, None).unwrap();
+        assert_eq!((commands[0].0.request_id.as_str(), commands[0].0.wave.as_ref()), ("c", None));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub(super) const SQLITE: &[&str] = &[
     "CREATE TABLE subnode_meta (rev INTEGER NOT NULL);
     INSERT INTO subnode_meta (rev) VALUES (0);
     ALTER TABLE instances ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;",
+    // 6: staged rollouts: each wave is a command of its own, naming its rollout and wave number.
+    "ALTER TABLE commands ADD COLUMN rollout_id TEXT;
+    ALTER TABLE commands ADD COLUMN wave INTEGER;",
 ];
 
 /// PostgreSQL's schema, in the `subnode` schema of the database, one step per version:
@@ -132,4 +135,7 @@ pub(super) const POSTGRES: &[&str] = &[
     CREATE INDEX results_by_request ON results (request_id);
     CREATE INDEX results_orphans ON results (id) WHERE orphan = 1;
     CREATE INDEX results_by_instance ON results (instance_id, request_id);",
+    // 2: SQLite's 6, staged rollouts.
+    "ALTER TABLE commands ADD COLUMN rollout_id TEXT;
+    ALTER TABLE commands ADD COLUMN wave BIGINT;",
 ];

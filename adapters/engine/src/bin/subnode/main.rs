@@ -2,11 +2,14 @@
 //!
 //! Connection settings come from flags, then the nodes' `SUBNODE_*` environment variables, then
 //! defaults. Exit codes: 0 success, 1 a command failed or timed out somewhere, 2 bad usage or
-//! settings, 3 the database or broker could not be used.
+//! settings, 3 the database or broker could not be used, 4 a rollout stopped at its
+//! `--max-failures` with instances never sent.
 
 mod broker;
 mod colour;
 mod demo;
+mod node;
+mod rollout;
 mod send;
 mod table;
 
@@ -25,7 +28,6 @@ use subnodesync_engine::{
 use subnodesync_engine::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
 use subnodesync_host::config::{parse_duration, read_password_file, Secret};
 use subnodesync_host::InvalidValue;
-use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
 const EXAMPLES: &str = "Examples:
   subnode demo                                  # everything in one process, nothing to install
@@ -36,6 +38,8 @@ const EXAMPLES: &str = "Examples:
   subnode send 'my-app/*' ping                  # every instance of my-app
   subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
   subnode send '*' status --where version=1.0.0
+  subnode send 'my-app/*' echo --rollout 10% --pause 30s --max-failures 2   # in waves
+  subnode cancel my-app-host1-4242 REQUEST_ID   # ends a running command
   subnode history --limit 5
   subnode serve                                 # the web console on http://127.0.0.1:8080/
   subnode history --before REQUEST_ID           # the page after the one that ended there";
@@ -182,7 +186,7 @@ enum Command {
     /// TARGET is an instance id, NODE/INSTANCE_ID, NODE/* (broadcast to every instance of NODE)
     /// or * (every reachable instance); --where narrows NODE/* or * to the registry's matching
     /// instances, sent one by one. The exit code is 0 only if every targeted instance answered
-    /// with success.
+    /// with success; 4 if a --rollout stopped at --max-failures.
     Send(send::SendArgs),
     /// Show the commands sent and the results received, newest first, a page at a time.
     History {
@@ -196,16 +200,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a sample node (built-in commands plus `echo`) to try the other commands on.
+    /// Run a sample node (built-in commands plus `echo` and `sleep`) to try the other commands on.
     ///
     /// Configured like any node by SUBNODE_* variables; --broker and --prefix apply too.
-    Node {
-        /// Application name.
-        name: String,
-        /// Host name in the instance id (default: this machine's).
-        #[arg(long)]
-        hostname: Option<String>,
-    },
+    Node(node::NodeArgs),
+    /// Cancel a running command: sends the built-in `cancel` and waits for its results.
+    ///
+    /// The cancelled command ends with a failed result of its own. The exit code is 0 only if
+    /// every targeted instance cancelled it.
+    Cancel(send::CancelArgs),
     /// Remove lost, offline and missing instances older than an age and clear their retained
     /// messages.
     Prune {
@@ -348,7 +351,7 @@ fn main() -> ExitCode {
     // The demo draws the screen itself, so it logs only when asked.
     let logging = match cli.command {
         Command::Demo(_) if std::env::var_os(subnodesync_host::config::LOG).is_none() => Ok(()),
-        Command::Node { .. } => subnodesync_host::init_logging(),
+        Command::Node(_) => subnodesync_host::init_logging(),
         _ => subnodesync_host::init_logging_or("warn"),
     };
     if let Err(e) = logging {
@@ -389,7 +392,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Send(args) => send::run(config, args).await,
         Command::Serve(args) => serve(config, args).await,
-        Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
+        Command::Node(args) => node::run(&cli.conn, args).await,
+        Command::Cancel(args) => send::cancel(config, args).await,
         Command::History { limit, before, json } => history(config, limit as usize, before, json).await,
         Command::Prune { older_than, json } => {
             let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
@@ -526,37 +530,6 @@ async fn unreachable_broker(engine: &Engine) -> Result<(), Failure> {
     }
 }
 
-async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Result<u8, Failure> {
-    let mut builder = NodeBuilder::new(name).handler(handler_fn("echo", |_ctx, cmd| async move {
-        Ok(CommandResult::ok("echoed").with_data(cmd.parameters))
-    }));
-    if let Some(url) = &conn.broker {
-        builder = builder.broker_url(url);
-    }
-    if let Some(prefix) = &conn.prefix {
-        builder = builder.topic_prefix(prefix);
-    }
-    if let Some(ca) = &conn.tls_ca {
-        builder = builder.tls_ca(ca);
-    }
-    if let Some(cert) = &conn.tls_cert {
-        builder = builder.tls_cert(cert);
-    }
-    if let Some(key) = &conn.tls_key {
-        builder = builder.tls_key(key);
-    }
-    if let Some(h) = hostname {
-        builder = builder.hostname(h);
-    }
-    let node = builder.start().await.map_err(|e| Failure(2, e.to_string()))?;
-    eprintln!("node {} running; Ctrl-C to stop", node.instance_id());
-    tokio::select! {
-        _ = node.stopped() => {}
-        () = subnodesync_tokio::shutdown_signal() => node.stop().await,
-    }
-    Ok(0)
-}
-
 async fn history(config: EngineConfig, limit: usize, before: Option<String>, json: bool) -> Result<u8, Failure> {
     let db = config.db;
     let history = tokio::task::spawn_blocking(move || Database::open(&db)?.history(limit, before.as_deref()))
@@ -567,14 +540,16 @@ async fn history(config: EngineConfig, limit: usize, before: Option<String>, jso
         println!("{}", Value::from(list));
     } else {
         for (c, results) in &history {
+            let wave = c.wave.as_ref().map(|w| format!(", rollout {} wave {}", Printable(&w.rollout_id), w.number));
             println!(
-                "{} {} {} -> {} ({} attempt(s), {} result(s))",
+                "{} {} {} -> {} ({} attempt(s), {} result(s){})",
                 rfc3339(c.sent_ms),
                 Printable(&c.request_id),
                 Printable(&c.command),
                 Printable(&c.target),
                 c.attempts,
-                results.len()
+                results.len(),
+                wave.unwrap_or_default()
             );
             for r in results {
                 println!("    {r}");
