@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) refreshed_ms: AtomicI64,
     /// Why the broker could not be reached, until the first connection succeeds.
     pub(crate) problem: watch::Sender<Option<String>>,
+    /// `shutdown` began: the connection's end is ours, not news.
+    pub(crate) stopping: AtomicBool,
 }
 
 impl Shared {
@@ -251,6 +253,7 @@ impl Engine {
             database_failing: AtomicBool::new(false),
             shared_database: AtomicBool::new(false),
             refreshed_ms: AtomicI64::new(now_ms()),
+            stopping: AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(tasks::run_connection(shared.clone(), client.clone(), eventloop)),
@@ -534,6 +537,7 @@ impl Engine {
     /// trying for up to [`SHUTDOWN_FLUSH_FOR`] while the database refuses (another process
     /// holding it locked, say). The error says how many rows could not be written.
     pub async fn shutdown(&self) -> Result<(), Error> {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         let _ = self.client.disconnect().await;
         // Give the DISCONNECT a moment to leave before the connection task goes.
         tokio::time::sleep(Duration::from_millis(50)).await;

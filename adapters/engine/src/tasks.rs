@@ -95,6 +95,8 @@ pub(crate) async fn run_connection(shared: Arc<Shared>, client: AsyncClient, mut
             }
             Ok(Event::Incoming(Packet::Publish(p))) => shared.on_publish(&p.topic, &p.payload, p.retain),
             Ok(_) => {}
+            // Our own DISCONNECT closed it: nothing to report or retry.
+            Err(_) if shared.stopping.load(Ordering::Relaxed) => return,
             Err(e) => {
                 // A connection that held for a while starts the delays over.
                 if up_since.take().is_some_and(|at| at.elapsed() >= RECONNECT_STABLE) {

@@ -376,6 +376,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn processes_opening_a_new_file_at_once_take_turns_at_the_migrations() {
+        for round in 0..5 {
+            let path = temp(&format!("race-{round}"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Database::open(&path.into()).map(|mut db| db.schema_version())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let version = opener.join().unwrap().expect("every opener succeeds").unwrap();
+                assert_eq!(version, SQLITE.len());
+            }
+        }
+    }
+
+    #[test]
     fn a_version_1_file_is_upgraded_in_place_keeping_its_rows() {
         let path = temp("upgrade");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

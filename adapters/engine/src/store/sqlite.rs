@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params_from_iter, Connection, ErrorCode, ToSql};
+use rusqlite::{params_from_iter, Connection, ErrorCode, ToSql, TransactionBehavior};
 
 use super::schema::SQLITE;
 use super::sql::{Cell, Conn, Row, Value};
@@ -38,32 +38,44 @@ impl Sqlite {
         let conn = Connection::open(path).map_err(at)?;
         // WAL: readers (`subnode nodes`) never block the engine's writes, and the engine's
         // batched transactions commit without a full fsync of the main file each time.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(at)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(at)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(at)?;
+        // Two openers switching a new file to WAL at once can each hold the lock the other
+        // needs; SQLite then fails one at once rather than wait, so it tries again.
+        let mut tries = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            tries += 1;
+            if e.sqlite_error_code() != Some(ErrorCode::DatabaseBusy) || tries == 100 {
+                return Err(at(e));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(at)?;
         let mut store = Self { conn };
         store.migrate(path)?;
         Ok(store)
     }
 
     fn migrate(&mut self, path: &Path) -> Result<(), Error> {
-        let version = self.schema_version()?;
-        if version > SQLITE.len() {
-            return Err(Error::SchemaTooNew { found: version, known: SQLITE.len() });
-        }
-        // Version 0 with tables in it is some other program's database: adding ours to it
-        // would hide the mistake.
-        let tables: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
-        if version == 0 && tables > 0 {
-            return Err(Error::NotADatabase(path.to_owned()));
-        }
-        for (i, step) in SQLITE.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction()?;
+        loop {
+            // The write lock before the version is read: two processes opening a new file at
+            // once take turns, and the second finds the steps done, instead of both creating
+            // the tables.
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version > SQLITE.len() {
+                return Err(Error::SchemaTooNew { found: version, known: SQLITE.len() });
+            }
+            let Some(step) = SQLITE.get(version) else { return Ok(()) };
+            // Version 0 with tables in it is some other program's database: adding ours to it
+            // would hide the mistake.
+            let tables: i64 = tx.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+            if version == 0 && tables > 0 {
+                return Err(Error::NotADatabase(path.to_owned()));
+            }
             tx.execute_batch(step)?;
-            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
-        Ok(())
     }
 }
 
