@@ -80,10 +80,10 @@ impl fmt::Display for DesiredError {
             Self::Version => f.write_str("`version` is not an integer from 1 to 2^53"),
             Self::BadKey(key) => write!(
                 f,
-                "key {:?}: keys are 1 to {KEY_MAX} bytes of printable ASCII without \" \\ / < > &",
+                "key \"{}\": keys are 1 to {KEY_MAX} bytes of printable ASCII without \" \\ / < > &",
                 Printable(key)
             ),
-            Self::RepeatedKey(key) => write!(f, "key {:?} appears twice", Printable(key)),
+            Self::RepeatedKey(key) => write!(f, "key \"{}\" appears twice", Printable(key)),
             Self::Nested(key) => write!(f, "{}: values are strings, numbers, true, false or null", Printable(key)),
             Self::ValueTooLong(key) => write!(f, "{}: the value is longer than {VALUE_MAX} bytes", Printable(key)),
             Self::TooManySettings(n) => write!(f, "{n} settings; a node applies at most {MAX_SETTINGS}"),

@@ -1,11 +1,12 @@
 //! `subnode`: manage a SubNodeSync fleet from the terminal.
 //!
 //! Connection settings come from flags, then the nodes' `SUBNODE_*` environment variables, then
-//! defaults. Exit codes: 0 success, 1 a command failed or timed out somewhere, 2 bad usage or
-//! settings, 3 the database or broker could not be used.
+//! defaults. Exit codes: 0 success, 1 a command failed or timed out somewhere (`config show`: an
+//! instance drifts), 2 bad usage or settings, 3 the database or broker could not be used.
 
 mod broker;
 mod colour;
+mod config;
 mod demo;
 mod send;
 mod table;
@@ -37,6 +38,8 @@ const EXAMPLES: &str = "Examples:
   subnode send my-app-host1-4242 echo -p text=hi --timeout 5s
   subnode send '*' status --where version=1.0.0
   subnode history --limit 5
+  subnode config set 'my-app/*' heartbeat_interval=10 log_level=debug   # desired state, retained
+  subnode config show                           # per instance: desired, reported, in sync
   subnode serve                                 # the web console on http://127.0.0.1:8080/
   subnode history --before REQUEST_ID           # the page after the one that ended there";
 
@@ -196,6 +199,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Desired state: settings every instance of a node name, or one instance, converges on.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
     /// Run a sample node (built-in commands plus `echo`) to try the other commands on.
     ///
     /// Configured like any node by SUBNODE_* variables; --broker and --prefix apply too.
@@ -294,6 +302,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match e {
             Error::Setting(_) | Error::Tls(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
+            Error::InvalidSetting(_) => 2,
             Error::UnknownInstance(_) | Error::NoTargets => 1,
             Error::UnknownRequest(_) | Error::InvalidTarget(_) => 2,
             _ => 3,
@@ -388,6 +397,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             watch(config, json).await
         }
         Command::Send(args) => send::run(config, args).await,
+        Command::Config { command } => config::run(config, command).await,
         Command::Serve(args) => serve(config, args).await,
         Command::Node { name, hostname } => node(&cli.conn, name, hostname).await,
         Command::History { limit, before, json } => history(config, limit as usize, before, json).await,
