@@ -237,6 +237,52 @@ impl fmt::Display for CommandError {
     }
 }
 
+/// Why a desired document (PROTOCOL.md §15.1) was refused whole; the node keeps what it had from
+/// that topic and reports this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DesiredError {
+    /// The payload is not one JSON object.
+    Malformed(JsonError),
+    /// `version` or `settings` is absent.
+    MissingField(&'static str),
+    /// A field has the wrong type or range (`version` an integer 1 to 2^53, `settings` an
+    /// object, `timestamp` a string).
+    WrongType(&'static str),
+    /// A field appears twice (also when one copy is spelled with escapes).
+    DuplicateField(&'static str),
+    /// A setting key is empty, longer than 32 bytes, or not printable ASCII without `" \ / < > &`.
+    InvalidKey,
+    /// A setting appears twice.
+    DuplicateKey,
+    /// A setting's value is an object or an array; settings are flat.
+    NestedValue,
+    /// A setting's value is longer than 128 bytes as sent.
+    ValueTooLong,
+    /// More than 32 settings, counting those of the other document it merges with.
+    TooManySettings,
+    /// Together with the other document, larger than the node's desired buffer.
+    TooLarge,
+}
+
+impl fmt::Display for DesiredError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid desired document: ")?;
+        match self {
+            Self::Malformed(e) => write!(f, "{e}"),
+            Self::MissingField(field) => write!(f, "missing field `{field}`"),
+            Self::WrongType(field) => write!(f, "field `{field}` has the wrong type or range"),
+            Self::DuplicateField(field) => write!(f, "field `{field}` appears twice"),
+            Self::InvalidKey => f.write_str("a setting key is empty, too long or has a character keys may not"),
+            Self::DuplicateKey => f.write_str("a setting appears twice"),
+            Self::NestedValue => f.write_str("a setting value is an object or an array"),
+            Self::ValueTooLong => f.write_str("a setting value is longer than 128 bytes"),
+            Self::TooManySettings => f.write_str("more than 32 settings"),
+            Self::TooLarge => f.write_str("larger than the node's desired buffer"),
+        }
+    }
+}
+
 /// Why a call from the application was refused; the node's state is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -54,12 +54,42 @@ pub fn node_payloads(data: &[u8]) {
     }
 }
 
+/// Feeds arbitrary desired documents (records of a scope byte, a length byte and the payload)
+/// to the merge, applies each change with an application that rejects some keys, and checks
+/// that every report is one JSON object with the merged version.
+pub fn desired_state(data: &[u8]) {
+    use crate::codec::message::to_json;
+    use crate::node::desired::{Desired, DesiredScope, Rejection};
+    let mut buf = [0u8; 768];
+    let mut desired = Desired::new(&mut buf);
+    let mut rest = data;
+    while let Some((&[scope, len], tail)) = rest.split_first_chunk() {
+        let (payload, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = tail;
+        let scope = if scope % 2 == 0 { DesiredScope::Name } else { DesiredScope::Instance };
+        if !desired.receive(scope, payload) {
+            continue;
+        }
+        // Odd-length keys are refused, with a reason long enough to need cutting.
+        let applied =
+            desired.apply(|key, value| if key.len() % 2 == 1 { Err(Rejection::new(value.as_str())) } else { Ok(()) });
+        let mut out = [0u8; 4096];
+        let report = desired.report(applied, crate::Timestamp::default(), "fuzz", "fuzz-host-1");
+        let len = to_json(&report, &mut out).unwrap_or(0);
+        let text = out.get(..len).unwrap_or_default();
+        let parsed = crate::Object::parse(text);
+        assert!(parsed.is_ok(), "a report that is not JSON: {:?}", core::str::from_utf8(text));
+        let version = parsed.ok().and_then(|o| o.get("version")?.deserialize::<u64>());
+        assert_eq!(version, Some(desired.version()));
+    }
+}
+
 /// Feeds arbitrary bytes, in chunks sized by the input itself, to a connected node.
 pub fn node_input(data: &[u8]) {
-    let (mut rx, mut tx, mut outbox) = ([0u8; 512], [0u8; 1024], [0u8; 2048]);
+    let (mut rx, mut tx, mut outbox, mut desired) = ([0u8; 512], [0u8; 1024], [0u8; 2048], [0u8; 512]);
     let config = Config { commands: &["echo"], ..Config::new("fuzz", "host", 1) };
-    let Ok(mut node) = Node::<'_>::new(config, Buffers::new(&mut rx, &mut tx, &mut outbox), 1, Instant::from_secs(0))
-    else {
+    let buffers = Buffers::new(&mut rx, &mut tx, &mut outbox).with_desired(&mut desired);
+    let Ok(mut node) = Node::<'_>::new(config, buffers, 1, Instant::from_secs(0)) else {
         return;
     };
     let mut now = Instant::from_secs(0);
@@ -106,9 +136,19 @@ pub fn node_input(data: &[u8]) {
 fn drain(node: &mut Node<'_>) -> usize {
     let mut n = 0;
     while let Some(out) = node.poll_output() {
-        if let Output::Event(crate::Event::Command(c)) = out {
-            let id = c.id;
-            let _ = node.complete(Instant::from_secs(0), id, crate::Outcome::ok("ok"));
+        match out {
+            Output::Event(crate::Event::Command(c)) => {
+                let id = c.id;
+                let _ = node.complete(Instant::from_secs(0), id, crate::Outcome::ok("ok"));
+            }
+            Output::Event(crate::Event::DesiredChanged { .. }) => {
+                let _ =
+                    node.apply_desired(
+                        Instant::from_secs(0),
+                        |k, _| if k.len() > 3 { Ok(()) } else { Err("short".into()) },
+                    );
+            }
+            _ => {}
         }
         n += 1;
     }
@@ -137,5 +177,6 @@ mod tests {
         assert!(replay("control_command", super::control_command) >= 10);
         assert!(replay("node_input", super::node_input) >= 5);
         assert!(replay("node_payloads", super::node_payloads) >= 8);
+        assert!(replay("desired_state", super::desired_state) >= 5);
     }
 }

@@ -314,3 +314,34 @@ fn a_retained_control_message_is_acknowledged_but_neither_run_nor_answered() {
     let r = t.command_result("ping", "old-ping", "{}");
     assert_eq!(r.json()["message"], "pong");
 }
+
+#[test]
+fn cancel_ends_a_running_command_with_a_failed_result_then_answers() {
+    let mut t = Script::connected(config());
+    t.broker_sends(&broker::command("slow", "long-1", "{}"));
+    t.expect_packet(Sent::Puback(7));
+    let Out::Command { id, .. } = t.next() else { panic!() };
+    // The cancelled command's own result goes first.
+    let cancelled = t.command_result("cancel", "c-1", r#"{"request_id":"long-1"}"#).json();
+    assert_eq!(cancelled["request_id"], "long-1");
+    assert_eq!(
+        (cancelled["success"].clone(), cancelled["message"].clone()),
+        (json!(false), json!("cancelled by request `c-1`"))
+    );
+    let answer = t.expect_publish("result").json();
+    assert_eq!(answer["request_id"], "c-1");
+    assert_eq!((answer["success"].clone(), answer["message"].clone()), (json!(true), json!("cancelled")));
+    assert_eq!(answer["data"], json!({"request_id": "long-1"}));
+    t.expect_event(Out::CommandCancelled(id));
+    assert_eq!(t.node.complete(t.now, id, Outcome::ok("late")), Err(NodeError::UnknownRequest));
+    // Nothing left to cancel, and a cancel without its parameter, fail with the reason.
+    let again = t.command_result("cancel", "c-2", r#"{"request_id":"long-1"}"#).json();
+    assert_eq!(
+        (again["success"].clone(), again["message"].clone()),
+        (json!(false), json!("no running command has request_id `long-1`"))
+    );
+    let bad = t.command_result("cancel", "c-3", r#"{"request_id":5}"#).json();
+    assert_eq!(bad["message"], "invalid or missing parameter `request_id`");
+    t.drain();
+    t.expect_nothing();
+}

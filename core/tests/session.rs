@@ -121,8 +121,9 @@ fn a_refused_subscription_is_an_event_not_silence() {
     t.broker_sends(&broker::connack(false, 0));
     t.expect_event(Out::Connected(false));
     let pid = t.expect_subscribe();
-    t.broker_sends(&broker::suback(pid, &[1, 0x80]));
+    t.broker_sends(&broker::suback(pid, &[1, 0x80, 1, 0x80]));
     t.expect_event(Out::SubscribeRefused(ControlTopic::Broadcast));
+    t.expect_event(Out::SubscribeRefused(ControlTopic::NameDesired));
     assert!(t.node.is_connected(), "heartbeats still flow without the broadcast topic");
 }
 
@@ -267,7 +268,7 @@ fn a_built_in_answer_with_no_room_in_the_outbox_is_counted_as_dropped() {
     probe.broker_sends(&broker::connack(false, 0));
     probe.expect_event(Out::Connected(false));
     let pid = probe.expect_subscribe();
-    probe.broker_sends(&broker::suback(pid, &[1, 1]));
+    probe.broker_sends(&broker::suback(pid, &[1, 1, 1, 1]));
     let room = |p: Pub| p.payload.len() + p.topic.len() + 9;
     let outbox = room(probe.expect_publish("register")) + room(probe.expect_publish("status"));
 
@@ -277,7 +278,7 @@ fn a_built_in_answer_with_no_room_in_the_outbox_is_counted_as_dropped() {
     t.broker_sends(&broker::connack(false, 0));
     t.expect_event(Out::Connected(false));
     let pid = t.expect_subscribe();
-    t.broker_sends(&broker::suback(pid, &[1, 1]));
+    t.broker_sends(&broker::suback(pid, &[1, 1, 1, 1]));
     t.expect_publish("register");
     t.expect_publish("status");
     t.broker_sends(&broker::command("ping", "q1", "{}"));
@@ -527,7 +528,7 @@ fn in_a_full_outbox_the_stop_result_is_sent_before_offline_could_push_it_out() {
                 .out
                 .drain(..)
                 .filter_map(|o| match o {
-                    Out::Packet(Sent::Subscribe { pid, .. }) => Some(broker::suback(pid, &[1, 1])),
+                    Out::Packet(Sent::Subscribe { pid, .. }) => Some(broker::suback(pid, &[1, 1, 1, 1])),
                     Out::Packet(Sent::Publish(p)) => p.pid.map(broker::puback),
                     _ => None,
                 })

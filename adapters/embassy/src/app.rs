@@ -4,7 +4,7 @@ use core::fmt;
 use core::future::Future;
 
 use embedded_io_async::{Read, Write};
-use subnodesync_core::{Command, Metrics, Outcome};
+use subnodesync_core::{Command, Metrics, Outcome, RawJson, Rejection};
 
 /// Opens one connection to the broker each time the core asks for one.
 ///
@@ -59,12 +59,30 @@ pub trait Handler {
     fn handle<'s>(&'s mut self, command: &Command<'_>, scratch: &'s mut [u8]) -> Outcome<'s>;
 }
 
-/// The application's command handlers by name, at most `N` of them: no allocation.
-pub struct Handlers<'h, const N: usize> {
-    table: heapless::Vec<(&'h str, &'h mut dyn Handler), N>,
+/// Applies one application setting of the desired state (PROTOCOL.md §15).
+///
+/// Any `FnMut(RawJson<'_>) -> Result<(), Rejection>` is one.
+pub trait Setting {
+    /// Applies `value` (a JSON scalar: read it with `deserialize` or `as_escaped_str`), or says
+    /// why not. It runs inside the node's task, for every setting in effect each time the
+    /// desired state changes: keep it short.
+    fn apply(&mut self, value: RawJson<'_>) -> Result<(), Rejection>;
 }
 
-/// [`Handlers::add`] found the table full: raise its capacity `N`.
+impl<F: FnMut(RawJson<'_>) -> Result<(), Rejection>> Setting for F {
+    fn apply(&mut self, value: RawJson<'_>) -> Result<(), Rejection> {
+        self(value)
+    }
+}
+
+/// The application's command handlers by name, at most `N` of them, and its settings by key,
+/// at most `S`: no allocation.
+pub struct Handlers<'h, const N: usize, const S: usize = 4> {
+    table: heapless::Vec<(&'h str, &'h mut dyn Handler), N>,
+    settings: heapless::Vec<(&'h str, &'h mut dyn Setting), S>,
+}
+
+/// [`Handlers::add`] or [`Handlers::add_setting`] found its table full: raise its capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HandlersFull;
 
@@ -74,10 +92,29 @@ impl fmt::Display for HandlersFull {
     }
 }
 
-impl<'h, const N: usize> Handlers<'h, N> {
-    /// An empty table: the node then answers only the built-in commands.
+impl<'h, const N: usize, const S: usize> Handlers<'h, N, S> {
+    /// Empty tables: the node then answers only the built-in commands and applies only the
+    /// built-in `heartbeat_interval`.
     pub const fn new() -> Self {
-        Self { table: heapless::Vec::new() }
+        Self { table: heapless::Vec::new(), settings: heapless::Vec::new() }
+    }
+
+    /// Registers `setting` for the desired-state key `key`; a second one for a key replaces
+    /// the first. Keys nobody registered are reported as rejected.
+    pub fn add_setting(&mut self, key: &'h str, setting: &'h mut dyn Setting) -> Result<(), HandlersFull> {
+        match self.settings.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = setting,
+            None => self.settings.push((key, setting)).map_err(|_| HandlersFull)?,
+        }
+        Ok(())
+    }
+
+    /// Applies one setting through its registered [`Setting`].
+    pub(crate) fn apply_setting(&mut self, key: &str, value: RawJson<'_>) -> Result<(), Rejection> {
+        match self.settings.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, setting)) => setting.apply(value),
+            None => Err(Rejection::new("unknown setting")),
+        }
     }
 
     /// Registers `handler` for the command `name`; a second handler for a name replaces the
@@ -103,15 +140,18 @@ impl<'h, const N: usize> Handlers<'h, N> {
     }
 }
 
-impl<const N: usize> Default for Handlers<'_, N> {
+impl<const N: usize, const S: usize> Default for Handlers<'_, N, S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const N: usize> fmt::Debug for Handlers<'_, N> {
+impl<const N: usize, const S: usize> fmt::Debug for Handlers<'_, N, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.table.iter().map(|(name, _)| name)).finish()
+        f.debug_struct("Handlers")
+            .field("commands", &self.table.iter().map(|(name, _)| name).collect::<heapless::Vec<_, N>>())
+            .field("settings", &self.settings.iter().map(|(key, _)| key).collect::<heapless::Vec<_, S>>())
+            .finish()
     }
 }
 

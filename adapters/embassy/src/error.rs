@@ -51,4 +51,7 @@ pub enum Notice<'a, E> {
     ResultRefused(NodeError),
     /// A heartbeat could not be queued (it does not fit the outbox).
     HeartbeatRefused(NodeError),
+    /// The desired state was applied but its report could not be queued (it does not fit the
+    /// outbox).
+    ReportRefused(NodeError),
 }

@@ -9,7 +9,7 @@ mod error;
 mod resources;
 mod runner;
 
-pub use app::{Connector, Handler, Handlers, HandlersFull, Sampler};
+pub use app::{Connector, Handler, Handlers, HandlersFull, Sampler, Setting};
 pub use error::{Notice, TransportError};
 pub use resources::Resources;
 pub use runner::{run, Stopped};

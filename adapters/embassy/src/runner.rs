@@ -35,10 +35,10 @@ pub enum Stopped {
 ///
 /// Reads are dropped half-way when a deadline comes first, so the connection's `read` must be
 /// cancel-safe, as embassy-net's `TcpSocket` is.
-pub async fn run<C, S, N, const H: usize, const CMDS: usize, const MSGS: usize>(
+pub async fn run<C, S, N, const H: usize, const K: usize, const CMDS: usize, const MSGS: usize>(
     node: &mut Node<'_, CMDS, MSGS>,
     connector: &mut C,
-    handlers: &mut Handlers<'_, H>,
+    handlers: &mut Handlers<'_, H, K>,
     sampler: &mut S,
     scratch: &mut [u8],
     notify: N,
@@ -76,8 +76,8 @@ enum Stop {
     Done(Stopped),
 }
 
-struct Driver<'r, 'h, S, N, const H: usize> {
-    handlers: &'r mut Handlers<'h, H>,
+struct Driver<'r, 'h, S, N, const H: usize, const K: usize> {
+    handlers: &'r mut Handlers<'h, H, K>,
     sampler: &'r mut S,
     scratch: &'r mut [u8],
     notify: N,
@@ -87,7 +87,7 @@ struct Driver<'r, 'h, S, N, const H: usize> {
     stop: Stop,
 }
 
-impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
+impl<S: Sampler, N, const H: usize, const K: usize> Driver<'_, '_, S, N, H, K> {
     /// Opens a connection, bounded by the core's connect deadline, and tells the core how it went.
     async fn connect<'c, C, const CMDS: usize, const MSGS: usize>(
         &mut self,
@@ -201,6 +201,12 @@ impl<S: Sampler, N, const H: usize> Driver<'_, '_, S, N, H> {
                             None => Outcome::no_handler(),
                         };
                         complete(node, now, id, outcome, &mut self.notify);
+                    }
+                    Output::Event(Event::DesiredChanged { .. }) => {
+                        let handlers = &mut *self.handlers;
+                        if let Err(e) = node.apply_desired(now, |key, value| handlers.apply_setting(key, value)) {
+                            (self.notify)(Notice::ReportRefused(e));
+                        }
                     }
                     Output::Event(Event::HeartbeatDue) => {
                         anchor_wall_clock(node, self.sampler, now);

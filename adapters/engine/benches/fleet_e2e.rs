@@ -49,7 +49,7 @@ async fn nodes_phase(port: u16, n: usize) {
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         tokio::time::sleep_until(started + ramp.mul_f64(i as f64 / n as f64)).await;
-        let sizes = BufferSizes { rx: 256, tx: 512, outbox: 1024 };
+        let sizes = BufferSizes { rx: 256, tx: 512, outbox: 1024, desired: 0 };
         let node = subnodesync_examples::fleet_node::<Tokio>(&url, i, sizes)
             .sampler(|| Sample { cpu_centipercent: 250, memory_mb: 128, threads: 42 })
             .start()

@@ -19,7 +19,7 @@ use crate::config::{self, BrokerUrl, Secret};
 use crate::driver;
 use crate::error::{Error, InvalidValue};
 use crate::handle::{NodeHandle, Shared};
-use crate::handler::CommandHandler;
+use crate::handler::{CommandHandler, SettingsHandler};
 use crate::inbox::Inbox;
 use crate::metrics::{CustomMetrics, MetricValue, Sampler};
 use crate::runtime::{Runtime, Timer};
@@ -87,6 +87,7 @@ pub struct NodeBuilder<R> {
     sampler: Option<Box<dyn Sampler>>,
     metrics: CustomMetrics,
     stop_on_request: bool,
+    settings: Option<Box<dyn SettingsHandler>>,
     buffers: BufferSizes,
     seed: Option<u64>,
     env: Lookup,
@@ -141,6 +142,7 @@ impl<R> NodeBuilder<R> {
             sampler: None,
             metrics: CustomMetrics::default(),
             stop_on_request: true,
+            settings: None,
             buffers: BufferSizes::default(),
             seed: None,
             env: Arc::new(|key| std::env::var_os(key).map(|v| v.to_string_lossy().into_owned())),
@@ -330,6 +332,15 @@ impl<R> NodeBuilder<R> {
         self
     }
 
+    /// Applies the application's desired settings (`subnode config set`): a closure
+    /// `|key: &str, value: &Value| -> Result<(), String>` or a [`SettingsHandler`]. Without
+    /// one, the node applies only the built-in `heartbeat_interval` and reports every other
+    /// setting as rejected.
+    pub fn settings(mut self, handler: impl SettingsHandler) -> Self {
+        self.settings = Some(Box::new(handler));
+        self
+    }
+
     /// Buffer sizes; see [`BufferSizes`].
     pub fn buffer_sizes(mut self, sizes: BufferSizes) -> Self {
         self.buffers = sizes;
@@ -488,6 +499,7 @@ impl<R> NodeBuilder<R> {
                 .pick(self.handler_timeout, env.handler_timeout, "handler_timeout", config::HANDLER_TIMEOUT)
                 .unwrap_or(DEFAULT_HANDLER_TIMEOUT),
             sampler: self.sampler.map_or(SampleSource::Shared, |own| SampleSource::Own(Some(own))),
+            settings: self.settings,
             metrics: self.metrics,
             stop_on_request: self.stop_on_request,
             buffers: self.buffers,

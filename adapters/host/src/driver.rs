@@ -17,12 +17,13 @@ use std::time::Duration;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::FutureExt as _;
 use serde_json::Value;
-use subnodesync_core::{Buffers, Event, Node, NodeError, Output};
+use subnodesync_core::{Buffers, Event, Node, NodeError, Output, Rejection};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
 use crate::error::Error;
 use crate::handle::{LifecycleEvent, Shared, StopReason};
+use crate::handler::SettingsHandler;
 use crate::http::Registration;
 use crate::inbox::{Inbox, Msg};
 use crate::metrics::CustomMetrics;
@@ -64,8 +65,9 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
     let config = identity.config(settings.timing, &commands, &capabilities, &metadata);
     let sizes = settings.buffers;
     let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; sizes.rx], vec![0; sizes.tx], vec![0; sizes.outbox]);
+    let mut desired = vec![0; sizes.desired];
     let clock = Clock::<R>::start();
-    let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox);
+    let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox).with_desired(&mut desired);
     let mut node: Node<'_> = match Node::new(config, buffers, settings.seed, clock.now()) {
         Ok(node) => node,
         Err(error) => {
@@ -120,6 +122,7 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
         sampler: &mut settings.sampler,
         metrics: &mut settings.metrics,
         stop_on_request: settings.stop_on_request,
+        settings: &mut settings.settings,
         stop_reason: None,
         stopped: false,
     };
@@ -151,6 +154,7 @@ type Connecting = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;
 enum Then {
     Nothing,
     Command(Incoming),
+    ApplyDesired(u64),
     Stop(StopReason),
     Heartbeat(Sample),
 }
@@ -186,6 +190,7 @@ struct Driver<'h, R: Runtime> {
     sampler: &'h mut SampleSource,
     metrics: &'h mut CustomMetrics,
     stop_on_request: bool,
+    settings: &'h mut Option<Box<dyn SettingsHandler>>,
     stop_reason: Option<StopReason>,
     stopped: bool,
 }
@@ -309,6 +314,7 @@ impl<R: Runtime> Driver<'_, R> {
                     node.stop(self.clock.now());
                 }
                 Then::Heartbeat(sample) => self.heartbeat(node, sample),
+                Then::ApplyDesired(version) => self.apply_desired(node, version),
             }
         }
     }
@@ -342,11 +348,13 @@ impl<R: Runtime> Driver<'_, R> {
                     deadline: cmd.deadline,
                 });
             }
-            Event::CommandTimedOut(id) => {
-                // The core has published the timed-out result; the handler's work is moot.
-                self.commands.timed_out(id);
+            Event::CommandTimedOut(id) | Event::CommandCancelled(id) => {
+                // The core has published the timed-out or cancelled result; the handler's work
+                // is moot.
+                self.commands.abandoned(id);
                 return Then::Nothing;
             }
+            Event::DesiredChanged { version } => return Then::ApplyDesired(version),
             Event::StopRequested => return self.requested(LifecycleEvent::StopRequested, StopReason::StopRequested),
             Event::RestartRequested => {
                 return self.requested(LifecycleEvent::RestartRequested, StopReason::RestartRequested);
@@ -465,6 +473,21 @@ impl<R: Runtime> Driver<'_, R> {
     }
 
     /// Queues a heartbeat with `sample` and the custom metrics.
+    /// Applies the merged desired settings: the application's through its handler.
+    fn apply_desired(&mut self, node: &mut Node<'_>, version: u64) {
+        let handler = &mut *self.settings;
+        let applied = node.apply_desired(self.clock.now(), |key, value| {
+            let Some(handler) = handler.as_mut() else { return Err(Rejection::new("unknown setting")) };
+            // The core validated it as a JSON scalar, which serde_json reads.
+            let value: Value = serde_json::from_str(value.as_str()).unwrap_or(Value::Null);
+            handler.apply(key, &value).map_err(|reason: String| Rejection::new(&reason))
+        });
+        match applied {
+            Ok(()) => tracing::info!(version, "desired state applied"),
+            Err(error) => tracing::warn!(version, %error, "desired state applied, but its report cannot be sent"),
+        }
+    }
+
     fn heartbeat(&mut self, node: &mut Node<'_>, sample: Sample) {
         let now = self.clock.now();
         // Re-anchor to UTC at every heartbeat, so a long-running node follows clock corrections

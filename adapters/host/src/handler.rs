@@ -155,7 +155,8 @@ impl CommandContext {
         self.node.send(Msg::SetMetric(Box::new((name.into(), value.into()))));
     }
 
-    /// Whether the run was cancelled: it timed out, or the node is stopping.
+    /// Whether the run was cancelled: it timed out, the engine cancelled it (the built-in
+    /// `cancel`), or the node is stopping.
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow() || self.cancel.has_changed().is_err()
     }
@@ -166,5 +167,23 @@ impl CommandContext {
         let mut cancel = self.cancel.clone();
         // An error means the sender is gone: the command is over, which is cancellation too.
         let _ = cancel.wait_for(|c| *c).await;
+    }
+}
+
+/// Applies the application's desired settings (PROTOCOL.md §15), those the engine sets with
+/// `subnode config set`. Any `FnMut(&str, &Value) -> Result<(), String>` is one.
+///
+/// It runs on the node's task, once for every setting in effect (the built-in
+/// `heartbeat_interval` excepted) each time the desired state changes: the whole set, not what
+/// changed. Return quickly; `Err` says why a value is refused (at most 64 bytes are reported),
+/// and a refused setting is reported as not in effect.
+pub trait SettingsHandler: Send + 'static {
+    /// Applies `value` to the setting `key`, or says why not.
+    fn apply(&mut self, key: &str, value: &Value) -> Result<(), String>;
+}
+
+impl<F: FnMut(&str, &Value) -> Result<(), String> + Send + 'static> SettingsHandler for F {
+    fn apply(&mut self, key: &str, value: &Value) -> Result<(), String> {
+        self(key, value)
     }
 }

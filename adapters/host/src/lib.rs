@@ -40,7 +40,9 @@ pub use command::{Command, CommandResult};
 pub use config::{BrokerUrl, LogFormat, Scheme};
 pub use error::{Error, InvalidValue};
 pub use handle::{LifecycleEvent, NodeHandle, StopReason, LIFECYCLE_BACKLOG};
-pub use handler::{handler_fn, BoxFuture, CommandContext, CommandHandler, FnHandler, HandlerError, HandlerResult};
+pub use handler::{
+    handler_fn, BoxFuture, CommandContext, CommandHandler, FnHandler, HandlerError, HandlerResult, SettingsHandler,
+};
 #[cfg(feature = "logging")]
 pub use logging::{init_logging, init_logging_or};
 pub use metrics::{MetricValue, Sampler};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use subnodesync_core::{Config, ConfigError, NodeVersion};
 
 use crate::config::{HttpUrl, Secret};
-use crate::handler::CommandHandler;
+use crate::handler::{CommandHandler, SettingsHandler};
 use crate::metrics::{CustomMetrics, Sampler};
 use crate::time::to_core;
 use crate::transport::Endpoint;
@@ -26,6 +26,8 @@ pub(crate) struct Settings {
     pub(crate) sampler: SampleSource,
     pub(crate) metrics: CustomMetrics,
     pub(crate) stop_on_request: bool,
+    /// Applies application settings; without one, every application setting is refused.
+    pub(crate) settings: Option<Box<dyn SettingsHandler>>,
     pub(crate) buffers: BufferSizes,
     pub(crate) seed: u64,
     /// Core field name → the environment variable that supplied it.
@@ -177,11 +179,13 @@ pub struct BufferSizes {
     pub tx: usize,
     /// Unacknowledged outbound messages.
     pub outbox: usize,
+    /// Both desired documents and the reasons for rejected settings (PROTOCOL.md §15).
+    pub desired: usize,
 }
 
 impl Default for BufferSizes {
     fn default() -> Self {
-        Self { rx: 8 * 1024, tx: 8 * 1024, outbox: 64 * 1024 }
+        Self { rx: 8 * 1024, tx: 8 * 1024, outbox: 64 * 1024, desired: 2 * 1024 }
     }
 }
 

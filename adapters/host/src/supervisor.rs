@@ -111,8 +111,8 @@ impl<'h> Supervisor<'h> {
         }
     }
 
-    /// The core published a timed-out result: the handler's work is moot.
-    pub(crate) fn timed_out(&mut self, id: CommandId) {
+    /// The core published a timed-out or cancelled result: the handler's work is moot.
+    pub(crate) fn abandoned(&mut self, id: CommandId) {
         if let Some(running) = self.running.remove(&id) {
             running.abort.abort();
         }

@@ -357,6 +357,11 @@ impl<'b> Writer<'b> {
         self.raw(b"\"");
     }
 
+    /// The bytes written so far, counting those that did not fit.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// The number of bytes written, or `BufferTooSmall` if anything did not fit.
     pub fn finish(self) -> Result<usize, EncodeError> {
         self.finish_sized().map_err(|_| EncodeError::BufferTooSmall)

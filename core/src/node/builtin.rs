@@ -1,9 +1,10 @@
 //! The commands the core answers itself, without the application: one table, [`BUILT_INS`],
 //! names them, and one `match` runs them.
 
+use core::fmt::Write as _;
 use core::ops::Range;
 
-use super::command::ReplyTo;
+use super::command::{ReplyTo, REQUEST_ID_MAX};
 use super::output::Pending;
 use super::Node;
 use crate::codec::json::{RawJson, Writer};
@@ -26,12 +27,21 @@ pub(super) enum BuiltIn {
     Stop,
     /// Answers, then asks the application to stop and start its process again.
     Restart,
+    /// Ends a running application command (`parameters.request_id`) with a failed result.
+    Cancel,
 }
 
 impl BuiltIn {
     /// Every built-in, in the order [`BUILT_INS`] lists their names.
-    const ALL: [Self; 6] =
-        [Self::Ping, Self::Status, Self::Reregister, Self::SetHeartbeatInterval, Self::Stop, Self::Restart];
+    const ALL: [Self; 7] = [
+        Self::Ping,
+        Self::Status,
+        Self::Reregister,
+        Self::SetHeartbeatInterval,
+        Self::Stop,
+        Self::Restart,
+        Self::Cancel,
+    ];
 
     /// Its name on the wire.
     const fn name(self) -> &'static str {
@@ -42,6 +52,7 @@ impl BuiltIn {
             Self::SetHeartbeatInterval => "set_heartbeat_interval",
             Self::Stop => "stop",
             Self::Restart => "restart",
+            Self::Cancel => "cancel",
         }
     }
 
@@ -54,8 +65,8 @@ impl BuiltIn {
 /// Commands the core answers itself; application commands cannot take these names.
 // Evaluated at compile time, where an index out of bounds fails the build.
 #[allow(clippy::indexing_slicing)]
-pub const BUILT_INS: [&str; 6] = {
-    let mut names = [""; 6];
+pub const BUILT_INS: [&str; 7] = {
+    let mut names = [""; 7];
     let mut i = 0;
     while i < names.len() {
         names[i] = BuiltIn::ALL[i].name();
@@ -105,7 +116,47 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 self.answer(request, "restarting", None);
                 self.push_event(Pending::RestartRequested);
             }
+            BuiltIn::Cancel => self.cancel(request, parameters),
         }
+    }
+
+    /// Ends the running command named by `parameters.request_id`: its failed result first, then
+    /// the answer to `cancel`.
+    fn cancel(&mut self, request: ReplyTo<'_>, parameters: Range<usize>) {
+        // Copied out: `parameters` borrows the receive buffer, and publishing borrows the node.
+        let target = self
+            .parameters_at(parameters)
+            .and_then(|p| p.get(field::REQUEST_ID)?.as_escaped_str())
+            .and_then(|t| heapless::String::<REQUEST_ID_MAX>::try_from(t).ok());
+        let Some(target) = target else {
+            return self.fail(request, CommandError::InvalidParameter(field::REQUEST_ID));
+        };
+        let mut message = heapless::String::<128>::new();
+        let Some(running) = self.commands.find(&target).and_then(|id| Some((id, self.commands.take(id)?))) else {
+            let _ = write!(message, "no running command has request_id `{target}`");
+            return self.finish_or_count(request, false, &message, None);
+        };
+        let (id, running) = running;
+        let _ = write!(message, "cancelled by request `{}`", request.id);
+        self.finish_or_count(running.request(), false, &message, None);
+        self.push_event(Pending::CommandCancelled(id));
+        let mut data = [0u8; REQUEST_ID_MAX + 20];
+        let raw = json_data(&RequestIdData { request_id: &target }, &mut data);
+        self.answer(request, "cancelled", raw)
+    }
+}
+
+/// `data` of the built-in `cancel` command.
+struct RequestIdData<'a> {
+    /// As received, still escaped.
+    request_id: &'a str,
+}
+
+impl ToJson for RequestIdData<'_> {
+    fn write_json(&self, w: &mut Writer<'_>) {
+        open(w, key::REQUEST_ID);
+        w.escaped_str(self.request_id);
+        w.raw(b"}");
     }
 }
 

@@ -224,7 +224,15 @@ impl<const N: usize> Commands<N> {
     }
 
     pub(crate) fn is_running(&self, request_id: &str) -> bool {
-        self.slots.iter().flatten().any(|r| r.request_id == request_id)
+        self.find(request_id).is_some()
+    }
+
+    /// The running command answering `request_id`.
+    pub(crate) fn find(&self, request_id: &str) -> Option<CommandId> {
+        self.slots.iter().enumerate().find_map(|(slot, r)| {
+            let r = r.as_ref().filter(|r| r.request_id == request_id)?;
+            Some(CommandId { slot: u8::try_from(slot).ok()?, generation: r.generation })
+        })
     }
 
     pub(crate) fn recently_finished(&self, fingerprint: u64) -> bool {

@@ -3,6 +3,7 @@
 
 use core::ops::Range;
 
+use super::desired::DesiredScope;
 use super::output::{ControlTopic, DisconnectReason, Pending};
 use super::{Node, QUEUE_HEADROOM, STATUS_JSON_MAX};
 use crate::codec::frame::{Frame, Skipped};
@@ -95,9 +96,14 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 packet::encode_connect(&opts, self.tx).ok()
             }
             Ctrl::Subscribe(pid) => {
-                let own = self.topic("control");
-                let broadcast = self.broadcast_topic();
-                packet::encode_subscribe(pid, &[&own, &broadcast], self.tx).ok()
+                let topics = [
+                    self.topic("control"),
+                    self.name_topic("control"),
+                    self.topic("desired"),
+                    self.name_topic("desired"),
+                ];
+                let topics = topics.each_ref().map(|t| t.as_str());
+                packet::encode_subscribe(pid, &topics, self.tx).ok()
             }
             Ctrl::Puback(pid) => packet::encode_puback(pid, self.tx).ok(),
             Ctrl::Pingreq => packet::copy_packet(&PINGREQ, self.tx).ok(),
@@ -183,7 +189,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         let publish = match &decoded {
             Inbound::Publish(p) => Some(Received {
                 pid: p.pid,
-                control: self.is_control_topic(p.topic),
+                topic: self.subscribed(p.topic),
                 retained: p.retain,
                 payload: offset_in(rx, p.payload),
             }),
@@ -205,7 +211,13 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             }
             (Link::Up(_), Inbound::Suback(pid, granted), _) if self.subscribe_pid == Some(pid) => {
                 self.subscribe_pid = None;
-                for (ok, topic) in granted.iter().zip([ControlTopic::Instance, ControlTopic::Broadcast]) {
+                let topics = [
+                    ControlTopic::Instance,
+                    ControlTopic::Broadcast,
+                    ControlTopic::InstanceDesired,
+                    ControlTopic::NameDesired,
+                ];
+                for (ok, topic) in granted.iter().zip(topics) {
                     if !ok {
                         self.push_event(Pending::SubscribeRefused(topic));
                     }
@@ -258,15 +270,23 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             // We hold the message now, and redelivery is handled by request_id, so ack at once.
             self.push_ctrl(Ctrl::Puback(pid));
         }
-        match (publish.control, publish.retained) {
+        match (publish.topic, publish.retained) {
             // Commands are orders, never state: a retained one (handed to every new
             // subscription) would run again on every reconnect of every instance.
-            (true, true) => {
+            (Some(Subscribed::Control), true) => {
                 self.stats.retained_commands_ignored += 1;
                 self.push_event(Pending::RetainedCommandIgnored);
             }
-            (true, false) => self.on_control(publish.payload),
-            (false, _) => {}
+            (Some(Subscribed::Control), false) => self.on_control(publish.payload),
+            // Desired state is state: retained, and replayed after every connect.
+            (Some(Subscribed::Desired(scope)), _) => {
+                let payload = self.rx.get(publish.payload).unwrap_or_default();
+                let pending = self.desired.changed;
+                if self.desired.receive(scope, payload) && !pending {
+                    self.push_event(Pending::DesiredChanged);
+                }
+            }
+            (None, _) => {}
         }
     }
 }
@@ -275,10 +295,19 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
 #[derive(Debug, Clone)]
 pub(super) struct Received {
     pid: Option<u16>,
-    control: bool,
+    topic: Option<Subscribed>,
     /// The broker delivered a retained message to our new subscription.
     retained: bool,
     payload: Range<usize>,
+}
+
+/// Which of the node's subscriptions a PUBLISH came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Subscribed {
+    /// Either control topic.
+    Control,
+    /// A desired-state topic.
+    Desired(DesiredScope),
 }
 
 /// Where `part` sits inside `whole`, or an empty range if it is not a part of it.

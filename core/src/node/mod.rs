@@ -21,6 +21,7 @@ mod builtin;
 pub(crate) mod command;
 mod config;
 mod control;
+pub(crate) mod desired;
 mod link;
 mod output;
 mod publish;
@@ -30,13 +31,16 @@ use core::fmt::Write as _;
 pub use builtin::BUILT_INS;
 pub use command::{check_command_name, Command, CommandId, Outcome, COMMAND_MAX, RECENT_IDS, REQUEST_ID_MAX};
 pub use config::{Config, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, TOPIC_MAX};
+pub use desired::{DesiredScope, Rejection, REASON_MAX, SETTINGS_MAX, SETTING_KEY_MAX, SETTING_VALUE_MAX};
 pub use output::{ControlTopic, DisconnectReason, Event, NodeStats, Output};
 
 use self::command::{parse_data, Commands, ReplyTo};
+use self::desired::Desired;
 use self::link::{Ctrl, Link};
 use self::output::Pending;
 use self::publish::{push_json, register_message, Nothing};
 use crate::codec::frame::Reassembly;
+use crate::codec::json::RawJson;
 use crate::codec::message::{self, Metrics};
 use crate::error::{ConfigError, NodeError};
 use crate::rng::Rng;
@@ -63,12 +67,21 @@ pub struct Buffers<'b> {
     pub tx: &'b mut [u8],
     /// Holds every QoS 1 message from enqueue to PUBACK, plus acknowledged results for replay.
     pub outbox: &'b mut [u8],
+    /// Holds the two desired documents (PROTOCOL.md §15) and the reasons for rejected settings;
+    /// empty by default, which refuses every document that has a setting.
+    pub desired: &'b mut [u8],
 }
 
 impl<'b> Buffers<'b> {
-    /// Groups the three buffers.
+    /// Groups the three buffers every node needs.
     pub fn new(rx: &'b mut [u8], tx: &'b mut [u8], outbox: &'b mut [u8]) -> Self {
-        Self { rx, tx, outbox }
+        Self { rx, tx, outbox, desired: &mut [] }
+    }
+
+    /// Adds room for desired state: the settings of both documents and the reasons for
+    /// rejections (2 KiB holds a few dozen settings).
+    pub fn with_desired(self, desired: &'b mut [u8]) -> Self {
+        Self { desired, ..self }
     }
 }
 
@@ -104,6 +117,7 @@ pub struct Node<'a, const CMDS: usize = 8, const MSGS: usize = 16> {
     /// `stop` was called; the stop begins once everything queued before it has been sent.
     stop_requested: bool,
     commands: Commands<CMDS>,
+    desired: Desired<'a>,
     ctrl: heapless::Deque<Ctrl, 8>,
     events: heapless::Deque<Pending, 16>,
     stats: NodeStats,
@@ -141,12 +155,14 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             stop_deadline: None,
             stop_requested: false,
             commands: Commands::new(),
+            desired: Desired::new(buffers.desired),
             ctrl: heapless::Deque::new(),
             events: heapless::Deque::new(),
             stats: NodeStats::default(),
         };
         // Prove now, not at the first connect, that the largest packets fit the caller's buffers.
         node.encode_ctrl(Ctrl::Connect).ok_or(ConfigError::BufferTooSmall("tx"))?;
+        node.encode_ctrl(Ctrl::Subscribe(1)).ok_or(ConfigError::BufferTooSmall("tx"))?;
         node.enqueue_register().map_err(|e| match e {
             NodeError::OutboxFull => ConfigError::BufferTooSmall("outbox"),
             _ => ConfigError::BufferTooSmall("tx"),
@@ -469,6 +485,31 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         Err(refused)
     }
 
+    /// Applies the merged desired settings after [`Event::DesiredChanged`] and publishes the
+    /// report (PROTOCOL.md §15). The core applies `heartbeat_interval` itself; `apply` is called
+    /// once for every other setting in effect, every time (the whole set, not what changed), and
+    /// accepts it or says why not. Harmless when nothing changed: the same report again.
+    pub fn apply_desired(
+        &mut self,
+        now: Instant,
+        apply: impl FnMut(&str, RawJson<'_>) -> Result<(), desired::Rejection>,
+    ) -> Result<(), NodeError> {
+        self.advance(now);
+        if self.link == Link::Stopped {
+            return Err(NodeError::Stopped);
+        }
+        let applied = self.desired.apply(apply);
+        if let Some(interval) = applied.heartbeat {
+            self.set_interval(interval.unwrap_or(self.config.heartbeat_interval));
+        }
+        let (topic, pid) = (self.topic("reported"), self.alloc_pid());
+        let report = self.desired.report(applied, self.clock.at(self.now), self.config.node_name, &self.instance_id);
+        let pushed = push_json(&mut self.outbox, MessageKind::Reported, pid, 0, &topic, true, &report);
+        self.note_dropped(pushed)?;
+        self.desired.reported = true;
+        Ok(())
+    }
+
     /// Starts a clean stop: status `offline`, the retained register message cleared, DISCONNECT
     /// once both are acknowledged (or after `stop_timeout`), then [`Event::Stopped`].
     ///
@@ -503,15 +544,30 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         match self.link {
             Link::Up(_) => {
                 let offline = self.enqueue_status("offline");
-                // An empty retained message deletes the retained register message.
-                let (topic, pid) = (self.topic("register"), self.alloc_pid());
-                let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, &topic, true, &Nothing);
-                let cleared = self.note_dropped(pushed);
+                // An empty retained message deletes the retained register message, and the report.
+                let mut cleared = self.clear_retained("register", MessageKind::Register);
+                if self.desired.reported {
+                    cleared = cleared.and(self.clear_retained("reported", MessageKind::Reported));
+                }
                 if offline.is_err() || cleared.is_err() {
                     self.finish_stop();
                 }
             }
             _ => self.finish_stop(),
+        }
+    }
+
+    fn clear_retained(&mut self, suffix: &str, kind: MessageKind) -> Result<(), NodeError> {
+        let (topic, pid) = (self.topic(suffix), self.alloc_pid());
+        let pushed = push_json(&mut self.outbox, kind, pid, 0, &topic, true, &Nothing);
+        self.note_dropped(pushed)
+    }
+
+    /// Changes the heartbeat interval; the next heartbeat is due one new interval from now.
+    fn set_interval(&mut self, interval: Duration) {
+        if interval != self.heartbeat_interval {
+            self.heartbeat_interval = interval;
+            self.next_heartbeat = self.next_heartbeat.map(|_| later(self.now, interval));
         }
     }
 

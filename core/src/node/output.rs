@@ -20,13 +20,18 @@ pub enum Output<'a> {
     Event(Event<'a>),
 }
 
-/// Which control topic a subscription was for.
+/// Which of the node's subscriptions the broker refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ControlTopic {
     /// `{prefix}/{node_name}/{instance_id}/control`.
     Instance,
     /// `{prefix}/{node_name}/control`.
     Broadcast,
+    /// `{prefix}/{node_name}/{instance_id}/desired`.
+    InstanceDesired,
+    /// `{prefix}/{node_name}/desired`.
+    NameDesired,
 }
 
 /// Why a connection ended.
@@ -87,6 +92,15 @@ pub enum Event<'a> {
     /// A command passed its deadline: a failed result was published, and a late
     /// [`Node::complete`] is refused. Cancel the handler.
     CommandTimedOut(CommandId),
+    /// The engine cancelled a command (the built-in `cancel`): a failed result saying so was
+    /// published, and a late [`Node::complete`] is refused. Cancel the handler.
+    CommandCancelled(CommandId),
+    /// A desired document changed, or one was refused: call [`Node::apply_desired`], which
+    /// applies the merged settings and reports them. Raised once until then.
+    DesiredChanged {
+        /// The merged version to apply.
+        version: u64,
+    },
     /// A control message without a readable `request_id`: nobody can be answered.
     CommandRejected(CommandError),
     /// A control message arrived retained (left on the broker with the RETAIN flag): it was
@@ -152,6 +166,8 @@ pub(super) enum Pending {
     HeartbeatDue,
     Command(CommandId),
     CommandTimedOut(CommandId),
+    CommandCancelled(CommandId),
+    DesiredChanged,
     CommandRejected(CommandError),
     RetainedCommandIgnored,
     DuplicateCommand(bool),
@@ -181,6 +197,8 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 })
             }
             Pending::CommandTimedOut(id) => Event::CommandTimedOut(id),
+            Pending::CommandCancelled(id) => Event::CommandCancelled(id),
+            Pending::DesiredChanged => Event::DesiredChanged { version: self.desired.version() },
             Pending::CommandRejected(e) => Event::CommandRejected(e),
             Pending::RetainedCommandIgnored => Event::RetainedCommandIgnored,
             Pending::DuplicateCommand(replayed) => Event::DuplicateCommand { replayed },

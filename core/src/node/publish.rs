@@ -2,6 +2,8 @@
 //! through the outbox.
 
 use super::command::ReplyTo;
+use super::desired::DesiredScope;
+use super::link::Subscribed;
 use super::output::Pending;
 use super::{Config, Node, FIXED_CAPABILITIES, TOPIC_MAX};
 use crate::codec::json::{RawJson, Writer};
@@ -18,21 +20,26 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         join([c.topic_prefix, "/", c.node_name, "/", &self.instance_id, "/", suffix])
     }
 
-    pub(super) fn broadcast_topic(&self) -> heapless::String<TOPIC_MAX> {
-        join([self.config.topic_prefix, "/", self.config.node_name, "/control"])
+    /// `{prefix}/{node_name}/{suffix}`: a topic every instance of the name shares.
+    pub(super) fn name_topic(&self, suffix: &str) -> heapless::String<TOPIC_MAX> {
+        join([self.config.topic_prefix, "/", self.config.node_name, "/", suffix])
     }
 
-    /// Whether `topic` is our own or our name's broadcast control topic, without building either.
-    pub(super) fn is_control_topic(&self, topic: &str) -> bool {
+    /// Which of our subscriptions `topic` is, without building any of them.
+    pub(super) fn subscribed(&self, topic: &str) -> Option<Subscribed> {
         let rest = topic
-            .strip_prefix(self.config.topic_prefix)
-            .and_then(|r| r.strip_prefix('/'))
-            .and_then(|r| r.strip_prefix(self.config.node_name))
-            .and_then(|r| r.strip_prefix('/'));
-        match rest {
-            Some("control") => true,
-            Some(r) => r.strip_prefix(self.instance_id.as_str()) == Some("/control"),
-            None => false,
+            .strip_prefix(self.config.topic_prefix)?
+            .strip_prefix('/')?
+            .strip_prefix(self.config.node_name)?
+            .strip_prefix('/')?;
+        let (scope, suffix) = match rest.strip_prefix(self.instance_id.as_str()).and_then(|r| r.strip_prefix('/')) {
+            Some(suffix) => (DesiredScope::Instance, suffix),
+            None => (DesiredScope::Name, rest),
+        };
+        match suffix {
+            "control" => Some(Subscribed::Control),
+            "desired" => Some(Subscribed::Desired(scope)),
+            _ => None,
         }
     }
 

@@ -24,6 +24,9 @@ pub enum MessageKind {
     /// A command result or progress update: kept across reconnects, and kept after its PUBACK
     /// while room allows, so a redelivered command gets the same result again.
     Result,
+    /// The retained desired-state report, or the empty one that clears it; a newer one
+    /// replaces it.
+    Reported,
 }
 
 /// Where a message is in its life.
@@ -51,14 +54,14 @@ struct Entry {
 }
 
 impl Entry {
-    /// Whether a newer message of `kind` makes this one obsolete: there is one register and one
-    /// status at most.
+    /// Whether a newer message of `kind` makes this one obsolete: there is one register, one
+    /// status and one report at most.
     fn replaced_by(&self, kind: MessageKind) -> bool {
-        matches!(kind, MessageKind::Register | MessageKind::Status) && self.kind == kind
+        matches!(kind, MessageKind::Register | MessageKind::Status | MessageKind::Reported) && self.kind == kind
     }
 
-    /// Whether it may be dropped to make room. The register and status may not: there is only
-    /// one of each.
+    /// Whether it may be dropped to make room. The register, status and report may not: there
+    /// is only one of each.
     fn droppable(&self) -> bool {
         matches!(self.kind, MessageKind::Heartbeat | MessageKind::Result)
     }

@@ -16,6 +16,8 @@ pub const HOST: &str = "host";
 pub const PID: u32 = 42;
 pub const BASE: &str = "subnodesync/app/app-host-42";
 pub const BROADCAST: &str = "subnodesync/app/control";
+/// Desired state for every instance of the name.
+pub const NAME_DESIRED: &str = "subnodesync/app/desired";
 /// 2024-01-01T12:00:00Z.
 pub const WALL: u64 = 1_704_110_400_000_000;
 
@@ -82,6 +84,8 @@ pub enum Out {
     HeartbeatDue,
     Command { id: CommandId, name: String, request_id: String, parameters: String, deadline: Option<Instant> },
     CommandTimedOut(CommandId),
+    CommandCancelled(CommandId),
+    DesiredChanged(u64),
     CommandRejected(CommandError),
     RetainedCommandIgnored,
     DuplicateCommand(bool),
@@ -155,6 +159,8 @@ pub fn drain(node: &mut Node<'static>, out: &mut VecDeque<Out>) {
                     deadline: c.deadline,
                 },
                 Event::CommandTimedOut(id) => Out::CommandTimedOut(id),
+                Event::CommandCancelled(id) => Out::CommandCancelled(id),
+                Event::DesiredChanged { version } => Out::DesiredChanged(version),
                 Event::CommandRejected(e) => Out::CommandRejected(e),
                 Event::RetainedCommandIgnored => Out::RetainedCommandIgnored,
                 Event::DuplicateCommand { replayed } => Out::DuplicateCommand(replayed),
@@ -202,7 +208,7 @@ impl Script {
 
     pub fn with_buffers(config: Config<'static>, rx: usize, tx: usize, outbox: usize) -> Self {
         let now = Instant::from_secs(1_000);
-        let buffers = Buffers::new(leak(rx), leak(tx), leak(outbox));
+        let buffers = Buffers::new(leak(rx), leak(tx), leak(outbox)).with_desired(leak(1024));
         let mut node = Node::new(config, buffers, 0x5EED, now).expect("valid config");
         node.set_wall_clock(now, WALL);
         let mut s = Self { node, now, out: VecDeque::new() };
@@ -226,7 +232,7 @@ impl Script {
     pub fn settle_connection(&mut self) {
         self.expect_event(Out::Connected(false));
         let pid = self.expect_subscribe();
-        self.broker_sends(&broker::suback(pid, &[1, 1]));
+        self.broker_sends(&broker::suback(pid, &[1, 1, 1, 1]));
         let reg = self.expect_publish("register");
         self.ack(&reg);
         let status = self.expect_publish("status");
@@ -365,7 +371,9 @@ impl Script {
     pub fn expect_subscribe(&mut self) -> u16 {
         match self.next_packet() {
             Sent::Subscribe { pid, topics } => {
-                assert_eq!(topics, [format!("{BASE}/control"), BROADCAST.to_string()]);
+                let want =
+                    [format!("{BASE}/control"), BROADCAST.into(), format!("{BASE}/desired"), NAME_DESIRED.into()];
+                assert_eq!(topics, want);
                 pid
             }
             other => panic!("expected SUBSCRIBE, got {other:?}"),

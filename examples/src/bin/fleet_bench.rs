@@ -458,7 +458,7 @@ async fn pace(i: usize, n: usize, ramp: Duration, started: tokio::time::Instant)
 
 async fn start_adapters(args: &Args, ramp: Duration) -> Result<Adapters, String> {
     let url = format!("mqtt://127.0.0.1:{}", args.port);
-    let sizes = BufferSizes { rx: args.rx, tx: args.tx, outbox: args.outbox };
+    let sizes = BufferSizes { rx: args.rx, tx: args.tx, outbox: args.outbox, desired: 0 };
     let mut handles = Vec::with_capacity(args.nodes);
     let started = tokio::time::Instant::now();
     for i in 0..args.nodes {

@@ -14,6 +14,11 @@ use subnodesync_host::{
 
 use crate::{assert_key_order, assert_no_retained, base, is_timestamp, outcome, Engine, RestartableBroker, WAIT};
 
+mod desired;
+pub use desired::{
+    cancel_ends_a_running_command_through_its_context, desired_state_is_applied_reported_and_cleared_by_a_clean_stop,
+};
+
 /// A node on the broker at `url` with the suites' short intervals, ignoring the process
 /// environment.
 pub fn suite_node<R: Runtime>(url: &str, name: &str) -> NodeBuilder<R> {
@@ -505,6 +510,8 @@ macro_rules! broker_scenarios {
             a_panicking_handler_fails_its_command_and_the_node_carries_on,
             a_handler_past_the_engines_deadline_gets_a_failed_result,
             a_clean_stop_leaves_status_offline_retained_and_no_register,
+            desired_state_is_applied_reported_and_cleared_by_a_clean_stop,
+            cancel_ends_a_running_command_through_its_context,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

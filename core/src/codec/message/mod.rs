@@ -14,6 +14,7 @@ pub use encode::{
 };
 pub use names::field;
 pub(crate) use names::key;
+pub(crate) use view::members;
 pub use view::{HeartbeatView, RegisterView, ResultView, StatusView};
 
 use super::json::Writer;

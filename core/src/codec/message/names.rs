@@ -81,4 +81,10 @@ fields! {
     RESULTS_DROPPED = "results_dropped";
     /// `set_heartbeat_interval` parameter and result data: the new interval in seconds.
     SECONDS = "seconds";
+    /// Desired and reported documents: the settings object.
+    SETTINGS = "settings";
+    /// Reported document: settings not applied, with their reasons.
+    REJECTED = "rejected";
+    /// Reported document: why the last document refused whole was refused.
+    ERROR = "error";
 }

@@ -8,7 +8,7 @@ use crate::error::PayloadError;
 
 /// The top-level members named in `names`, in one pass over `payload`. A name that appears
 /// twice, however it is escaped, is an error: which one counts would depend on the reader.
-fn members<'a, const N: usize>(
+pub(crate) fn members<'a, const N: usize>(
     payload: &'a [u8],
     names: [&'static str; N],
 ) -> Result<[Option<RawJson<'a>>; N], PayloadError> {
