@@ -177,3 +177,60 @@ async fn prune_clears_an_instances_report_and_its_own_document() {
     }
     assert_eq!(show(&url, &db).await, (vec![], Some(0)));
 }
+
+/// Polls `config show --json` until every one of `ids` is in sync; returns the list.
+async fn wait_in_sync(url: &str, db: &str, ids: &[&str]) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + subnodesync_testkit::WAIT;
+    loop {
+        let (list, _) = show(url, db).await;
+        let synced = |id: &&str| list.iter().any(|s| s["instance_id"] == *id && s["in_sync"] == true);
+        if ids.iter().all(synced) {
+            return list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ids:?} not in sync within the wait: {list:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The heartbeat interval an instance runs with, from its `status` result.
+async fn heartbeat_interval(url: &str, db: &str, id: &str) -> Value {
+    let out = subnode_run(url, db, &["send", id, "status", "--json"]).await;
+    json(&out)["results"][0]["data"]["heartbeat_interval"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_nodes_converge_on_their_names_settings_and_an_instance_override_wins() {
+    let broker = Broker::start();
+    let (url, scratch) = (broker.url(), Scratch::new("desired-nodes"));
+    let db = scratch.db("engine.db");
+    let (_first, first) = Running::node(&url, "app", "h1");
+    wait_online(&url, &db, &first);
+
+    // Set for the name: the running instance applies it, heartbeat interval included (its
+    // configured one is 1 s).
+    let out = subnode_run(&url, &db, &["config", "set", "app/*", "heartbeat_interval=5", "mode=eco"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = wait_in_sync(&url, &db, &[&first]).await;
+    assert_eq!(state(&list, &first)["reported"]["settings"], json!({"heartbeat_interval": 5, "mode": "eco"}));
+    assert_eq!(heartbeat_interval(&url, &db, &first).await, 5);
+
+    // An instance started later converges at its first connect.
+    let (_second, second) = Running::node(&url, "app", "h2");
+    wait_online(&url, &db, &second);
+    wait_in_sync(&url, &db, &[&first, &second]).await;
+
+    // The second instance's own document overrides one key; the first keeps the name's.
+    subnode_run(&url, &db, &["config", "set", &second, "mode=turbo"]).await;
+    let list = wait_in_sync(&url, &db, &[&first, &second]).await;
+    assert_eq!(state(&list, &second)["reported"]["settings"], json!({"heartbeat_interval": 5, "mode": "turbo"}));
+    assert_eq!(state(&list, &first)["reported"]["settings"], json!({"heartbeat_interval": 5, "mode": "eco"}));
+    let table = subnode_run(&url, &db, &["config", "show"]).await;
+    assert_eq!(table.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("mode=turbo*") && text.contains("2 instance(s): 2 in sync"), "{text}");
+
+    // No document names the interval any more: the configured one returns.
+    subnode_run(&url, &db, &["config", "unset", "app/*", "heartbeat_interval"]).await;
+    wait_in_sync(&url, &db, &[&first, &second]).await;
+    assert_eq!(heartbeat_interval(&url, &db, &first).await, 1);
+}

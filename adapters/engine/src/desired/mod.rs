@@ -199,7 +199,10 @@ impl DesiredDocument {
         if settings.len() > MAX_SETTINGS {
             return Err(DesiredError::TooManySettings(settings.len()));
         }
-        let timestamp = fields.get("timestamp")?.and_then(|t| t.as_escaped_str()).map(|t| Unescaped(t).to_string());
+        let timestamp = match fields.get("timestamp")? {
+            None => None,
+            Some(t) => Some(Unescaped(t.as_escaped_str().ok_or(DesiredError::WrongType("timestamp"))?).to_string()),
+        };
         Ok(Self { version, timestamp, settings })
     }
 

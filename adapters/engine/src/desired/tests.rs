@@ -51,6 +51,7 @@ fn a_document_breaking_the_contract_gets_its_own_error() {
         (r#"{"version":1.5,"settings":{}}"#.into(), DesiredError::Version),
         (r#"{"version":-1,"settings":{}}"#.into(), DesiredError::Version),
         (r#"{"version":1,"settings":[]}"#.into(), DesiredError::WrongType("settings")),
+        (r#"{"version":1,"timestamp":5,"settings":{}}"#.into(), DesiredError::WrongType("timestamp")),
         (r#"{"version":1,"settings":{"a":{"b":1}}}"#.into(), DesiredError::Nested("a".into())),
         (r#"{"version":1,"settings":{"a":[1]}}"#.into(), DesiredError::Nested("a".into())),
         (r#"{"version":1,"settings":{"a/b":1}}"#.into(), DesiredError::BadKey("a/b".into())),
@@ -66,9 +67,8 @@ fn a_document_breaking_the_contract_gets_its_own_error() {
     for (payload, expected) in cases {
         assert_eq!(DesiredDocument::parse(payload.as_bytes()), Err(expected), "{payload}");
     }
-    // At the limits, and with what a reader ignores: a non-string timestamp, unknown fields.
-    let at_limits =
-        format!(r#"{{"version":{VERSION_MAX},"timestamp":5,"x":[],"settings":{{"a":"{}"}}}}"#, "v".repeat(126));
+    // At the limits, and with what a reader ignores: unknown fields, no timestamp.
+    let at_limits = format!(r#"{{"version":{VERSION_MAX},"x":[],"settings":{{"a":"{}"}}}}"#, "v".repeat(126));
     let d = DesiredDocument::parse(at_limits.as_bytes()).unwrap();
     assert_eq!((d.version, d.timestamp, d.settings["a"].as_json().len()), (VERSION_MAX, None, VALUE_MAX));
 }

@@ -204,7 +204,8 @@ enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
-    /// Run a sample node (built-in commands plus `echo`) to try the other commands on.
+    /// Run a sample node (built-in commands plus `echo`, every desired setting accepted) to try
+    /// the other commands on.
     ///
     /// Configured like any node by SUBNODE_* variables; --broker and --prefix apply too.
     Node {
@@ -537,9 +538,16 @@ async fn unreachable_broker(engine: &Engine) -> Result<(), Failure> {
 }
 
 async fn node(conn: &Connection, name: String, hostname: Option<String>) -> Result<u8, Failure> {
-    let mut builder = NodeBuilder::new(name).handler(handler_fn("echo", |_ctx, cmd| async move {
-        Ok(CommandResult::ok("echoed").with_data(cmd.parameters))
-    }));
+    let mut builder = NodeBuilder::new(name)
+        .handler(handler_fn(
+            "echo",
+            |_ctx, cmd| async move { Ok(CommandResult::ok("echoed").with_data(cmd.parameters)) },
+        ))
+        // A sample node takes every desired setting (`subnode config set`) and says so.
+        .settings(|key: &str, value: &Value| {
+            eprintln!("setting {} = {value}", Printable(key));
+            Ok(())
+        });
     if let Some(url) = &conn.broker {
         builder = builder.broker_url(url);
     }
