@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{check_fits, check_key, next_version, DesiredDocument, DesiredError, DocTopic, SettingValue, Settings};
-use super::{InstanceState, Store, MAX_SETTINGS};
+use super::{DesiredSync, InstanceState, Store, MAX_SETTINGS};
 use crate::engine::{lock, now_ms, Engine};
 use crate::error::Error;
 use crate::registry::belongs;
@@ -95,6 +95,12 @@ impl Engine {
     pub fn desired_state(&self, target: &Target) -> Vec<InstanceState> {
         let registry = lock(&self.shared.registry);
         lock(&self.shared.desired.store).states(&registry, target)
+    }
+
+    /// Whether `instance_id` of `node_name` is in sync, and the versions that say so: a cheap
+    /// look-up for every row of a fleet table.
+    pub fn desired_sync(&self, node_name: &str, instance_id: &str) -> DesiredSync {
+        lock(&self.shared.desired.store).sync(node_name, instance_id)
     }
 
     /// Reads the target's document after the broker's retained ones arrived, changes it, and

@@ -16,7 +16,7 @@ use crate::text::Printable;
 
 pub(crate) use engine::Desired;
 pub use engine::{Published, DESIRED_CONFIRM_WITHIN};
-pub use store::InstanceState;
+pub use store::{DesiredSync, InstanceState};
 use store::{DocTopic, Store};
 
 /// Most settings in a desired document, and in the merge of an instance's two documents.

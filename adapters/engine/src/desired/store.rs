@@ -207,6 +207,18 @@ impl Store {
         states
     }
 
+    /// Whether one instance is in sync, and the versions that say so, without copying settings.
+    pub(crate) fn sync(&self, node: &str, instance: &str) -> DesiredSync {
+        let version = |d: Option<&DesiredDocument>| d.map_or(0, |d| d.version);
+        let desired_version = version(self.name_document(node)).max(version(self.instance_document(instance)));
+        let reported = self.reports.get(instance).map(|o| &o.doc);
+        DesiredSync {
+            desired_version,
+            reported_version: reported.map(|r| r.version),
+            in_sync: in_sync(desired_version, reported),
+        }
+    }
+
     /// One instance's desired state.
     fn state(&self, node: &str, instance: &str, status: Option<Status>) -> InstanceState {
         let name_doc = self.name_document(node);
@@ -320,4 +332,15 @@ impl InstanceState {
             "in_sync": self.in_sync,
         })
     }
+}
+
+/// Whether an instance is in sync, and the versions that say so: the console's fleet table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DesiredSync {
+    /// Its two documents' merged version (0: nothing desired).
+    pub desired_version: u64,
+    /// The version it last reported applying; `None` without a report.
+    pub reported_version: Option<u64>,
+    /// Its report has the merged version, rejects nothing and carries no error.
+    pub in_sync: bool,
 }
