@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::EngineConfig;
+use crate::desired::Desired;
 use crate::error::{Error, IngestError};
 use crate::event::FleetEvent;
 use crate::persist::Backlog;
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) problem: watch::Sender<Option<String>>,
     /// `shutdown` began: the connection's end is ours, not news.
     pub(crate) stopping: AtomicBool,
+    /// Desired documents and reports, as the broker holds them.
+    pub(crate) desired: Desired,
 }
 
 impl Shared {
@@ -88,6 +91,13 @@ impl Shared {
         if payload.len() > MAX_PAYLOAD {
             self.counters.oversized.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(topic, bytes = payload.len(), "message larger than the engine reads: skipped");
+            return;
+        }
+        if let Some(ingested) = self.desired.on_publish(&self.config.topic_prefix, topic, payload) {
+            if let Err(e) = ingested {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(topic, error = %e, "desired-state message not ingested");
+            }
             return;
         }
         let now = now_ms();
@@ -159,8 +169,8 @@ impl Shared {
 /// # Ok(()) }
 /// ```
 pub struct Engine {
-    shared: Arc<Shared>,
-    client: AsyncClient,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) client: AsyncClient,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -239,7 +249,9 @@ impl Engine {
         let (events, _) = broadcast::channel(4096);
         let (synced, _) = watch::channel((false, Instant::now()));
         let (problem, _) = watch::channel(None);
+        let desired = Desired::new(config.max_instances);
         let shared = Arc::new(Shared {
+            desired,
             config,
             registry: Mutex::new(registry),
             store: Mutex::new(store),
@@ -266,6 +278,8 @@ impl Engine {
     pub fn filters(config: &EngineConfig) -> Vec<String> {
         let p = &config.topic_prefix;
         let mut filters = vec![format!("{p}/+/+/register"), format!("{p}/+/+/status"), format!("{p}/+/+/result")];
+        // Desired state (PROTOCOL.md §15): retained, and every engine needs all of it.
+        filters.extend([format!("{p}/+/desired"), format!("{p}/+/+/desired"), format!("{p}/+/+/reported")]);
         if config.heartbeats {
             filters.push(match &config.share_group {
                 // Only heartbeats are shared: they are the volume. Register and status are
@@ -389,7 +403,7 @@ impl Engine {
     }
 
     /// Removes `lost`, `offline` and `missing` instances whose status is older than `age`,
-    /// clearing their retained register and status messages; returns their ids.
+    /// clearing their retained register, status, report and instance desired document; returns their ids.
     pub async fn prune(&self, age: Duration) -> Result<Vec<String>, Error> {
         Ok(tasks::prune(&self.shared, &self.client, age))
     }

@@ -52,6 +52,13 @@ pub enum Error {
     Mqtt(String),
     /// The console cannot listen (the address is taken, or not this machine's).
     Http(String),
+    /// A desired setting or document the engine will not publish (PROTOCOL.md §15.1).
+    InvalidSetting(crate::desired::DesiredError),
+    /// The broker's retained messages did not arrive in time: the current desired state is unknown.
+    Unsynced,
+    /// The broker did not hand a published desired document back in time (the topic): not
+    /// connected, or an ACL dropped it.
+    Unconfirmed(String),
 }
 
 impl fmt::Display for Error {
@@ -78,6 +85,9 @@ impl fmt::Display for Error {
             Self::InvalidCommand(why) => write!(f, "invalid command: {why}"),
             Self::Mqtt(e) => write!(f, "mqtt: {e}"),
             Self::Http(e) => write!(f, "console: {e}"),
+            Self::InvalidSetting(e) => write!(f, "desired state: {e}"),
+            Self::Unsynced => f.write_str("the broker's retained messages did not arrive in time; nothing published"),
+            Self::Unconfirmed(topic) => write!(f, "the broker did not confirm the document on {topic} in time"),
         }
     }
 }

@@ -5,6 +5,7 @@ mod broker;
 mod config;
 #[cfg(feature = "console")]
 pub mod console;
+mod desired;
 mod engine;
 mod error;
 mod event;
@@ -28,6 +29,9 @@ mod timestamp;
 pub use broker::broker_config;
 pub use config::{default_db, EngineConfig, Limit, DB, HEARTBEAT_INTERVAL_EXPECTED, HEARTBEAT_INTERVAL_RANGE};
 pub use config::{HISTORY_MAX_AGE, HISTORY_MAX_COMMANDS, MAX_INSTANCES, MAX_STORED_JSON};
+pub use desired::{check_key, in_sync, merge, next_version, DesiredDocument, DesiredError, DesiredSync, InstanceState};
+pub use desired::{Merged, Published, ReportedDocument, SettingValue, Settings, DESIRED_CONFIRM_WITHIN};
+pub use desired::{DOCUMENTS_MAX, KEY_MAX, MAX_SETTINGS, VALUE_MAX, VERSION_MAX};
 pub use engine::{Engine, MAX_PAYLOAD, SHUTDOWN_FLUSH_FOR};
 pub use error::{Error, FilterError, IngestError};
 pub use event::FleetEvent;

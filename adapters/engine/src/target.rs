@@ -94,7 +94,7 @@ impl Target {
 
 /// Refuses a name that cannot be one level of a topic: empty, or holding `/`, `+` or `#` (an
 /// MQTT client refuses to publish there, and a broker would read a filter).
-fn topic_level(name: &str) -> Result<(), Error> {
+pub(crate) fn topic_level(name: &str) -> Result<(), Error> {
     if name.is_empty() || name.contains(['/', '+', '#', '\0']) {
         return Err(Error::InvalidTarget(format!("{name:?} cannot name a node or an instance")));
     }

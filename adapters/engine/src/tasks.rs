@@ -26,8 +26,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// ticks missed.
 const BLIND_AFTER_MS: i64 = 3_000;
 
-/// Removes instances gone for `age` from the registry and clears their retained messages; the
-/// database forgets them at the next flush.
+/// Removes instances gone for `age` from the registry and clears their retained messages (register,
+/// status, reported and their own desired document); the database forgets them at the next flush.
 pub(crate) fn prune(shared: &Shared, client: &AsyncClient, age: Duration) -> Vec<String> {
     let before = now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
     let gone = lock(&shared.registry).prune(before);
@@ -36,12 +36,15 @@ pub(crate) fn prune(shared: &Shared, client: &AsyncClient, age: Duration) -> Vec
     }
     // Forgotten here first, so the database forgets them too whatever happens to the publishes.
     lock(&shared.backlog).deleted(gone.iter().map(|i| i.instance_id.clone()));
+    lock(&shared.desired.store).forget(gone.iter().map(|i| i.instance_id.as_str()));
     let prefix = &shared.config.topic_prefix;
     let mut unsent = 0;
     for i in &gone {
         // An empty retained publish deletes the retained message (MQTT 3.1.1 §3.3.1.3). `try_`:
-        // a full queue (the broker away) must not stall the ticker's flushes behind it.
-        for kind in ["register", "status"] {
+        // a full queue (the broker away) must not stall the ticker's flushes behind it. The
+        // instance's own desired document goes too: no other process takes its id (the pid is
+        // in it), and one that comes back after all falls back on its name's document.
+        for kind in ["register", "status", "reported", "desired"] {
             let topic = format!("{prefix}/{}/{}/{kind}", i.node_name, i.instance_id);
             if client.try_publish(topic, QoS::AtLeastOnce, true, Vec::new()).is_err() {
                 unsent += 1;

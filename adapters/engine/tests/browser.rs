@@ -157,7 +157,7 @@ fn the_dashboard_follows_the_fleet_live_sends_a_ping_and_shows_wire_text_as_text
     );
     browser.navigate(&console);
     // The table's head is drawn by app.js: the script loaded and ran under the page's CSP.
-    browser.wait_for("table drawn by the script", "document.querySelectorAll('#fleet-head th').length === 9", WAIT);
+    browser.wait_for("table drawn by the script", "document.querySelectorAll('#fleet-head th').length === 10", WAIT);
     browser.wait_for("first node online in the table", &row_status(&first_id, "online"), WAIT);
     browser.wait_for(
         "the live stream connected",
@@ -229,6 +229,24 @@ fn the_dashboard_follows_the_fleet_live_sends_a_ping_and_shows_wire_text_as_text
         "document.querySelector('#send-output .outcome .verdict')?.textContent === 'succeeded'",
         WAIT,
     );
+
+    // Desired state: the workers apply theirs; the lost first node cannot, and its row says so
+    // without a heartbeat to carry the news.
+    for target in ["worker/*", first_id.as_str()] {
+        let status = subnode(&url, &scratch, "config.log").args(["config", "set", target, "mode=eco"]).status();
+        assert!(status.expect("run subnode config set").success(), "config set {target}");
+    }
+    let config_cell =
+        |id: &str| format!("document.querySelector(`tr[data-id=\"${{CSS.escape({})}}\"] .c-config`)", js(id));
+    for (_, id) in &nodes[2..] {
+        browser.wait_for(&format!("{id} in sync"), &format!("{}?.textContent === 'in sync'", config_cell(id)), WAIT);
+    }
+    browser.wait_for(
+        "the lost node drifting",
+        &format!("{0}?.textContent === 'drift' && {0}.classList.contains('drift')", config_cell(&first_id)),
+        WAIT,
+    );
+    assert_eq!(browser.eval(&format!("{}.textContent", config_cell(&nodes[0].1))), "–");
 
     // The dashboard as the README shows it, with the pong on screen.
     let keep = std::env::var_os("SUBNODE_SCREENSHOT");

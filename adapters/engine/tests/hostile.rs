@@ -81,3 +81,32 @@ async fn messages_for_another_names_instance_are_dropped_and_counted() {
     assert_eq!((owned[0].node_name.as_str(), owned[0].version.as_str()), ("app", "1.0"));
     engine.shutdown().await.expect("everything written");
 }
+
+/// Anyone may publish on the desired-state topics: a document that breaks PROTOCOL.md §15.1 is
+/// counted and changes nothing, and the engine's next document builds on the last valid one,
+/// under a version above every one it saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_desired_document_is_counted_and_the_next_one_builds_on_the_last_valid() {
+    use subnodesync_engine::{SettingValue, Target};
+
+    let broker = Broker::start();
+    let client = subnodesync_testkit::Engine::connect(broker.port(), &[]).await;
+    let engine = Engine::start(engine_config(&broker.url(), "desired")).await.expect("engine starts");
+    assert!(engine.wait_synced(WAIT).await);
+    let topic = "subnodesync/app/desired";
+    client.publish_retained(topic, r#"{"version":9000000000000,"settings":{"a":1}}"#).await;
+    let version = |engine: &Engine| engine.desired_state(&Target::parse("app-h-1")).first().map(|s| s.desired.version);
+    client.publish_retained("subnodesync/app/app-h-1/register", REGISTER).await;
+    eventually("the document ingested", || version(&engine) == Some(9_000_000_000_000)).await;
+    for bad in [&b"{"[..], br#"{"version":9000000000001,"settings":{"a":{"nested":1}}}"#, br#"{"settings":{}}"#] {
+        client.publish_retained(topic, bad.to_vec()).await;
+    }
+    eventually("three bad documents counted", || engine.stats().rejected == 3).await;
+    assert_eq!(version(&engine), Some(9_000_000_000_000));
+
+    let b = SettingValue::from_cli("b", "two").expect("a value");
+    let published = engine.set_desired(&Target::Node("app".into()), &[("b".into(), b)]).await.expect("published");
+    assert_eq!(published.document.version, 9_000_000_000_001);
+    assert_eq!(published.document.settings.keys().collect::<Vec<_>>(), ["a", "b"]);
+    engine.shutdown().await.expect("everything written");
+}

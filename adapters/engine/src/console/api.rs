@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::{json_error, Shared};
+use crate::desired::InstanceState;
 use crate::engine::now_ms;
 use crate::error::Error;
 use crate::record::ResultRecord;
@@ -77,7 +78,15 @@ pub(super) async fn nodes(State(shared): State<Shared>, Query(query): Query<Hash
     let chosen: Vec<Instance> =
         shared.engine.with_registry(|r| r.instances().iter().filter(|i| selector.lists(i)).cloned().collect());
     let now = now_ms();
-    Json(Value::from(chosen.iter().map(|i| i.to_json(now)).collect::<Vec<_>>())).into_response()
+    let with_sync = |i: &Instance| {
+        let mut value = i.to_json(now);
+        let sync = shared.engine.desired_sync(&i.node_name, &i.instance_id);
+        value["desired_version"] = sync.desired_version.into();
+        value["reported_version"] = sync.reported_version.into();
+        value["in_sync"] = sync.in_sync.into();
+        value
+    };
+    Json(Value::from(chosen.iter().map(with_sync).collect::<Vec<_>>())).into_response()
 }
 
 /// `GET /api/nodes/{instance_id}`: the instance, its register message, its chart samples and
@@ -87,6 +96,8 @@ pub(super) async fn node(State(shared): State<Shared>, Path(instance_id): Path<S
         return error(&Error::UnknownInstance(instance_id));
     };
     let mut value = inst.to_json(now_ms());
+    let target = Target::Instance { node_name: Some(inst.node_name.clone()), instance_id: instance_id.clone() };
+    value["desired"] = shared.engine.desired_state(&target).first().map_or(Value::Null, InstanceState::to_json);
     value["register"] =
         inst.register_json.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()).unwrap_or(Value::Null);
     value["trend"] = shared

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::Shared;
+use crate::desired::DesiredSync;
 use crate::engine::{lock, now_ms};
 use crate::registry::Instance;
 
@@ -48,12 +49,15 @@ pub(crate) struct Live {
     rows: broadcast::Sender<Arc<str>>,
     /// The last hour of samples by instance id.
     trends: Mutex<HashMap<String, VecDeque<Sample>>>,
+    /// What each instance's row last said of its desired state: a report changes the row of an
+    /// instance that may send nothing else (a stopped one, say).
+    synced: Mutex<HashMap<String, DesiredSync>>,
 }
 
 impl Live {
     /// Nothing seen yet.
     pub(crate) fn new() -> Self {
-        Self { rows: broadcast::channel(16).0, trends: Mutex::new(HashMap::new()) }
+        Self { rows: broadcast::channel(16).0, trends: Mutex::new(HashMap::new()), synced: Mutex::new(HashMap::new()) }
     }
 
     /// The last hour of `instance_id`'s samples, oldest first.
@@ -95,9 +99,13 @@ impl Live {
     }
 }
 
-/// The fleet table's columns of one instance: what a heartbeat or a status change moves.
-pub(crate) fn row(inst: &Instance, now_ms: i64) -> Value {
+/// The fleet table's columns of one instance: what a heartbeat, a status change or a desired
+/// document or report moves.
+pub(crate) fn row(inst: &Instance, sync: DesiredSync, now_ms: i64) -> Value {
     json!({
+        "desired_version": sync.desired_version,
+        "reported_version": sync.reported_version,
+        "in_sync": sync.in_sync,
         "instance_id": inst.instance_id,
         "node_name": inst.node_name,
         "status": inst.status.as_str(),
@@ -125,9 +133,23 @@ pub(crate) async fn run(shared: Shared) {
         // Copies out under the registry lock; the JSON is made after it is released.
         let (changed, all) = shared.engine.with_registry(|registry| {
             let instances = registry.instances();
-            let changed: Vec<Instance> = if wanted {
-                let fresh = |i: &&Instance| i.last_seen_ms >= since || i.status_changed_ms >= since;
-                instances.iter().filter(fresh).cloned().collect()
+            let changed: Vec<(Instance, DesiredSync)> = if wanted {
+                let mut sent = lock(&shared.live.synced);
+                if sent.len() > instances.len() {
+                    sent.retain(|id, _| registry.get(id).is_some());
+                }
+                let mut changed = Vec::new();
+                for i in instances {
+                    let sync = shared.engine.desired_sync(&i.node_name, &i.instance_id);
+                    let moved = sent.get(&i.instance_id) != Some(&sync);
+                    if moved {
+                        sent.insert(i.instance_id.clone(), sync);
+                    }
+                    if moved || i.last_seen_ms >= since || i.status_changed_ms >= since {
+                        changed.push((i.clone(), sync));
+                    }
+                }
+                changed
             } else {
                 Vec::new()
             };
@@ -136,7 +158,7 @@ pub(crate) async fn run(shared: Shared) {
         });
         since = now;
         if !changed.is_empty() {
-            let rows: Vec<Value> = changed.iter().map(|i| row(i, now)).collect();
+            let rows: Vec<Value> = changed.iter().map(|(i, sync)| row(i, *sync, now)).collect();
             let event = json!({"event": "instances", "instances": rows, "total": all});
             let _ = shared.live.rows.send(Arc::from(event.to_string()));
         }

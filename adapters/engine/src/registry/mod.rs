@@ -55,6 +55,11 @@ pub(crate) fn split_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, 
     Some((node, instance, kind))
 }
 
+/// Whether `instance` can be an id of `node`: an instance id is `{node_name}-{hostname}-{pid}`.
+pub(crate) fn belongs(node: &str, instance: &str) -> bool {
+    instance.strip_prefix(node).and_then(|rest| rest.strip_prefix('-')).is_some_and(|r| !r.is_empty())
+}
+
 /// Stores the string a JSON string's escaped contents mean, reusing `target`'s buffer and
 /// leaving it alone when nothing changed (the common case on the heartbeat path).
 fn set_unescaped(target: &mut String, escaped: &str) {
@@ -192,12 +197,10 @@ impl Registry {
         if node.len() > NODE_NAME_MAX || instance.len() > INSTANCE_ID_MAX {
             return Err(IngestError::TooLong);
         }
-        // An instance id is `{node_name}-{hostname}-{pid}`: one name's publisher cannot speak for
-        // another name's instances, nor take over an id another name registered first.
-        let belongs =
-            instance.strip_prefix(node).and_then(|rest| rest.strip_prefix('-')).is_some_and(|r| !r.is_empty());
+        // One name's publisher cannot speak for another name's instances, nor take over an id
+        // another name registered first.
         let taken = self.get(instance).is_some_and(|known| known.node_name != node);
-        if !belongs || taken {
+        if !belongs(node, instance) || taken {
             return Err(IngestError::ForeignInstance);
         }
         let check = |node_name: &str, instance_id: &str| {

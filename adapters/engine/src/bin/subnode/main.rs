@@ -1,12 +1,13 @@
 //! `subnode`: manage a SubNodeSync fleet from the terminal.
 //!
 //! Connection settings come from flags, then the nodes' `SUBNODE_*` environment variables, then
-//! defaults. Exit codes: 0 success, 1 a command failed or timed out somewhere, 2 bad usage or
-//! settings, 3 the database or broker could not be used, 4 a rollout stopped at its
-//! `--max-failures` with instances never sent.
+//! defaults. Exit codes: 0 success, 1 a command failed or timed out somewhere (`config show`: an
+//! instance drifts), 2 bad usage or settings, 3 the database or broker could not be used, 4 a
+//! rollout stopped at its `--max-failures` with instances never sent.
 
 mod broker;
 mod colour;
+mod config;
 mod demo;
 mod node;
 mod rollout;
@@ -41,6 +42,8 @@ const EXAMPLES: &str = "Examples:
   subnode send 'my-app/*' echo --rollout 10% --pause 30s --max-failures 2   # in waves
   subnode cancel my-app-host1-4242 REQUEST_ID   # ends a running command
   subnode history --limit 5
+  subnode config set 'my-app/*' heartbeat_interval=10 log_level=debug   # desired state, retained
+  subnode config show                           # per instance: desired, reported, in sync
   subnode serve                                 # the web console on http://127.0.0.1:8080/
   subnode history --before REQUEST_ID           # the page after the one that ended there";
 
@@ -200,7 +203,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a sample node (built-in commands plus `echo` and `sleep`) to try the other commands on.
+    /// Desired state: settings every instance of a node name, or one instance, converges on.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
+    /// Run a sample node (built-in commands plus `echo` and `sleep`, every desired setting
+    /// accepted) to try the other commands on.
     ///
     /// Configured like any node by SUBNODE_* variables; --broker and --prefix apply too.
     Node(node::NodeArgs),
@@ -297,6 +306,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match e {
             Error::Setting(_) | Error::Tls(_) | Error::InvalidParameters(_) | Error::InvalidCommand(_) => 2,
+            Error::InvalidSetting(_) => 2,
             Error::UnknownInstance(_) | Error::NoTargets => 1,
             Error::UnknownRequest(_) | Error::InvalidTarget(_) => 2,
             _ => 3,
@@ -391,6 +401,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             watch(config, json).await
         }
         Command::Send(args) => send::run(config, args).await,
+        Command::Config { command } => config::run(config, command).await,
         Command::Serve(args) => serve(config, args).await,
         Command::Node(args) => node::run(&cli.conn, args).await,
         Command::Cancel(args) => send::cancel(config, args).await,

@@ -1,9 +1,12 @@
 //! `subnode node`: a sample node to try the other commands on, with an application command that
-//! answers at once (`echo`), one that takes its time (`sleep`), and a way to make either fail.
+//! answers at once (`echo`), one that takes its time (`sleep`), a way to make either fail, and
+//! every desired setting (`subnode config set`) accepted.
 
 use std::time::Duration;
 
 use clap::Args;
+use serde_json::Value;
+use subnodesync_engine::Printable;
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder};
 
 use crate::{Connection, Failure};
@@ -50,7 +53,11 @@ pub(crate) async fn run(conn: &Connection, args: NodeArgs) -> Result<u8, Failure
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(unless_failing(fail_sleep, "sleep", CommandResult::ok("slept").with_data(serde_json::json!({ "ms": ms }))))
     });
-    let mut builder = NodeBuilder::new(args.name).handler(echo).handler(sleep);
+    let mut builder = NodeBuilder::new(args.name).handler(echo).handler(sleep).settings(|key: &str, value: &Value| {
+        // A sample node takes every desired setting and says so.
+        eprintln!("setting {} = {value}", Printable(key));
+        Ok(())
+    });
     if let Some(url) = &conn.broker {
         builder = builder.broker_url(url);
     }

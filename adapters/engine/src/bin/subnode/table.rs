@@ -38,10 +38,10 @@ fn colour(status: Status) -> &'static str {
 /// ages.
 pub(crate) fn instances(list: &[Instance], now: i64, coloured: bool) -> String {
     let header = ["INSTANCE", "NODE", "STATUS", "VERSION", "UPTIME", "CPU", "MEM", "LAST HB"];
-    let rows: Vec<[String; 8]> = list
+    let rows: Vec<Vec<String>> = list
         .iter()
         .map(|i| {
-            [
+            vec![
                 printable(&i.instance_id),
                 printable(&i.node_name),
                 i.status.to_string(),
@@ -56,19 +56,34 @@ pub(crate) fn instances(list: &[Instance], now: i64, coloured: bool) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
+    let tint = |row: usize, column: usize| list.get(row).filter(|_| coloured && column == 2).map(|i| colour(i.status));
+    let mut out = aligned(&header, &rows, tint);
+    if list.is_empty() {
+        out.push_str("(no instances)\n");
+    }
+    out
+}
+
+/// `header` and `rows` in aligned columns two spaces apart, each cell in the colour `tint(row,
+/// column)` gives (an escape sequence), if any.
+pub(crate) fn aligned(
+    header: &[&str],
+    rows: &[Vec<String>],
+    tint: impl Fn(usize, usize) -> Option<&'static str>,
+) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let line = |out: &mut String, cells: &[&str], status: Option<Status>| {
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+    let mut line = |cells: &mut dyn Iterator<Item = &str>, row: Option<usize>| {
+        for (column, (cell, w)) in cells.zip(&widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
-            match status.filter(|_| coloured && i == 2) {
-                Some(s) => {
-                    let _ = write!(out, "{}{cell}\x1b[0m{:pad$}  ", colour(s), "");
+            match row.and_then(|r| tint(r, column)) {
+                Some(colour) => {
+                    let _ = write!(out, "{colour}{cell}\x1b[0m{:pad$}  ", "");
                 }
                 None => {
                     let _ = write!(out, "{cell}{:pad$}  ", "");
@@ -79,13 +94,9 @@ pub(crate) fn instances(list: &[Instance], now: i64, coloured: bool) -> String {
         out.truncate(trimmed);
         out.push('\n');
     };
-    line(&mut out, &header, None);
-    for (row, i) in rows.iter().zip(list) {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&mut out, &cells, Some(i.status));
-    }
-    if list.is_empty() {
-        out.push_str("(no instances)\n");
+    line(&mut header.iter().copied(), None);
+    for (r, row) in rows.iter().enumerate() {
+        line(&mut row.iter().map(String::as_str), Some(r));
     }
     out
 }

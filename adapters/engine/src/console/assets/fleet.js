@@ -39,6 +39,9 @@ const FIELDS = [
   "heartbeats",
   "registered_ms",
   "metrics",
+  "desired_version",
+  "reported_version",
+  "in_sync",
 ];
 
 /** Merges what the wire says about one instance; returns whether the filters' choices may have changed. */
@@ -92,6 +95,14 @@ const COLUMNS = [
   { key: "cpu", label: "CPU", numeric: true, value: (i) => i.cpu_percent, text: (i) => formatCpu(i.cpu_percent) },
   { key: "memory", label: "Memory", numeric: true, value: (i) => i.memory_mb, text: (i) => formatMemory(i.memory_mb) },
   {
+    key: "config",
+    label: "Config",
+    title: "Desired state (subnode config): in sync, or drifting from what is desired",
+    // Drifting first when ascending: what needs a look.
+    value: (i) => (i.in_sync == null ? null : i.in_sync ? 2 : 1),
+    text: (i) => configText(i),
+  },
+  {
     key: "heartbeat",
     label: "Heartbeat",
     title: "Time since the last heartbeat",
@@ -101,6 +112,12 @@ const COLUMNS = [
     text: (i) => formatAge(heartbeatAge(i)),
   },
 ];
+
+/** An instance's desired state in a word: nothing desired and nothing reported, in sync, or drifting. */
+export function configText(inst) {
+  if (inst.in_sync == null || (inst.in_sync && !inst.desired_version)) return DASH;
+  return inst.in_sync ? "in sync" : "drift";
+}
 
 /** The instances that pass the filters, sorted: the first MAX_ROWS of them are drawn. */
 let matching = [];
@@ -179,6 +196,10 @@ function patchRow(row, inst) {
     setText(cell, text);
     // Long versions and host names are cut with an ellipsis; the full text is one hover away.
     if (column.key === "version" || column.key === "host") setAttr(cell, "title", text);
+    if (column.key === "config") {
+      cell.classList.toggle("drift", inst.in_sync === false);
+      setAttr(cell, "title", `desired version ${inst.desired_version ?? 0}, reported ${inst.reported_version ?? "none"}`);
+    }
   }
 }
 

@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { drawCharts } from "./chart.js";
 import { $, el, fill, setText } from "./dom.js";
-import { fleet, setBadge, upsert } from "./fleet.js";
+import { configText, fleet, setBadge, upsert } from "./fleet.js";
 import {
   compactJson,
   DASH,
@@ -58,6 +58,13 @@ const OVERVIEW = [
   ["CPU", (i) => formatCpu(i.cpu_percent)],
   ["Memory", (i) => formatMemory(i.memory_mb)],
   ["Threads", (i) => (i.threads == null ? DASH : String(i.threads))],
+  [
+    "Desired state",
+    (i) =>
+      configText(i) === DASH
+        ? DASH
+        : `${configText(i)}: desired version ${i.desired_version}, reported ${i.reported_version ?? "none"}`,
+  ],
   [
     "Registered",
     (i) => (i.registered ? `yes, ${formatDateTime(i.registered_ms)}` : "no: its register message is cleared"),
