@@ -2,17 +2,15 @@
 //! a node name or of one instance; `show` lists per instance what is desired, what it reported
 //! and whether it is in sync.
 
-use std::time::Duration;
-
 use clap::Subcommand;
 use serde_json::{Map, Value};
 use subnodesync_engine::{
-    check_key, printable, Engine, EngineConfig, InstanceState, Printable, Published, Selector, SettingValue, Settings,
-    Target,
+    check_key, printable, EngineConfig, InstanceState, Printable, Published, Selector, SettingValue, Settings, Target,
 };
 
+use crate::send::connect;
 use crate::table::aligned;
-use crate::{colour, stop, unreachable_broker, Failure};
+use crate::{colour, stop, Failure};
 
 /// `subnode config ...`.
 #[derive(Debug, Subcommand)]
@@ -67,7 +65,7 @@ pub(crate) async fn run(config: EngineConfig, command: ConfigCommand) -> Result<
         ConfigCommand::Set { target, settings, json } => {
             let settings = settings.iter().map(|s| setting(s)).collect::<Result<Vec<_>, _>>()?;
             let target = Target::parse(&target);
-            let engine = synced(config).await?;
+            let engine = connect(config).await?;
             let published = engine.set_desired(&target, &settings).await;
             stop(&engine).await?;
             print_published(&published?, json);
@@ -78,7 +76,7 @@ pub(crate) async fn run(config: EngineConfig, command: ConfigCommand) -> Result<
                 check_key(key).map_err(|e| Failure(2, e.to_string()))?;
             }
             let target = Target::parse(&target);
-            let engine = synced(config).await?;
+            let engine = connect(config).await?;
             let published = engine.unset_desired(&target, &keys).await;
             stop(&engine).await?;
             print_published(&published?, json);
@@ -86,7 +84,7 @@ pub(crate) async fn run(config: EngineConfig, command: ConfigCommand) -> Result<
         }
         ConfigCommand::Show { target, json } => {
             let target = target.as_deref().map_or(Target::Select(Selector::default()), Target::parse);
-            let engine = synced(config).await?;
+            let engine = connect(config).await?;
             let states = engine.desired_state(&target);
             stop(&engine).await?;
             if json {
@@ -106,17 +104,6 @@ fn setting(text: &str) -> Result<(String, SettingValue), Failure> {
     check_key(key).map_err(|e| Failure(2, e.to_string()))?;
     let value = SettingValue::from_cli(key, value).map_err(|e| Failure(2, e.to_string()))?;
     Ok((key.to_owned(), value))
-}
-
-/// An engine (heartbeats left alone) that has the broker's retained documents.
-async fn synced(config: EngineConfig) -> Result<Engine, Failure> {
-    let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
-    if !engine.wait_synced(Duration::from_secs(5)).await {
-        unreachable_broker(&engine).await?;
-        stop(&engine).await?;
-        return Err(Failure(3, "the broker did not answer in 5 s".into()));
-    }
-    Ok(engine)
 }
 
 /// `{"k":v,...}` of settings, values as sent.

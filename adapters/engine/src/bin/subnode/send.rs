@@ -129,8 +129,9 @@ pub(crate) async fn cancel(config: EngineConfig, args: CancelArgs) -> Result<u8,
     send_and_report(&engine, &request, args.json).await
 }
 
-/// An engine for one request: connected, with the broker's retained registrations taken in.
-async fn connect(config: EngineConfig) -> Result<Engine, Failure> {
+/// An engine for one request: connected, with the broker's retained messages taken in
+/// (heartbeats left alone); the broker not answering is a failure.
+pub(crate) async fn connect(config: EngineConfig) -> Result<Engine, Failure> {
     let engine = Engine::start(EngineConfig { heartbeats: false, ..config }).await?;
     if !engine.wait_synced(Duration::from_secs(5)).await {
         unreachable_broker(&engine).await?;
