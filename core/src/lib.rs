@@ -61,9 +61,10 @@ pub mod fuzzing;
 
 // The node: construct, feed input, handle timeouts, poll output.
 pub use node::{
-    check_command_name, Buffers, Command, CommandId, Config, ControlTopic, DesiredScope, DisconnectReason, Event, Node,
-    NodeStats, Outcome, Output, Rejection, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX,
-    PREFIX_MAX, REASON_MAX, RECENT_IDS, REQUEST_ID_MAX, SETTINGS_MAX, SETTING_KEY_MAX, SETTING_VALUE_MAX, TOPIC_MAX,
+    check_command_name, check_setting_key, Buffers, Command, CommandId, Config, ControlTopic, DesiredScope,
+    DisconnectReason, Event, Node, NodeStats, Outcome, Output, Rejection, BUILT_INS, COMMAND_MAX, HOSTNAME_MAX,
+    INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, REASON_MAX, RECENT_IDS, REQUEST_ID_MAX, SETTINGS_MAX, SETTING_KEY_MAX,
+    SETTING_VALUE_MAX, TOPIC_MAX,
 };
 pub use session::{Backoff, MessageKind};
 pub use time::{Date, Duration, Instant, Timestamp};

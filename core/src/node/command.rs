@@ -82,12 +82,17 @@ pub fn check_command_name(name: &str) -> Result<(), CommandNameError> {
         Err(CommandNameError::BuiltIn)
     } else if name.len() > COMMAND_MAX {
         Err(CommandNameError::TooLong)
-    } else if name.bytes().any(|b| !(0x20..0x7f).contains(&b) || matches!(b, b'"' | b'\\' | b'/' | b'<' | b'>' | b'&'))
-    {
+    } else if !never_escaped(name) {
         Err(CommandNameError::InvalidCharacter)
     } else {
         Ok(())
     }
+}
+
+/// Whether no common JSON encoder escapes anything in `text`: printable ASCII without `"`, `\`,
+/// `/` (PHP), `<`, `>`, `&` (Go). Names the node matches as they arrive must be so.
+pub(crate) fn never_escaped(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\\' | b'/' | b'<' | b'>' | b'&'))
 }
 
 /// A control message whose `request_id` could be read.

@@ -5,6 +5,7 @@
 
 use core::fmt::{self, Write as _};
 
+use super::command::never_escaped;
 use crate::codec::json::{Object, RawJson, Writer};
 use crate::codec::message::{key, members, open, ToJson};
 use crate::error::{DesiredError, PayloadError};
@@ -342,7 +343,7 @@ pub(crate) fn parse_document(payload: &[u8]) -> Result<(u64, Object<'_>), Desire
         if n >= SETTINGS_MAX {
             return Err(DesiredError::TooManySettings);
         }
-        check_key(k)?;
+        check_setting_key(k)?;
         if settings.members().take(n).any(|(earlier, _)| earlier == k) {
             return Err(DesiredError::DuplicateKey);
         }
@@ -357,10 +358,10 @@ pub(crate) fn parse_document(payload: &[u8]) -> Result<(u64, Object<'_>), Desire
     Ok((version, settings))
 }
 
-/// A key as command names are (§7.2): what no JSON encoder escapes, so keys compare as sent.
-fn check_key(key: &str) -> Result<(), DesiredError> {
-    let printable = |b: u8| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\\' | b'/' | b'<' | b'>' | b'&');
-    if key.is_empty() || key.len() > SETTING_KEY_MAX || !key.bytes().all(printable) {
+/// Checks a desired-state key as nodes do (PROTOCOL.md §15.1): 1 to [`SETTING_KEY_MAX`] bytes of
+/// what no JSON encoder escapes, as command names are, so keys compare as sent.
+pub fn check_setting_key(key: &str) -> Result<(), DesiredError> {
+    if key.is_empty() || key.len() > SETTING_KEY_MAX || !never_escaped(key) {
         return Err(DesiredError::InvalidKey);
     }
     Ok(())

@@ -31,7 +31,9 @@ use core::fmt::Write as _;
 pub use builtin::BUILT_INS;
 pub use command::{check_command_name, Command, CommandId, Outcome, COMMAND_MAX, RECENT_IDS, REQUEST_ID_MAX};
 pub use config::{Config, HOSTNAME_MAX, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX, TOPIC_MAX};
-pub use desired::{DesiredScope, Rejection, REASON_MAX, SETTINGS_MAX, SETTING_KEY_MAX, SETTING_VALUE_MAX};
+pub use desired::{
+    check_setting_key, DesiredScope, Rejection, REASON_MAX, SETTINGS_MAX, SETTING_KEY_MAX, SETTING_VALUE_MAX,
+};
 pub use output::{ControlTopic, DisconnectReason, Event, NodeStats, Output};
 
 use self::command::{parse_data, Commands, ReplyTo};

@@ -20,11 +20,11 @@ pub use store::{DesiredSync, InstanceState};
 use store::{DocTopic, Store};
 
 /// Most settings in a desired document, and in the merge of an instance's two documents.
-pub const MAX_SETTINGS: usize = 32;
-/// Longest key, in bytes.
-pub const KEY_MAX: usize = 32;
-/// Longest value, in bytes of its JSON text as sent.
-pub const VALUE_MAX: usize = 128;
+pub const MAX_SETTINGS: usize = subnodesync_core::SETTINGS_MAX;
+/// Longest key, in bytes: what nodes take.
+pub const KEY_MAX: usize = subnodesync_core::SETTING_KEY_MAX;
+/// Longest value, in bytes of its JSON text as sent: what nodes take.
+pub const VALUE_MAX: usize = subnodesync_core::SETTING_VALUE_MAX;
 /// Highest version (2^53: every JSON reader holds it exactly).
 pub const VERSION_MAX: u64 = 1 << 53;
 /// Most bytes of an instance's two desired documents together that the engine publishes: what
@@ -169,11 +169,7 @@ pub type Settings = BTreeMap<String, SettingValue>;
 /// Refuses a key a node would refuse: empty, longer than [`KEY_MAX`], or anything but printable
 /// ASCII without `" \ / < > &` (nodes match keys as they arrive, escapes and all).
 pub fn check_key(key: &str) -> Result<(), DesiredError> {
-    let bad = |b: u8| !(0x20..0x7f).contains(&b) || matches!(b, b'"' | b'\\' | b'/' | b'<' | b'>' | b'&');
-    if key.is_empty() || key.len() > KEY_MAX || key.bytes().any(bad) {
-        return Err(DesiredError::BadKey(key.to_owned()));
-    }
-    Ok(())
+    subnodesync_core::check_setting_key(key).map_err(|_| DesiredError::BadKey(key.to_owned()))
 }
 
 /// A desired document (PROTOCOL.md §15.1).
