@@ -6,10 +6,14 @@
 use core::fmt::{self, Write as _};
 
 use super::command::never_escaped;
+use super::link::Link;
+use super::publish::push_json;
+use super::Node;
 use crate::codec::json::{Object, RawJson, Writer};
 use crate::codec::message::{key, members, open, ToJson};
-use crate::error::{DesiredError, PayloadError};
-use crate::time::{Duration, Timestamp};
+use crate::error::{DesiredError, NodeError, PayloadError};
+use crate::session::MessageKind;
+use crate::time::{Duration, Instant, Timestamp};
 
 /// Most settings in a merged desired document.
 pub const SETTINGS_MAX: usize = 32;
@@ -424,6 +428,33 @@ impl ToJson for Report<'_> {
             (None, false) => w.raw(b"null"),
         }
         w.raw(b"}");
+    }
+}
+
+impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
+    /// Applies the merged desired settings after [`Event::DesiredChanged`] and publishes the
+    /// report (PROTOCOL.md §15). The core applies `heartbeat_interval` itself; `apply` is called
+    /// once for every other setting in effect, every time (the whole set, not what changed), and
+    /// accepts it or says why not. Harmless when nothing changed: the same report again.
+    pub fn apply_desired(
+        &mut self,
+        now: Instant,
+        apply: impl FnMut(&str, RawJson<'_>) -> Result<(), Rejection>,
+    ) -> Result<(), NodeError> {
+        self.advance(now);
+        if self.link == Link::Stopped {
+            return Err(NodeError::Stopped);
+        }
+        let applied = self.desired.apply(apply);
+        if let Some(interval) = applied.heartbeat {
+            self.set_interval(interval.unwrap_or(self.config.heartbeat_interval));
+        }
+        let (topic, pid) = (self.topic("reported"), self.alloc_pid());
+        let report = self.desired.report(applied, self.clock.at(self.now), self.config.node_name, &self.instance_id);
+        let pushed = push_json(&mut self.outbox, MessageKind::Reported, pid, 0, &topic, true, &report);
+        self.note_dropped(pushed)?;
+        self.desired.reported = true;
+        Ok(())
     }
 }
 

@@ -42,7 +42,6 @@ use self::link::{Ctrl, Link};
 use self::output::Pending;
 use self::publish::{push_json, register_message, Nothing};
 use crate::codec::frame::Reassembly;
-use crate::codec::json::RawJson;
 use crate::codec::message::{self, Metrics};
 use crate::error::{ConfigError, NodeError};
 use crate::rng::Rng;
@@ -485,31 +484,6 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         self.finish_or_count(running.request(), false, &message, None);
         self.commands.take(id);
         Err(refused)
-    }
-
-    /// Applies the merged desired settings after [`Event::DesiredChanged`] and publishes the
-    /// report (PROTOCOL.md §15). The core applies `heartbeat_interval` itself; `apply` is called
-    /// once for every other setting in effect, every time (the whole set, not what changed), and
-    /// accepts it or says why not. Harmless when nothing changed: the same report again.
-    pub fn apply_desired(
-        &mut self,
-        now: Instant,
-        apply: impl FnMut(&str, RawJson<'_>) -> Result<(), desired::Rejection>,
-    ) -> Result<(), NodeError> {
-        self.advance(now);
-        if self.link == Link::Stopped {
-            return Err(NodeError::Stopped);
-        }
-        let applied = self.desired.apply(apply);
-        if let Some(interval) = applied.heartbeat {
-            self.set_interval(interval.unwrap_or(self.config.heartbeat_interval));
-        }
-        let (topic, pid) = (self.topic("reported"), self.alloc_pid());
-        let report = self.desired.report(applied, self.clock.at(self.now), self.config.node_name, &self.instance_id);
-        let pushed = push_json(&mut self.outbox, MessageKind::Reported, pid, 0, &topic, true, &report);
-        self.note_dropped(pushed)?;
-        self.desired.reported = true;
-        Ok(())
     }
 
     /// Starts a clean stop: status `offline`, the retained register message cleared, DISCONNECT
