@@ -432,8 +432,9 @@ impl ToJson for Report<'_> {
 }
 
 impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
-    /// Applies the merged desired settings after [`Event::DesiredChanged`](crate::Event::DesiredChanged) and publishes the
-    /// report (PROTOCOL.md §15). The core applies `heartbeat_interval` itself; `apply` is called
+    /// Applies the merged desired settings after
+    /// [`Event::DesiredChanged`](crate::Event::DesiredChanged) and publishes the report
+    /// (PROTOCOL.md §15). The core applies `heartbeat_interval` itself; `apply` is called
     /// once for every other setting in effect, every time (the whole set, not what changed), and
     /// accepts it or says why not. Harmless when nothing changed: the same report again.
     pub fn apply_desired(

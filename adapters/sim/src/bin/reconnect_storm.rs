@@ -29,6 +29,7 @@ fn main() {
             quiet_tail: Duration::from_secs(max_secs + 300),
             faults: Faults::NONE,
             commands_per_node: 0,
+            desired_changes: 0,
             change_heartbeat_interval: false,
             trace: true,
             broker_restart_at: Some(Duration::from_secs(RESTART_AT as u64)),
