@@ -505,8 +505,11 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
 
     /// Begins a requested stop once nothing queued before it is left to hand out.
     fn begin_requested_stop(&mut self) {
-        let queued = self.is_connected() && self.outbox.next_queued().is_some();
-        if self.stop_requested && self.ctrl.is_empty() && self.events.is_empty() && !queued {
+        // The flag first: every `poll_output` comes here, and the outbox scan is the costly part.
+        if !self.stop_requested || !self.ctrl.is_empty() || !self.events.is_empty() {
+            return;
+        }
+        if !(self.is_connected() && self.outbox.next_queued().is_some()) {
             self.stop_requested = false;
             self.begin_stop();
         }

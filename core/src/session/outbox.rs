@@ -240,9 +240,17 @@ impl<'b, const N: usize> Outbox<'b, N> {
 
     /// The next message to transmit: those marked `send_first`, then the rest, each in order.
     pub(crate) fn next_queued(&self) -> Option<usize> {
-        let queued = |e: &&Entry| matches!(e.state, State::Queued { .. });
-        let first = self.entries.iter().position(|e| queued(&e) && e.first);
-        first.or_else(|| self.entries.iter().position(|e| queued(&e)))
+        // One pass: every `poll_output` asks, and the outbox is usually full of cached results.
+        let mut oldest = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            if let State::Queued { .. } = e.state {
+                if e.first {
+                    return Some(i);
+                }
+                oldest = oldest.or(Some(i));
+            }
+        }
+        oldest
     }
 
     /// Marks entry `i` sent at `now` and returns its bytes, DUP flag set if it is a resend.
