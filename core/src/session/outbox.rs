@@ -142,6 +142,10 @@ impl<'b, const N: usize> Outbox<'b, N> {
         let entry = Entry { kind, state: State::Queued { dup: false }, pid, tag, first: false, start, len };
         // The callers checked that there is a free slot.
         let _ = self.entries.push(entry);
+        if !entry.replaced_by(kind) {
+            // Heartbeats and results replace nothing: no need to look.
+            return;
+        }
         // The first of its kind, until that is the one just filed.
         let older = |o: &Self| o.entries.iter().position(|e| e.replaced_by(kind)).filter(|&i| i + 1 < o.entries.len());
         while let Some(i) = older(self) {
@@ -222,9 +226,10 @@ impl<'b, const N: usize> Outbox<'b, N> {
         let from = range.start.checked_sub(1).and_then(|i| self.entries.get(i)).map_or(0, |e| e.start + e.len);
         let end = self.used();
         self.arena.copy_within(to..end, from);
-        for _ in range.clone() {
-            self.entries.remove(range.start);
-        }
+        // The later entries move down in one go, not once per removed entry.
+        let kept = self.entries.len() - range.len();
+        self.entries.copy_within(range.end.., range.start);
+        self.entries.truncate(kept);
         for e in self.entries.iter_mut().skip(range.start) {
             e.start -= to - from;
         }
