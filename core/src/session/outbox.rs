@@ -377,7 +377,7 @@ mod tests {
     /// room more than its payload, 3 of them the gap left before the packet.
     fn publish(pid: u16, payload: &[u8]) -> impl FnMut(&mut [u8]) -> Result<Range<usize>, Unfit> + '_ {
         move |buf| {
-            encode_publish_with("t", Some(pid), false, buf, |room| {
+            encode_publish_with(&["t"], Some(pid), false, buf, |room| {
                 let dst = room.get_mut(..payload.len()).ok_or(Unfit::Needs(payload.len()))?;
                 dst.copy_from_slice(payload);
                 Ok(payload.len())
