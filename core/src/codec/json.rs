@@ -399,6 +399,10 @@ fn key_colon(b: &[u8], i: usize) -> Result<usize, JsonError> {
 
 /// Returns the index just past the JSON value starting at `i`.
 fn value_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
+    if b.get(i) == Some(&b'"') {
+        // Most values are strings, which need none of the container bookkeeping below.
+        return string_end(b, i);
+    }
     // Bit n of `stack` is set when the container at depth n is an object.
     let mut stack = 0u64;
     let mut depth = 0u32;
