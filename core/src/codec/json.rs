@@ -312,20 +312,20 @@ impl<'b> Writer<'b> {
 
     /// Appends an unsigned integer.
     pub fn u64(&mut self, mut v: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            if let Some(d) = digits.get_mut(at) {
-                // A single decimal digit: the cast cannot truncate.
-                *d = b'0' + (v % 10) as u8;
+        // Counted first and written in place, last digit first: copying a few digits from a
+        // scratch array would cost a call to memcpy, and every message has several numbers.
+        let n = v.checked_ilog10().map_or(1, |log| log as usize + 1);
+        match self.buf.get_mut(self.len..self.len + n) {
+            Some(digits) => {
+                for d in digits.iter_mut().rev() {
+                    // A single decimal digit: the cast cannot truncate.
+                    *d = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
             }
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+            None => self.full = true,
         }
-        self.raw(digits.get(at..).unwrap_or_default());
+        self.len += n;
     }
 
     /// Appends a signed integer.
@@ -399,6 +399,10 @@ fn key_colon(b: &[u8], i: usize) -> Result<usize, JsonError> {
 
 /// Returns the index just past the JSON value starting at `i`.
 fn value_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
+    if b.get(i) == Some(&b'"') {
+        // Most values are strings, which need none of the container bookkeeping below.
+        return string_end(b, i);
+    }
     // Bit n of `stack` is set when the container at depth n is an object.
     let mut stack = 0u64;
     let mut depth = 0u32;
@@ -615,6 +619,21 @@ mod tests {
         let mut w = Writer::new(&mut small);
         w.str("hello");
         assert_eq!(w.finish(), Err(EncodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn integers_are_written_in_full_or_counted_in_full() {
+        for v in [0, 7, 9, 10, 99, 100, 4242, u64::from(u32::MAX), u64::MAX] {
+            let mut buf = [0u8; 20];
+            let mut w = Writer::new(&mut buf);
+            w.u64(v);
+            let n = w.finish().unwrap();
+            assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), std::format!("{v}"));
+            let mut short = [0u8; 20];
+            let mut w = Writer::new(&mut short[..n - 1]);
+            w.u64(v);
+            assert_eq!(w.finish_sized(), Err(Unfit::Needs(n)), "{v}");
+        }
     }
 
     #[test]

@@ -259,12 +259,19 @@ fn publish_header(pid: Option<u16>, retain: bool, remaining: usize) -> Result<([
     Ok((header, len))
 }
 
+/// The length of a topic given in parts, checked to fit MQTT's 16-bit length field.
+fn topic_len(topic: &[&str]) -> Result<u16, EncodeError> {
+    let len = topic.iter().map(|part| part.len()).sum::<usize>();
+    u16::try_from(len).map_err(|_| EncodeError::TooLarge)
+}
+
 /// Writes a PUBLISH's fixed and variable header (topic, packet id) with `w`.
-fn put_publish_head(w: &mut Cursor<'_>, header: &[u8], topic: &str, pid: Option<u16>) {
+fn put_publish_head(w: &mut Cursor<'_>, header: &[u8], topic: &[&str], topic_len: u16, pid: Option<u16>) {
     w.put(header);
-    // The callers checked that the topic length fits in 16 bits.
-    w.put(&(topic.len() as u16).to_be_bytes());
-    w.put(topic.as_bytes());
+    w.put(&topic_len.to_be_bytes());
+    for part in topic {
+        w.put(part.as_bytes());
+    }
     if let Some(id) = pid {
         w.put(&id.to_be_bytes());
     }
@@ -283,29 +290,30 @@ pub fn encode_publish(
     retain: bool,
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    u16::try_from(topic.len()).map_err(|_| EncodeError::TooLarge)?;
+    let topic_len = self::topic_len(&[topic])?;
     let remaining = 2 + topic.len() + if pid.is_some() { 2 } else { 0 } + payload.len();
     let (header, header_len) = publish_header(pid, retain, remaining)?;
     let out = buf.get_mut(..header_len + remaining).ok_or(EncodeError::BufferTooSmall)?;
     let mut w = Cursor { out, at: 0 };
-    put_publish_head(&mut w, header.get(..header_len).unwrap_or_default(), topic, pid);
+    put_publish_head(&mut w, header.get(..header_len).unwrap_or_default(), &[topic], topic_len, pid);
     w.put(payload);
     Ok(w.at)
 }
 
 /// Encodes a PUBLISH whose payload `write_payload` writes in place, so the payload is never
-/// copied. Returns where in `buf` the packet ended up: it starts up to three bytes in, because
+/// copied. The topic comes in parts, written one after the other, so that callers need not join
+/// them first. Returns where in `buf` the packet ended up: it starts up to three bytes in, because
 /// room for the longest length field is kept until the payload's length is known. When `buf`
 /// is too small, says how large a `buf` would do, which `write_payload` must say of its own.
 pub(crate) fn encode_publish_with(
-    topic: &str,
+    topic: &[&str],
     pid: Option<u16>,
     retain: bool,
     buf: &mut [u8],
     write_payload: impl FnOnce(&mut [u8]) -> Result<usize, Unfit>,
 ) -> Result<core::ops::Range<usize>, Unfit> {
-    u16::try_from(topic.len()).map_err(|_| EncodeError::TooLarge)?;
-    let variable = 2 + topic.len() + if pid.is_some() { 2 } else { 0 };
+    let topic_len = self::topic_len(topic)?;
+    let variable = 2 + usize::from(topic_len) + if pid.is_some() { 2 } else { 0 };
     let reserved = 5 + variable;
     // Without room even for the headers the payload is still measured, in an empty slice.
     let payload_len = match write_payload(buf.get_mut(reserved..).unwrap_or_default()) {
@@ -320,7 +328,8 @@ pub(crate) fn encode_publish_with(
     let (header, header_len) = publish_header(pid, retain, variable + payload_len)?;
     let start = reserved - variable - header_len;
     let out = buf.get_mut(start..reserved).ok_or(Unfit::Needs(reserved + payload_len))?;
-    put_publish_head(&mut Cursor { out, at: 0 }, header.get(..header_len).unwrap_or_default(), topic, pid);
+    let header = header.get(..header_len).unwrap_or_default();
+    put_publish_head(&mut Cursor { out, at: 0 }, header, topic, topic_len, pid);
     Ok(start..reserved + payload_len)
 }
 

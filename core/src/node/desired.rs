@@ -450,9 +450,10 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         if let Some(interval) = applied.heartbeat {
             self.set_interval(interval.unwrap_or(self.config.heartbeat_interval));
         }
-        let (topic, pid) = (self.topic("reported"), self.alloc_pid());
-        let report = self.desired.report(applied, self.clock.at(self.now), self.config.node_name, &self.instance_id);
-        let pushed = push_json(&mut self.outbox, MessageKind::Reported, pid, 0, &topic, true, &report);
+        let (pid, topic) = (self.alloc_pid(), self.topics.topic("reported"));
+        let instance_id = self.topics.instance_id();
+        let report = self.desired.report(applied, self.clock.at(self.now), self.config.node_name, instance_id);
+        let pushed = push_json(&mut self.outbox, MessageKind::Reported, pid, 0, topic, true, &report);
         self.note_dropped(pushed)?;
         self.desired.reported = true;
         Ok(())

@@ -5,7 +5,8 @@ use core::ops::Range;
 
 use super::desired::DesiredScope;
 use super::output::{ControlTopic, DisconnectReason, Pending};
-use super::{Node, QUEUE_HEADROOM, STATUS_JSON_MAX};
+use super::publish::join;
+use super::{Node, QUEUE_HEADROOM, STATUS_JSON_MAX, TOPIC_MAX};
 use crate::codec::frame::{Frame, Skipped};
 use crate::codec::message;
 use crate::codec::packet::{self, ConnectOptions, Inbound, Will, DISCONNECT, PINGREQ};
@@ -79,14 +80,14 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 let lost = message::StatusMessage {
                     timestamp: self.clock.at(self.now),
                     node_name: self.config.node_name,
-                    instance_id: &self.instance_id,
+                    instance_id: self.topics.instance_id(),
                     status: "lost",
                 };
                 let will_len = message::to_json(&lost, &mut will).ok()?;
-                let will_topic = self.topic("status");
+                let will_topic: heapless::String<TOPIC_MAX> = join(self.topics.topic("status"));
                 let keep_alive_secs = u16::try_from(self.config.keep_alive.as_secs()).ok()?;
                 let opts = ConnectOptions {
-                    client_id: &self.instance_id,
+                    client_id: self.topics.instance_id(),
                     keep_alive_secs,
                     clean_session: false,
                     username: self.config.username,
@@ -96,11 +97,12 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
                 packet::encode_connect(&opts, self.tx).ok()
             }
             Ctrl::Subscribe(pid) => {
-                let topics = [
-                    self.topic("control"),
-                    self.name_topic("control"),
-                    self.topic("desired"),
-                    self.name_topic("desired"),
+                let t = &self.topics;
+                let topics: [heapless::String<TOPIC_MAX>; 4] = [
+                    join(t.topic("control")),
+                    join(t.name_topic("control")),
+                    join(t.topic("desired")),
+                    join(t.name_topic("desired")),
                 ];
                 let topics = topics.each_ref().map(|t| t.as_str());
                 packet::encode_subscribe(pid, &topics, self.tx).ok()
@@ -189,7 +191,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         let publish = match &decoded {
             Inbound::Publish(p) => Some(Received {
                 pid: p.pid,
-                topic: self.subscribed(p.topic),
+                topic: self.topics.subscribed(p.topic),
                 retained: p.retain,
                 payload: offset_in(rx, p.payload),
             }),

@@ -40,7 +40,7 @@ use self::command::{parse_data, Commands, ReplyTo};
 use self::desired::Desired;
 use self::link::{Ctrl, Link};
 use self::output::Pending;
-use self::publish::{push_json, register_message, Nothing};
+use self::publish::{push_json, register_message, Nothing, Topics};
 use crate::codec::frame::Reassembly;
 use crate::codec::message::{self, Metrics};
 use crate::error::{ConfigError, NodeError};
@@ -96,7 +96,7 @@ impl<'b> Buffers<'b> {
 #[derive(Debug)]
 pub struct Node<'a, const CMDS: usize = 8, const MSGS: usize = 16> {
     config: Config<'a>,
-    instance_id: heapless::String<INSTANCE_ID_MAX>,
+    topics: Topics,
     rx: &'a mut [u8],
     tx: &'a mut [u8],
     outbox: Outbox<'a, MSGS>,
@@ -135,7 +135,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         }
         let mut node = Self {
             config,
-            instance_id,
+            topics: Topics::new(&config, &instance_id),
             rx: buffers.rx,
             tx: buffers.tx,
             outbox: Outbox::new(buffers.outbox),
@@ -174,7 +174,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
 
     /// `{node_name}-{hostname}-{pid}`: the MQTT client id and a topic level.
     pub fn instance_id(&self) -> &str {
-        &self.instance_id
+        self.topics.instance_id()
     }
 
     /// The configuration the node was built with.
@@ -196,7 +196,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     /// (timestamped at the latest `handle_*` call), into `buf`; returns its length. For
     /// registering out of band as well, e.g. the tokio adapter's HTTP registration.
     pub fn register_json(&self, buf: &mut [u8]) -> Result<usize, crate::EncodeError> {
-        let register = register_message(&self.config, &self.instance_id, &self.clock, self.now, self.started);
+        let register = register_message(&self.config, self.topics.instance_id(), &self.clock, self.now, self.started);
         message::to_json(&register, buf)
     }
 
@@ -424,11 +424,11 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
         if !self.is_connected() || self.stop_deadline.is_some() {
             return Ok(false);
         }
-        let (topic, pid) = (self.topic("heartbeat"), self.alloc_pid());
+        let (pid, topic) = (self.alloc_pid(), self.topics.topic("heartbeat"));
         let heartbeat = message::HeartbeatMessage {
             timestamp: self.clock.at(now),
             node_name: self.config.node_name,
-            instance_id: &self.instance_id,
+            instance_id: self.topics.instance_id(),
             status: "running",
             pid: self.config.pid,
             uptime: now.saturating_duration_since(self.started).as_secs(),
@@ -436,7 +436,7 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
             hostname: self.config.hostname,
             metrics: *metrics,
         };
-        let pushed = push_json(&mut self.outbox, MessageKind::Heartbeat, pid, 0, &topic, false, &heartbeat);
+        let pushed = push_json(&mut self.outbox, MessageKind::Heartbeat, pid, 0, topic, false, &heartbeat);
         self.note_dropped(pushed)?;
         Ok(true)
     }
@@ -505,8 +505,11 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
 
     /// Begins a requested stop once nothing queued before it is left to hand out.
     fn begin_requested_stop(&mut self) {
-        let queued = self.is_connected() && self.outbox.next_queued().is_some();
-        if self.stop_requested && self.ctrl.is_empty() && self.events.is_empty() && !queued {
+        // The flag first: every `poll_output` comes here, and the outbox scan is the costly part.
+        if !self.stop_requested || !self.ctrl.is_empty() || !self.events.is_empty() {
+            return;
+        }
+        if !(self.is_connected() && self.outbox.next_queued().is_some()) {
             self.stop_requested = false;
             self.begin_stop();
         }
@@ -534,8 +537,8 @@ impl<'a, const CMDS: usize, const MSGS: usize> Node<'a, CMDS, MSGS> {
     }
 
     fn clear_retained(&mut self, suffix: &str, kind: MessageKind) -> Result<(), NodeError> {
-        let (topic, pid) = (self.topic(suffix), self.alloc_pid());
-        let pushed = push_json(&mut self.outbox, kind, pid, 0, &topic, true, &Nothing);
+        let (pid, topic) = (self.alloc_pid(), self.topics.topic(suffix));
+        let pushed = push_json(&mut self.outbox, kind, pid, 0, topic, true, &Nothing);
         self.note_dropped(pushed)
     }
 

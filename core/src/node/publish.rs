@@ -5,7 +5,7 @@ use super::command::ReplyTo;
 use super::desired::DesiredScope;
 use super::link::Subscribed;
 use super::output::Pending;
-use super::{Config, Node, FIXED_CAPABILITIES, TOPIC_MAX};
+use super::{Config, Node, FIXED_CAPABILITIES, INSTANCE_ID_MAX, NODE_NAME_MAX, PREFIX_MAX};
 use crate::codec::json::{RawJson, Writer};
 use crate::codec::message::{self, Capabilities, Metadata, ToJson};
 use crate::codec::packet;
@@ -14,27 +14,47 @@ use crate::session::outbox::{Dropped, Outbox};
 use crate::session::MessageKind;
 use crate::time::{Instant, WallClock};
 
-impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
-    pub(super) fn topic(&self, suffix: &str) -> heapless::String<TOPIC_MAX> {
-        let c = &self.config;
-        join([c.topic_prefix, "/", c.node_name, "/", &self.instance_id, "/", suffix])
+/// Longest topic base: prefix, node name and instance id, each followed by a slash.
+const BASE_MAX: usize = PREFIX_MAX + NODE_NAME_MAX + INSTANCE_ID_MAX + 3;
+
+/// The node's instance id and its topics' common start, `{prefix}/{node_name}/{instance_id}/`,
+/// built once: every topic the node publishes on or subscribes to is this base, or its
+/// `{prefix}/{node_name}/` part, and a suffix, so no message joins its topic from five pieces.
+#[derive(Debug)]
+pub(super) struct Topics {
+    base: heapless::String<BASE_MAX>,
+    /// Where the instance id starts in `base`, after `{prefix}/{node_name}/`.
+    id_at: usize,
+}
+
+impl Topics {
+    /// The topics of `instance_id` under `config`'s prefix and name, both already validated.
+    pub(super) fn new(config: &Config<'_>, instance_id: &str) -> Self {
+        let base: heapless::String<BASE_MAX> =
+            join([config.topic_prefix, "/", config.node_name, "/", instance_id, "/"]);
+        Self { id_at: base.len() - instance_id.len() - 1, base }
+    }
+
+    /// `{node_name}-{hostname}-{pid}`.
+    pub(super) fn instance_id(&self) -> &str {
+        self.base.get(self.id_at..self.base.len() - 1).unwrap_or_default()
+    }
+
+    /// `{prefix}/{node_name}/{instance_id}/{suffix}`, in the parts a PUBLISH is written from.
+    pub(super) fn topic<'t>(&'t self, suffix: &'t str) -> [&'t str; 2] {
+        [&self.base, suffix]
     }
 
     /// `{prefix}/{node_name}/{suffix}`: a topic every instance of the name shares.
-    pub(super) fn name_topic(&self, suffix: &str) -> heapless::String<TOPIC_MAX> {
-        join([self.config.topic_prefix, "/", self.config.node_name, "/", suffix])
+    pub(super) fn name_topic<'t>(&'t self, suffix: &'t str) -> [&'t str; 2] {
+        [self.base.get(..self.id_at).unwrap_or_default(), suffix]
     }
 
     /// Which of our subscriptions `topic` is, without building any of them.
     pub(super) fn subscribed(&self, topic: &str) -> Option<Subscribed> {
-        let rest = topic
-            .strip_prefix(self.config.topic_prefix)?
-            .strip_prefix('/')?
-            .strip_prefix(self.config.node_name)?
-            .strip_prefix('/')?;
-        let (scope, suffix) = match rest.strip_prefix(self.instance_id.as_str()).and_then(|r| r.strip_prefix('/')) {
+        let (scope, suffix) = match topic.strip_prefix(self.base.as_str()) {
             Some(suffix) => (DesiredScope::Instance, suffix),
-            None => (DesiredScope::Name, rest),
+            None => (DesiredScope::Name, topic.strip_prefix(self.base.get(..self.id_at)?)?),
         };
         match suffix {
             "control" => Some(Subscribed::Control),
@@ -42,7 +62,9 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             _ => None,
         }
     }
+}
 
+impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     /// Accounts for what making room in the outbox dropped.
     pub(super) fn note_dropped(&mut self, pushed: Result<Dropped, NodeError>) -> Result<(), NodeError> {
         let dropped = pushed?;
@@ -55,21 +77,21 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     }
 
     pub(super) fn enqueue_register(&mut self) -> Result<(), NodeError> {
-        let (topic, pid) = (self.topic("register"), self.alloc_pid());
-        let register = register_message(&self.config, &self.instance_id, &self.clock, self.now, self.started);
-        let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, &topic, true, &register);
+        let (pid, topic) = (self.alloc_pid(), self.topics.topic("register"));
+        let register = register_message(&self.config, self.topics.instance_id(), &self.clock, self.now, self.started);
+        let pushed = push_json(&mut self.outbox, MessageKind::Register, pid, 0, topic, true, &register);
         self.note_dropped(pushed)
     }
 
     pub(super) fn enqueue_status(&mut self, status: &'static str) -> Result<(), NodeError> {
-        let (topic, pid) = (self.topic("status"), self.alloc_pid());
+        let (pid, topic) = (self.alloc_pid(), self.topics.topic("status"));
         let message = message::StatusMessage {
             timestamp: self.clock.at(self.now),
             node_name: self.config.node_name,
-            instance_id: &self.instance_id,
+            instance_id: self.topics.instance_id(),
             status,
         };
-        let pushed = push_json(&mut self.outbox, MessageKind::Status, pid, 0, &topic, true, &message);
+        let pushed = push_json(&mut self.outbox, MessageKind::Status, pid, 0, topic, true, &message);
         self.note_dropped(pushed)
     }
 
@@ -82,11 +104,11 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
         data: Option<RawJson<'_>>,
         state: &str,
     ) -> Result<(), NodeError> {
-        let (topic, pid) = (self.topic("result"), self.alloc_pid());
+        let (pid, topic) = (self.alloc_pid(), self.topics.topic("result"));
         let result = message::ResultMessage {
             timestamp: self.clock.at(self.now),
             node_name: self.config.node_name,
-            instance_id: &self.instance_id,
+            instance_id: self.topics.instance_id(),
             request_id: request.id,
             command: request.command,
             success,
@@ -94,7 +116,7 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             data,
             state,
         };
-        let pushed = push_json(&mut self.outbox, MessageKind::Result, pid, request.tag, &topic, false, &result);
+        let pushed = push_json(&mut self.outbox, MessageKind::Result, pid, request.tag, topic, false, &result);
         self.note_dropped(pushed)
     }
 
@@ -114,8 +136,8 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     }
 }
 
-/// Concatenates topic parts; every part is bounded by the config checks, so TOPIC_MAX holds them.
-pub(super) fn join<const N: usize>(parts: [&str; N]) -> heapless::String<TOPIC_MAX> {
+/// Concatenates topic parts; every part is bounded by the config checks, so `M` holds them.
+pub(super) fn join<const N: usize, const M: usize>(parts: [&str; N]) -> heapless::String<M> {
     let mut topic = heapless::String::new();
     for part in parts {
         let _ = topic.push_str(part);
@@ -152,12 +174,12 @@ pub(super) fn push_json<const M: usize>(
     kind: MessageKind,
     pid: u16,
     tag: u64,
-    topic: &str,
+    topic: [&str; 2],
     retain: bool,
     json: &dyn ToJson,
 ) -> Result<Dropped, NodeError> {
     outbox.push(kind, pid, tag, |buf| {
-        packet::encode_publish_with(topic, Some(pid), retain, buf, |payload| message::to_json_sized(json, payload))
+        packet::encode_publish_with(&topic, Some(pid), retain, buf, |payload| message::to_json_sized(json, payload))
     })
 }
 

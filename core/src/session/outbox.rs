@@ -142,6 +142,10 @@ impl<'b, const N: usize> Outbox<'b, N> {
         let entry = Entry { kind, state: State::Queued { dup: false }, pid, tag, first: false, start, len };
         // The callers checked that there is a free slot.
         let _ = self.entries.push(entry);
+        if !entry.replaced_by(kind) {
+            // Heartbeats and results replace nothing: no need to look.
+            return;
+        }
         // The first of its kind, until that is the one just filed.
         let older = |o: &Self| o.entries.iter().position(|e| e.replaced_by(kind)).filter(|&i| i + 1 < o.entries.len());
         while let Some(i) = older(self) {
@@ -222,9 +226,10 @@ impl<'b, const N: usize> Outbox<'b, N> {
         let from = range.start.checked_sub(1).and_then(|i| self.entries.get(i)).map_or(0, |e| e.start + e.len);
         let end = self.used();
         self.arena.copy_within(to..end, from);
-        for _ in range.clone() {
-            self.entries.remove(range.start);
-        }
+        // The later entries move down in one go, not once per removed entry.
+        let kept = self.entries.len() - range.len();
+        self.entries.copy_within(range.end.., range.start);
+        self.entries.truncate(kept);
         for e in self.entries.iter_mut().skip(range.start) {
             e.start -= to - from;
         }
@@ -240,9 +245,17 @@ impl<'b, const N: usize> Outbox<'b, N> {
 
     /// The next message to transmit: those marked `send_first`, then the rest, each in order.
     pub(crate) fn next_queued(&self) -> Option<usize> {
-        let queued = |e: &&Entry| matches!(e.state, State::Queued { .. });
-        let first = self.entries.iter().position(|e| queued(&e) && e.first);
-        first.or_else(|| self.entries.iter().position(|e| queued(&e)))
+        // One pass: every `poll_output` asks, and the outbox is usually full of cached results.
+        let mut oldest = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            if let State::Queued { .. } = e.state {
+                if e.first {
+                    return Some(i);
+                }
+                oldest = oldest.or(Some(i));
+            }
+        }
+        oldest
     }
 
     /// Marks entry `i` sent at `now` and returns its bytes, DUP flag set if it is a resend.
@@ -364,7 +377,7 @@ mod tests {
     /// room more than its payload, 3 of them the gap left before the packet.
     fn publish(pid: u16, payload: &[u8]) -> impl FnMut(&mut [u8]) -> Result<Range<usize>, Unfit> + '_ {
         move |buf| {
-            encode_publish_with("t", Some(pid), false, buf, |room| {
+            encode_publish_with(&["t"], Some(pid), false, buf, |room| {
                 let dst = room.get_mut(..payload.len()).ok_or(Unfit::Needs(payload.len()))?;
                 dst.copy_from_slice(payload);
                 Ok(payload.len())

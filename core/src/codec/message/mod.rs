@@ -295,7 +295,7 @@ mod tests {
             state: "done",
         };
         let topic = "prefix/n/n-h-1/result";
-        let encode = |buf: &mut [u8]| encode_publish_with(topic, Some(1), false, buf, |p| to_json_sized(&r, p));
+        let encode = |buf: &mut [u8]| encode_publish_with(&[topic], Some(1), false, buf, |p| to_json_sized(&r, p));
         let mut buf = [0u8; 512];
         let Err(Unfit::Needs(needed)) = encode(&mut buf[..20]) else { panic!("20 bytes are too few") };
         // Also with no room for the headers, and with one byte short of enough.
