@@ -10,7 +10,11 @@ import { loadPage, page } from "./instance.js";
 let sending = null;
 
 /** The payload templates the form suggests for commands that take parameters. */
-const PARAMETER_HINTS = { echo: '{"text": "hello"}', set_heartbeat_interval: '{"seconds": 10}' };
+const PARAMETER_HINTS = {
+  echo: '{"text": "hello"}',
+  set_heartbeat_interval: '{"seconds": 10}',
+  cancel: '{"request_id": "…"}',
+};
 
 /** 1–64 printable characters the API accepts as a request id, known before the POST answers. */
 function newRequestId() {
@@ -215,7 +219,10 @@ export function setupForm() {
     if (e.target.name === "mode") showMode();
   });
   $("s-command").addEventListener("input", () => {
-    $("s-params").placeholder = PARAMETER_HINTS[$("s-command").value.trim()] ?? "{}";
+    const command = $("s-command").value.trim();
+    // `cancel` names a running request: the one this form sent last is the likely one.
+    const hint = command === "cancel" && sending ? `{"request_id": "${sending.requestId}"}` : PARAMETER_HINTS[command];
+    $("s-params").placeholder = hint ?? "{}";
   });
   // Ctrl+Enter sends from the parameters box, where Enter is a new line.
   $("s-params").addEventListener("keydown", (e) => {
