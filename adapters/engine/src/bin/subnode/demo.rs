@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use subnodesync_engine::console::{Console, ConsoleConfig};
-use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Selector, SendRequest, Target};
+use subnodesync_engine::{Engine, EngineConfig, FleetEvent, Selector, SendRequest, SettingValue, Target};
 use subnodesync_tokio::{handler_fn, CommandResult, NodeBuilder, NodeHandle};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -150,6 +150,24 @@ fn send(engine: &Arc<Engine>, log: &Log, what: &str, request: SendRequest) {
     });
 }
 
+/// Sets `heartbeat_interval` for every instance of `node` as desired state, in the background,
+/// and logs the version published.
+fn set_heartbeat_interval(engine: &Arc<Engine>, log: &Log, node: &str, seconds: u64) {
+    let (engine, log, node) = (engine.clone(), log.clone(), node.to_owned());
+    log.push(format!("config        {node}/* heartbeat_interval={seconds} (desired state, retained)"));
+    tokio::spawn(async move {
+        let setting = SettingValue::parse("heartbeat_interval", &seconds.to_string());
+        let published = match setting {
+            Ok(value) => engine.set_desired(&Target::Node(node.clone()), &[("heartbeat_interval".into(), value)]).await,
+            Err(e) => return log.push(format!("desired       {e}")),
+        };
+        match published {
+            Ok(p) => log.push(format!("desired       {node}/* at version {}", p.document.version)),
+            Err(e) => log.push(format!("desired       {node}/*: {e}")),
+        }
+    });
+}
+
 pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     let port = free_port()?;
     let url = format!("mqtt://127.0.0.1:{port}");
@@ -214,7 +232,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
             break;
         }
         // The script: what happens at which second.
-        while let Some(&at) = [4, 7, 10, 14, 26].get(step) {
+        while let Some(&at) = [4, 7, 10, 14, 18, 23, 26].get(step) {
             if t.as_secs() < at {
                 break;
             }
@@ -238,6 +256,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
                     log.push("restart       killing the broker and starting a new one on the same port");
                     *restarted.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), HashSet::new()));
                     broker.restart().await?;
+                }
+                4 => set_heartbeat_interval(&engine, &log, "shop", 3),
+                5 => {
+                    let states = engine.desired_state(&Target::Node("shop".into()));
+                    let in_sync = states.iter().filter(|s| s.in_sync).count();
+                    log.push(format!(
+                        "in sync       {in_sync}/{} shop instances report the desired state",
+                        states.len()
+                    ));
                 }
                 _ => send(&engine, &log, "ping to * after the restart", SendRequest::new(everyone(), "ping")),
             }
