@@ -171,7 +171,7 @@ impl World<'_, '_> {
             Direction::ToNode => {
                 if self.nodes[node].conn == Some(id) {
                     self.nodes[node].conn = None;
-                    self.log(&format!("n{node}"), || format!("transport closed (conn {id})"));
+                    self.log_node(node, || format!("transport closed (conn {id})"));
                     self.drive(node, |n, now| n.handle_disconnected(now));
                 }
             }

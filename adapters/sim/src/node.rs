@@ -161,7 +161,7 @@ impl<'a> World<'a, '_> {
         if sim_node.node.heartbeat_interval() != before {
             let next = now.as_micros() + micros(sim_node.node.heartbeat_interval());
             sim_node.heartbeat_due_by = Some(next);
-            self.log(&format!("n{i}"), || "heartbeat interval changed".into());
+            self.log_node(i, || "heartbeat interval changed".into());
         }
     }
 
@@ -203,7 +203,7 @@ impl<'a> World<'a, '_> {
             Action::Open => self.open_transport(i),
             Action::Close => {
                 self.nodes[i].opening = None;
-                self.log(&format!("n{i}"), || "close transport".into());
+                self.log_node(i, || "close transport".into());
                 if let Some(conn) = self.nodes[i].conn.take() {
                     self.close_from_node(conn);
                 }
@@ -216,7 +216,7 @@ impl<'a> World<'a, '_> {
                 sim_node.connected = true;
                 sim_node.awaiting_register = true;
                 sim_node.heartbeat_due_by = Some(sim_node.heartbeat_due_by.map_or(now, |due| due.max(now)));
-                self.log(&format!("n{i}"), || format!("connected, session present {session_present}"));
+                self.log_node(i, || format!("connected, session present {session_present}"));
             }
             Action::Disconnected { reason, retry_in } => self.disconnected(i, reason, retry_in),
             Action::HeartbeatDue => self.heartbeat(i),
@@ -226,10 +226,10 @@ impl<'a> World<'a, '_> {
                 self.apply_desired(i);
                 self.note_interval(i, interval, now);
             }
-            Action::Note(note) => self.log(&format!("n{i}"), || note),
+            Action::Note(note) => self.log_node(i, || note),
             Action::ResultsDropped => {
                 self.nodes[i].results_dropped = true;
-                self.log(&format!("n{i}"), || "outbox full: results dropped (exempt from the result check)".into());
+                self.log_node(i, || "outbox full: results dropped (exempt from the result check)".into());
             }
         }
     }
@@ -253,7 +253,7 @@ impl<'a> World<'a, '_> {
         sim_node.open_attempts += 1;
         sim_node.opening = Some(sim_node.open_attempts);
         let attempt = sim_node.open_attempts;
-        self.log(&format!("n{i}"), || "open transport".into());
+        self.log_node(i, || "open transport".into());
         let at = self.now + self.rng.range(1_000, 30_000);
         self.at(at, SimEvent::OpenDone { node: i, attempt });
     }
@@ -269,7 +269,7 @@ impl<'a> World<'a, '_> {
                 }
             }
         }
-        self.log(&format!("n{i}"), || format!("-> {}", describe(&bytes)));
+        self.log_node(i, || format!("-> {}", describe(&bytes)));
         self.send(conn, Direction::ToBroker, bytes);
     }
 
@@ -279,9 +279,7 @@ impl<'a> World<'a, '_> {
         let sim_node = &mut self.nodes[i];
         sim_node.connected = false;
         sim_node.reconnect_at = Some((sim_node.local(now) + micros(retry_in), now + micros(retry_in)));
-        self.log(&format!("n{i}"), || {
-            format!("disconnected ({reason}), retry in {:.3}s", retry_in.as_micros() as f64 / 1e6)
-        });
+        self.log_node(i, || format!("disconnected ({reason}), retry in {:.3}s", retry_in.as_micros() as f64 / 1e6));
         let (min, max) = (self.config.node.reconnect_min, self.config.node.reconnect_max);
         if retry_in < min || retry_in > max {
             let [d, lo, hi] = [retry_in, min, max].map(|d| d.as_micros() as f64 / 1e6);
@@ -317,7 +315,7 @@ impl<'a> World<'a, '_> {
         if *runs > 1 {
             return self.fail(format!("node {i}: command {name} request_id {request_id} handed to the handler twice"));
         }
-        self.log(&format!("n{i}"), || format!("command {name} {request_id} {parameters}"));
+        self.log_node(i, || format!("command {name} {request_id} {parameters}"));
         if let Some(reply) = self.handler.on_command(i, &name, &request_id, &parameters, &mut self.rng) {
             let at = self.now + micros(reply.after);
             self.at(at, SimEvent::Complete { node: i, id, reply });
@@ -347,7 +345,7 @@ impl<'a> World<'a, '_> {
         }
         self.nodes[i].opening = None;
         if !self.broker.up {
-            self.log(&format!("n{i}"), || "transport refused: broker down".into());
+            self.log_node(i, || "transport refused: broker down".into());
             self.drive(i, |node, now| node.handle_disconnected(now));
             return;
         }
@@ -355,7 +353,7 @@ impl<'a> World<'a, '_> {
         self.next_conn += 1;
         self.conns.insert(id, Connection::new(i, self.now));
         self.nodes[i].conn = Some(id);
-        self.log(&format!("n{i}"), || format!("transport up (conn {id})"));
+        self.log_node(i, || format!("transport up (conn {id})"));
         self.drive(i, |node, now| node.handle_connected(now));
     }
 
@@ -388,7 +386,7 @@ impl<'a> World<'a, '_> {
     /// The handler's reply to a command is due.
     pub(crate) fn complete(&mut self, i: usize, id: CommandId, reply: Reply) {
         let Reply { success, message, data, .. } = reply;
-        self.log(&format!("n{i}"), || format!("handler completes: {message}"));
+        self.log_node(i, || format!("handler completes: {message}"));
         self.drive(i, |node, now| {
             let outcome = Outcome { success, message: &message, data: data.as_deref().map(str::as_bytes) };
             match node.complete(now, id, outcome) {

@@ -215,6 +215,14 @@ impl World<'_, '_> {
         }
     }
 
+    /// [`log`](Self::log) for node `i`, labelled `n{i}`: the label is only formatted when tracing
+    /// is on, since most runs never read it.
+    pub(crate) fn log_node(&mut self, i: usize, what: impl FnOnce() -> String) {
+        if self.trace.is_some() {
+            self.log(&format!("n{i}"), what);
+        }
+    }
+
     /// Records the first broken invariant; the loop stops at the next step.
     pub(crate) fn fail(&mut self, message: String) {
         if self.failure.is_none() {
@@ -268,7 +276,7 @@ impl World<'_, '_> {
                 self.broker_keepalive();
             } else if let Some((_, i)) = node_deadline {
                 self.mix(t, 3 + i as u64);
-                self.log(&format!("n{i}"), || "timer".into());
+                self.log_node(i, || "timer".into());
                 let produced = self.drive(i, |node, now| node.handle_timeout(now));
                 let still_due = self.node_deadline(i).is_some_and(|d| d <= self.now);
                 if still_due && produced == 0 {
