@@ -318,7 +318,7 @@ impl<'a> World<'a, '_> {
         self.log_node(i, || format!("command {name} {request_id} {parameters}"));
         if let Some(reply) = self.handler.on_command(i, &name, &request_id, &parameters, &mut self.rng) {
             let at = self.now + micros(reply.after);
-            self.at(at, SimEvent::Complete { node: i, id, reply });
+            self.at(at, SimEvent::Complete { node: i, id, reply: Box::new(reply) });
         }
     }
 

@@ -43,8 +43,10 @@ pub(crate) enum SimEvent {
     Fin(ConnId, Direction),
     /// The transport a node asked for is up or refused; stale unless `attempt` is still pending.
     OpenDone { node: usize, attempt: u64 },
-    /// The handler completes a command.
-    Complete { node: usize, id: CommandId, reply: Reply },
+    /// The handler completes a command. The reply is boxed: this rare, large event would
+    /// otherwise make every queued event as large, and the heap moves events on every push and
+    /// pop.
+    Complete { node: usize, id: CommandId, reply: Box<Reply> },
     /// The engine sends a new request.
     EngineNew,
     /// The engine resends requests that have waited too long for a result.
@@ -299,7 +301,7 @@ impl World<'_, '_> {
             SimEvent::Arrive(conn, dir) => self.arrive(conn, dir),
             SimEvent::Fin(conn, dir) => self.fin(conn, dir),
             SimEvent::OpenDone { node, attempt } => self.open_done(node, attempt),
-            SimEvent::Complete { node, id, reply } => self.complete(node, id, reply),
+            SimEvent::Complete { node, id, reply } => self.complete(node, id, *reply),
             SimEvent::EngineNew => self.engine_new(),
             SimEvent::EngineRetry => self.engine_retry(),
             SimEvent::DesiredChange => self.desired_change(),
