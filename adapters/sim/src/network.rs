@@ -94,31 +94,34 @@ impl World<'_, '_> {
         if !sender_open || conn.stream(dir).silent || conn.reset {
             return;
         }
-        let mut pieces = vec![bytes];
-        if faulty && self.rng.chance(faults.split) && pieces[0].len() > 1 {
-            let whole = pieces.pop().unwrap_or_default();
-            let cuts = self.rng.range(1, 3);
-            let mut at: Vec<usize> = (0..cuts).map(|_| 1 + self.rng.below(whole.len() as u64 - 1) as usize).collect();
-            at.sort_unstable();
-            at.dedup();
-            let mut from = 0;
-            for cut in at.into_iter().chain([whole.len()]) {
-                pieces.push(whole[from..cut].to_vec());
-                from = cut;
-            }
+        if !(faulty && self.rng.chance(faults.split) && bytes.len() > 1) {
+            // Most writes arrive whole: no list of pieces, no copy.
+            return self.carry(id, dir, bytes);
         }
-        for piece in pieces {
-            let mut t = self.now + self.latency();
-            if faulty && self.rng.chance(faults.delay) {
-                t += self.rng.below(micros(faults.max_delay) + 1);
-            }
-            let Some(conn) = self.conns.get_mut(&id) else { return };
-            let stream = conn.stream_mut(dir);
-            t = t.max(stream.last_arrival);
-            stream.last_arrival = t;
-            stream.in_flight.push_back((t, piece));
-            self.at(t, SimEvent::Arrive(id, dir));
+        let cuts = self.rng.range(1, 3);
+        let mut at: Vec<usize> = (0..cuts).map(|_| 1 + self.rng.below(bytes.len() as u64 - 1) as usize).collect();
+        at.sort_unstable();
+        at.dedup();
+        let mut from = 0;
+        for cut in at.into_iter().chain([bytes.len()]) {
+            self.carry(id, dir, bytes[from..cut].to_vec());
+            from = cut;
         }
+    }
+
+    /// Puts one piece of a write in flight: latency, maybe a delay, never before the piece
+    /// ahead of it.
+    fn carry(&mut self, id: ConnId, dir: Direction, piece: Vec<u8>) {
+        let mut t = self.now + self.latency();
+        if self.faulty() && self.rng.chance(self.config.faults.delay) {
+            t += self.rng.below(micros(self.config.faults.max_delay) + 1);
+        }
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let stream = conn.stream_mut(dir);
+        t = t.max(stream.last_arrival);
+        stream.last_arrival = t;
+        stream.in_flight.push_back((t, piece));
+        self.at(t, SimEvent::Arrive(id, dir));
     }
 
     /// Hands everything due on connection `id` in direction `dir` to the side it points at.
@@ -126,10 +129,15 @@ impl World<'_, '_> {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(&id) else { return };
         let in_flight = &mut conn.stream_mut(dir).in_flight;
-        let mut bytes = Vec::new();
+        let mut bytes: Vec<u8> = Vec::new();
         while in_flight.front().is_some_and(|(t, _)| *t <= now) {
             if let Some((_, piece)) = in_flight.pop_front() {
-                bytes.extend_from_slice(&piece);
+                // One piece due, the usual case, is handed over as it is.
+                if bytes.is_empty() {
+                    bytes = piece;
+                } else {
+                    bytes.extend_from_slice(&piece);
+                }
             }
         }
         if bytes.is_empty() {
