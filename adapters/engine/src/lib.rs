@@ -54,6 +54,13 @@ pub use timestamp::rfc3339;
 pub mod bench {
     pub use crate::registry::Registry;
 
+    /// An empty registry that holds up to `max_instances` (the engine's `max_instances` setting).
+    pub fn registry(max_instances: usize) -> Registry {
+        let mut registry = Registry::default();
+        registry.limits.max_instances = max_instances;
+        registry
+    }
+
     /// Applies one message; false if it was refused.
     pub fn ingest(registry: &mut Registry, prefix: &str, topic: &str, payload: &[u8], now_ms: i64) -> bool {
         registry.ingest(prefix, topic, payload, now_ms, false).is_ok()
