@@ -94,6 +94,9 @@ pub struct Instance {
     pub(crate) unsaved_heartbeats: u64,
     /// Changed since the last flush to the database.
     pub(crate) dirty: bool,
+    /// Changed since the last flush beyond what a heartbeat changes, or never written: the next
+    /// write is the whole row rather than its heartbeat columns.
+    pub(crate) whole: bool,
 }
 
 impl Instance {
@@ -122,6 +125,7 @@ impl Instance {
             registered_ms: None,
             unsaved_heartbeats: 0,
             dirty: true,
+            whole: true,
         }
     }
 

@@ -70,6 +70,7 @@ fn merge_into(inst: &mut Instance, row: Instance, events: &mut Vec<FleetEvent>) 
         Some(beat) if inst.status != Status::Online && beat > inst.status_changed_ms => {
             inst.status = Status::Online;
             inst.status_changed_ms = beat;
+            inst.whole = true;
             true
         }
         _ => false,

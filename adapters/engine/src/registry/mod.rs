@@ -149,8 +149,15 @@ impl Registry {
         self.index.get(instance_id).and_then(|&i| self.instances.get(i))
     }
 
-    /// The instance `instance_id`, created if new and there is room, and marked changed.
-    fn entry(&mut self, node_name: &str, instance_id: &str, now_ms: i64) -> Result<&mut Instance, IngestError> {
+    /// The instance `instance_id`, created if new and there is room, and marked changed: in
+    /// its heartbeat columns only, or `whole`.
+    fn entry(
+        &mut self,
+        node_name: &str,
+        instance_id: &str,
+        now_ms: i64,
+        whole: bool,
+    ) -> Result<&mut Instance, IngestError> {
         let i = match self.index.get(instance_id) {
             Some(&i) => i,
             None => {
@@ -171,6 +178,7 @@ impl Registry {
             inst.dirty = true;
             self.dirty.push(i);
         }
+        inst.whole |= whole;
         Ok(inst)
     }
 
@@ -216,7 +224,7 @@ impl Registry {
                 check(hb.node_name, hb.instance_id)?;
                 let heartbeat_events = self.heartbeat_events;
                 let metrics = self.storable(hb.metrics.as_raw().as_str());
-                let inst = self.entry(node, instance, now_ms)?;
+                let inst = self.entry(node, instance, now_ms, false)?;
                 inst.last_seen_ms = now_ms;
                 inst.last_heartbeat_ms = Some(now_ms);
                 inst.uptime = Some(hb.uptime);
@@ -247,6 +255,7 @@ impl Registry {
                     });
                     inst.status = Status::Online;
                     inst.status_changed_ms = now_ms;
+                    inst.whole = true;
                 }
                 if heartbeat_events {
                     events.push(FleetEvent::Heartbeat {
@@ -263,7 +272,7 @@ impl Registry {
             }
             Kind::Register if payload.is_empty() => match self.index.get(instance) {
                 Some(_) => {
-                    let inst = self.entry(node, instance, now_ms)?;
+                    let inst = self.entry(node, instance, now_ms, true)?;
                     // Heard from it: the node clears its own register when it stops cleanly.
                     inst.last_seen_ms = now_ms;
                     inst.registered = false;
@@ -280,7 +289,7 @@ impl Registry {
                 // The views checked the payload is UTF-8.
                 let json = self.storable(core::str::from_utf8(payload).unwrap_or_default()).map(str::to_owned);
                 let json_dropped = json.is_none();
-                let inst = self.entry(node, instance, now_ms)?;
+                let inst = self.entry(node, instance, now_ms, true)?;
                 if !retained {
                     inst.last_seen_ms = now_ms;
                 }
@@ -313,7 +322,7 @@ impl Registry {
                 if retained && self.get(instance).is_some_and(known) {
                     return Ok(Ingested::Quiet);
                 }
-                let inst = self.entry(node, instance, now_ms)?;
+                let inst = self.entry(node, instance, now_ms, true)?;
                 if !retained {
                     inst.last_seen_ms = now_ms;
                 }
@@ -360,6 +369,7 @@ impl Registry {
                 });
                 inst.status = Status::Missing;
                 inst.status_changed_ms = now_ms;
+                inst.whole = true;
                 if !inst.dirty {
                     inst.dirty = true;
                     self.dirty.push(i);
@@ -410,6 +420,7 @@ impl Registry {
             if let Some(&i) = self.index.get(&old.instance_id) {
                 if let Some(inst) = self.instances.get_mut(i) {
                     inst.unsaved_heartbeats += old.unsaved_heartbeats;
+                    inst.whole |= old.whole;
                     if !inst.dirty {
                         inst.dirty = true;
                         self.dirty.push(i);
@@ -441,6 +452,7 @@ impl Registry {
             if let Some(inst) = self.instances.get_mut(i) {
                 taken.push(inst.clone());
                 inst.dirty = false;
+                inst.whole = false;
                 inst.unsaved_heartbeats = 0;
             }
         }
@@ -590,6 +602,27 @@ pub(crate) mod tests {
         let long_request = result(&"r".repeat(REQUEST_ID_MAX + 1));
         assert_eq!(r.ingest("subnodesync", topic, long_request.as_bytes(), 0, false), Err(IngestError::TooLong));
         assert!(r.instances().is_empty());
+    }
+
+    #[test]
+    fn only_an_instance_changed_by_heartbeats_alone_is_written_narrow() {
+        let mut r = Registry::default();
+        let hb =
+            |r: &mut Registry| r.ingest("subnodesync", "subnodesync/app/app-h-1/heartbeat", HB.as_bytes(), 10, false);
+        let whole = |r: &mut Registry| r.take_dirty().iter().map(|i| i.whole).collect::<Vec<_>>();
+        hb(&mut r).unwrap();
+        assert_eq!(whole(&mut r), [true], "a new instance has no row yet");
+        hb(&mut r).unwrap();
+        assert_eq!(whole(&mut r), [false]);
+        r.ingest("subnodesync", "subnodesync/app/app-h-1/status", status("offline").as_bytes(), 20, false).unwrap();
+        hb(&mut r).unwrap();
+        assert_eq!(whole(&mut r), [true], "a status, and the heartbeat bringing it back");
+        r.mark_missing(100, 100);
+        assert_eq!(whole(&mut r), [true]);
+        hb(&mut r).unwrap();
+        let failed = r.take_dirty();
+        r.unsaved(&failed);
+        assert_eq!(whole(&mut r), [true], "the revival's flush failed and is written again whole");
     }
 
     #[test]

@@ -168,6 +168,32 @@ const UPSERT_INSTANCE: &str = "INSERT INTO instances (instance_id, node_name, ho
         heartbeats = instances.heartbeats + ?21,
         rev = excluded.rev";
 
+/// Writes the heartbeat columns of an instance whose other columns have not changed since this
+/// writer last wrote its row (see `Instance::whole`), under [`UPSERT_INSTANCE`]'s rules for them:
+/// what the instance said of itself and its last heartbeat are kept from whichever writer heard
+/// them last, the last sighting only moves forward, and the counts add up. 13 parameters of 22
+/// and no INSERT attempt: a fifth less work in SQLite per row of a steady fleet's flush.
+const UPDATE_HEARTBEAT: &str = "UPDATE instances SET
+        hostname = CASE WHEN ?5 >= last_seen_ms THEN ?2 ELSE hostname END,
+        version = CASE WHEN ?5 >= last_seen_ms THEN ?3 ELSE version END,
+        pid = CASE WHEN ?5 >= last_seen_ms THEN ?4 ELSE pid END,
+        last_seen_ms = CASE WHEN ?5 > last_seen_ms THEN ?5 ELSE last_seen_ms END,
+        last_heartbeat_ms = CASE WHEN COALESCE(CAST(?6 AS BIGINT), -1) >= COALESCE(last_heartbeat_ms, -1)
+            THEN ?6 ELSE last_heartbeat_ms END,
+        uptime = CASE WHEN COALESCE(CAST(?6 AS BIGINT), -1) >= COALESCE(last_heartbeat_ms, -1)
+            THEN ?7 ELSE uptime END,
+        cpu_centipercent = CASE WHEN COALESCE(CAST(?6 AS BIGINT), -1) >= COALESCE(last_heartbeat_ms, -1)
+            THEN ?8 ELSE cpu_centipercent END,
+        memory_mb = CASE WHEN COALESCE(CAST(?6 AS BIGINT), -1) >= COALESCE(last_heartbeat_ms, -1)
+            THEN ?9 ELSE memory_mb END,
+        threads = CASE WHEN COALESCE(CAST(?6 AS BIGINT), -1) >= COALESCE(last_heartbeat_ms, -1)
+            THEN ?10 ELSE threads END,
+        metrics_json = CASE WHEN COALESCE(CAST(?6 AS BIGINT), -1) >= COALESCE(last_heartbeat_ms, -1)
+            THEN ?11 ELSE metrics_json END,
+        heartbeats = heartbeats + ?12,
+        rev = ?13
+    WHERE instance_id = ?1";
+
 impl Database {
     /// Opens (creating if needed) the database at `location` and brings its schema up to date.
     /// Engines starting together on one PostgreSQL database migrate it once, in turn.
@@ -201,7 +227,13 @@ impl Database {
                 for id in &batch.deleted {
                     conn.execute("DELETE FROM instances WHERE instance_id = ?1", &[Value::Text(id)])?;
                 }
-                let rows: Vec<[Value<'_>; 22]> = batch.instances.iter().map(|i| instance_row(i, next)).collect();
+                let (whole, beats): (Vec<&Instance>, Vec<&Instance>) = batch.instances.iter().partition(|i| i.whole);
+                let rows: Vec<[Value<'_>; 13]> = beats.iter().map(|i| heartbeat_row(i, next)).collect();
+                let each: Vec<&[Value<'_>]> = rows.iter().map(|row| &row[..]).collect();
+                let changed = conn.execute_each(UPDATE_HEARTBEAT, &each)?;
+                // A row another writer deleted since this one last wrote it is written whole again.
+                let gone = beats.iter().zip(changed).filter(|&(_, n)| n == 0).map(|(i, _)| *i);
+                let rows: Vec<[Value<'_>; 22]> = whole.into_iter().chain(gone).map(|i| instance_row(i, next)).collect();
                 let each: Vec<&[Value<'_>]> = rows.iter().map(|row| &row[..]).collect();
                 conn.execute_each(UPSERT_INSTANCE, &each)?;
                 rev = Some(next);
@@ -290,6 +322,7 @@ fn read_instance(r: &Row) -> Result<Instance, CellError> {
         registered_ms: r.opt_int(19)?,
         unsaved_heartbeats: 0,
         dirty: false,
+        whole: false,
     })
 }
 
@@ -317,6 +350,26 @@ fn instance_row(i: &Instance, rev: i64) -> [Value<'_>; 22] {
         Value::opt_text(i.metrics_json.as_deref()),
         Value::count(i.heartbeats),
         Value::opt_int(i.registered_ms),
+        Value::count(i.unsaved_heartbeats),
+        Value::Int(rev),
+    ]
+}
+
+/// The parameters of [`UPDATE_HEARTBEAT`] for one instance under revision `rev`.
+fn heartbeat_row(i: &Instance, rev: i64) -> [Value<'_>; 13] {
+    let opt_count = |v: Option<u64>| v.map_or(Value::Null, Value::count);
+    [
+        Value::Text(&i.instance_id),
+        Value::Text(&i.hostname),
+        Value::Text(&i.version),
+        Value::Int(i64::from(i.pid)),
+        Value::Int(i.last_seen_ms),
+        Value::opt_int(i.last_heartbeat_ms),
+        opt_count(i.uptime),
+        Value::opt_int(i.cpu_centipercent.map(i64::from)),
+        opt_count(i.memory_mb),
+        opt_count(i.threads),
+        Value::opt_text(i.metrics_json.as_deref()),
         Value::count(i.unsaved_heartbeats),
         Value::Int(rev),
     ]
@@ -528,6 +581,58 @@ pub(crate) mod tests {
             b.write(&Batch { instances: vec![newer], ..Batch::default() }).unwrap();
             let row = a.load_instances().unwrap().remove(0);
             assert_eq!((row.cpu_centipercent, row.status, row.heartbeats), (Some(9), Status::Offline, 6));
+        }
+    }
+
+    /// Both writes of the same change to instances `a-h-1` (its heartbeat columns only) and
+    /// `a-h-2` (whole), whose rows were equal; the rows as they read back, ids aside.
+    fn written_both_ways(db: &mut Database, before: &Instance, after: &Instance) -> [Instance; 2] {
+        let as_id = |inst: &Instance, id: &str| Instance { instance_id: id.into(), ..inst.clone() };
+        db.write(&Batch { instances: vec![as_id(before, "a-h-1"), as_id(before, "a-h-2")], ..Batch::default() })
+            .unwrap();
+        let narrow = Instance { whole: false, ..as_id(after, "a-h-1") };
+        let whole = Instance { whole: true, ..as_id(after, "a-h-2") };
+        db.write(&Batch { instances: vec![narrow, whole], ..Batch::default() }).unwrap();
+        let rows = db.load_instances().unwrap();
+        assert_eq!(rows.len(), 2);
+        [as_id(&rows[0], "a-h"), as_id(&rows[1], "a-h")]
+    }
+
+    #[test]
+    fn a_heartbeat_written_alone_leaves_the_row_as_the_whole_write_would() {
+        for db in backends("narrow") {
+            let mut db = db.open();
+            let before = Instance { metrics_json: Some("{}".into()), ..beat("a-h", 100, 5, 3) };
+            let after = Instance {
+                hostname: "h2".into(),
+                version: "1.1".into(),
+                pid: 9,
+                uptime: Some(60),
+                memory_mb: Some(64),
+                threads: Some(3),
+                metrics_json: Some(r#"{"x":1}"#.into()),
+                ..beat("a-h", 150, 7, 2)
+            };
+            let [narrow, whole] = written_both_ways(&mut db, &before, &after);
+            assert_eq!(narrow, whole);
+            assert_eq!((narrow.cpu_centipercent, narrow.heartbeats, narrow.last_seen_ms), (Some(7), 5, 150));
+            // An older heartbeat (another writer's rows are newer) moves nothing back; its count adds up.
+            let [narrow, whole] = written_both_ways(&mut db, &after, &before);
+            assert_eq!(narrow, whole);
+            assert_eq!((narrow.cpu_centipercent, narrow.hostname.as_str(), narrow.heartbeats), (Some(7), "h2", 10));
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_for_a_row_another_writer_deleted_writes_the_whole_row() {
+        for db in backends("narrow-gone") {
+            let (mut a, mut b) = (db.open(), db.open());
+            a.write(&Batch { instances: vec![beat("a-h-1", 100, 5, 1)], ..Batch::default() }).unwrap();
+            b.write(&Batch { deleted: vec!["a-h-1".into()], ..Batch::default() }).unwrap();
+            let narrow = Instance { whole: false, ..beat("a-h-1", 150, 7, 1) };
+            a.write(&Batch { instances: vec![narrow.clone()], ..Batch::default() }).unwrap();
+            let row = b.load_instances().unwrap().remove(0);
+            assert_eq!(row, Instance { dirty: false, unsaved_heartbeats: 0, ..narrow });
         }
     }
 

@@ -272,7 +272,7 @@ impl Conn for Postgres {
         })
     }
 
-    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<u64, Error> {
+    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<Vec<u64>, Error> {
         let statement = self.statement(sql)?;
         let each: Vec<Vec<&(dyn ToSql + Sync)>> =
             each.iter().map(|params| params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()).collect();
@@ -284,7 +284,7 @@ impl Conn for Postgres {
         let changed = block(&self.handle, url, &self.broken, async {
             futures_util::future::try_join_all(calls).await.map_err(|e| pg_error(&url.to_string(), e))
         })?;
-        Ok(changed.iter().sum())
+        Ok(changed)
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<Vec<Row>, Error> {

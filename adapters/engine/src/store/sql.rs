@@ -115,8 +115,8 @@ pub(super) trait Conn: Send {
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64, Error>;
     /// Runs a statement once per parameter list, in order (PostgreSQL sends them all before
-    /// waiting for the answers); returns how many rows they changed.
-    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<u64, Error>;
+    /// waiting for the answers); returns how many rows each changed.
+    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<Vec<u64>, Error>;
     /// Runs a query; returns its rows.
     fn query(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<Vec<Row>, Error>;
     /// Runs statements without parameters or results (`BEGIN`, `COMMIT`, `ROLLBACK`).

@@ -85,13 +85,11 @@ impl Conn for Sqlite {
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
 
-    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<u64, Error> {
+    fn execute_each(&mut self, sql: &'static str, each: &[&[Value<'_>]]) -> Result<Vec<u64>, Error> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut changed = 0;
-        for params in each {
-            changed += u64::try_from(stmt.execute(params_from_iter(*params))?).unwrap_or(u64::MAX);
-        }
-        Ok(changed)
+        each.iter()
+            .map(|params| Ok(u64::try_from(stmt.execute(params_from_iter(*params))?).unwrap_or(u64::MAX)))
+            .collect()
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<Vec<Row>, Error> {
