@@ -355,24 +355,15 @@ fn instance_row(i: &Instance, rev: i64) -> [Value<'_>; 22] {
     ]
 }
 
-/// The parameters of [`UPDATE_HEARTBEAT`] for one instance under revision `rev`.
+/// Where [`UPDATE_HEARTBEAT`]'s parameters sit among [`UPSERT_INSTANCE`]'s (from 0), in its order:
+/// the heartbeat columns, the id, the count and the revision.
+const HEARTBEAT_PARAMETERS: [usize; 13] = [0, 2, 3, 4, 10, 12, 13, 14, 15, 16, 17, 20, 21];
+
+/// The parameters of [`UPDATE_HEARTBEAT`] for one instance under revision `rev`: the whole
+/// row's, picked, so the two statements always write the same values.
 fn heartbeat_row(i: &Instance, rev: i64) -> [Value<'_>; 13] {
-    let opt_count = |v: Option<u64>| v.map_or(Value::Null, Value::count);
-    [
-        Value::Text(&i.instance_id),
-        Value::Text(&i.hostname),
-        Value::Text(&i.version),
-        Value::Int(i64::from(i.pid)),
-        Value::Int(i.last_seen_ms),
-        Value::opt_int(i.last_heartbeat_ms),
-        opt_count(i.uptime),
-        Value::opt_int(i.cpu_centipercent.map(i64::from)),
-        opt_count(i.memory_mb),
-        opt_count(i.threads),
-        Value::opt_text(i.metrics_json.as_deref()),
-        Value::count(i.unsaved_heartbeats),
-        Value::Int(rev),
-    ]
+    let row = instance_row(i, rev);
+    HEARTBEAT_PARAMETERS.map(|at| row[at])
 }
 
 #[cfg(test)]
