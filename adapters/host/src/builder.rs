@@ -537,7 +537,7 @@ impl<R: Runtime> NodeBuilder<R> {
         let io = driver::Io { inbox: tx.clone(), shared: shared.clone(), ready: ready_tx };
         let (abort, registration) = AbortHandle::new_pair();
         *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(abort);
-        R::spawn(Abortable::new(driver::run::<R>(settings, io), registration).map(drop).instrument(span));
+        R::spawn(Abortable::new(driver::run::<R>(Box::new(settings), io), registration).map(drop).instrument(span));
         ready_rx.await.map_err(|_| Error::TaskEnded)??;
         Ok(NodeHandle { shared, tx })
     }

@@ -1,17 +1,19 @@
 //! The node task: one future owns the `Node`, its buffers and its transport, and moves bytes
 //! and time between them. Protocol decisions stay in the core.
 //!
-//! Each turn of the loop drains `poll_output` completely (queuing bytes, starting commands,
-//! forwarding events), performs the I/O that asked for (write, close, open), then waits for
-//! exactly one thing: bytes, a finished connect, the core's deadline, or a message from the
-//! handle, a handler or the sampler.
+//! Each turn of the loop drains `poll_output` completely (handing bytes to the transport as they
+//! come, starting commands, forwarding events), performs the I/O that must wait (what a full
+//! socket did not take, a flush, close, open), then waits for exactly one thing: bytes, a
+//! finished connect, the core's deadline, or a message from the handle, a handler or the
+//! sampler. Nothing but the node and its sleep lives in the task between wake-ups: a process may
+//! run tens of thousands of these.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::{AbortHandle, Abortable};
@@ -36,9 +38,6 @@ use subnodesync_sysinfo::{Refresh, Sample, SharedSampler};
 
 /// How long closing the transport may take before it is simply dropped.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
-/// The write buffer capacity kept between writes: a heartbeat's worth. A larger burst (the
-/// register message at connect, a large result) frees its buffer once written.
-const WRITE_BUFFER_KEEP: usize = 512;
 /// How old the process-wide sample may be when a heartbeat goes out.
 const SHARED_SAMPLE_MAX_AGE: Duration = Duration::from_secs(1);
 /// Messages handled per wake-up before the node is drained again.
@@ -51,8 +50,9 @@ pub(crate) struct Io {
     pub(crate) ready: oneshot::Sender<Result<(), Error>>,
 }
 
-/// Runs one node until it stops.
-pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
+/// Runs one node until it stops. The settings come boxed: a future keeps an argument it moves
+/// into a local twice, and a process may run a hundred thousand of these.
+pub(crate) async fn run<R: Runtime>(mut settings: Box<Settings>, io: Io) {
     let Io { inbox, shared, ready } = io;
     // However the task ends (a panic included), whoever waits in `stopped()` hears of it.
     let _failed = StopGuard(shared.clone());
@@ -64,10 +64,13 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
     let metadata: Vec<(&str, &str)> = identity.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let config = identity.config(settings.timing, &commands, &capabilities, &metadata);
     let sizes = settings.buffers;
-    let (mut rx_buf, mut tx_buf, mut outbox) = (vec![0; sizes.rx], vec![0; sizes.tx], vec![0; sizes.outbox]);
-    let mut desired = vec![0; sizes.desired];
+    // One allocation for the four: a process may hold a hundred thousand nodes.
+    let mut arena = vec![0; sizes.rx + sizes.tx + sizes.outbox + sizes.desired];
+    let (rx_buf, rest) = arena.split_at_mut(sizes.rx);
+    let (tx_buf, rest) = rest.split_at_mut(sizes.tx);
+    let (outbox, desired) = rest.split_at_mut(sizes.outbox);
     let clock = Clock::<R>::start();
-    let buffers = Buffers::new(&mut rx_buf, &mut tx_buf, &mut outbox).with_desired(&mut desired);
+    let buffers = Buffers::new(rx_buf, tx_buf, outbox).with_desired(desired);
     let mut node: Node<'_> = match Node::new(config, buffers, settings.seed, clock.now()) {
         Ok(node) => node,
         Err(error) => {
@@ -113,8 +116,9 @@ pub(crate) async fn run<R: Runtime>(mut settings: Settings, io: Io) {
         turn: 0,
         open: false,
         close: false,
-        // Grows to the largest burst once; a node that only heartbeats stays at a few hundred bytes.
         wbuf: Vec::new(),
+        unflushed: false,
+        write_failed: None,
         last_error: None,
         inbox,
         shared,
@@ -180,8 +184,13 @@ struct Driver<'h, R: Runtime> {
     open: bool,
     /// The core asked to close the transport (`Output::Close`), after writing what is queued.
     close: bool,
-    /// Bytes to write, gathered over one drain so they leave in one write.
+    /// Bytes the transport did not take at once, in order; empty (and unallocated) unless the
+    /// socket was full.
     wbuf: Vec<u8>,
+    /// Bytes went to the transport since its last flush (TLS and WebSocket hold some back).
+    unflushed: bool,
+    /// A write made during a drain failed; the core hears of it once the drain is over.
+    write_failed: Option<io::Error>,
     /// The transport error behind the next `Disconnected` event.
     last_error: Option<String>,
     inbox: Arc<Inbox>,
@@ -229,15 +238,17 @@ impl<R: Runtime> Driver<'_, R> {
             self.turn = self.turn.wrapping_add(1);
             let first = self.turn;
             let wake = {
-                let mut msg = std::pin::pin!(self.inbox.recv());
-                let mut read = std::pin::pin!(read_some(&mut self.transport, room));
+                let (inbox, transport) = (&self.inbox, &mut self.transport);
                 let mut opened = std::pin::pin!(connect_some(&mut self.connecting));
                 let mut sleep = std::pin::pin!(sleep_until::<R>(wake_at));
                 std::future::poll_fn(|cx| {
                     for source in (0..4).map(|i| (first + i) % 4) {
                         let polled = match source {
-                            0 => msg.as_mut().poll(cx).map(Wake::Msg),
-                            1 => read.as_mut().poll(cx).map(Wake::Read),
+                            0 => inbox.poll_recv(cx).map(Wake::Msg),
+                            1 => match transport.as_mut() {
+                                Some(t) => t.poll_read(cx, room).map(Wake::Read),
+                                None => Poll::Pending,
+                            },
                             2 => opened.as_mut().poll(cx).map(Wake::Opened),
                             _ => sleep.as_mut().poll(cx).map(|()| Wake::Timeout),
                         };
@@ -281,7 +292,9 @@ impl<R: Runtime> Driver<'_, R> {
     /// The transport failed: forget it and tell the core.
     fn lost(&mut self, node: &mut Node<'_>, error: String) {
         self.transport = None;
-        self.wbuf.clear();
+        self.wbuf = Vec::new();
+        self.unflushed = false;
+        self.write_failed = None;
         self.last_error = Some(error);
         node.handle_disconnected(self.clock.now());
     }
@@ -296,7 +309,7 @@ impl<R: Runtime> Driver<'_, R> {
                     Then::Nothing
                 }
                 Some(Output::Transmit(bytes)) => {
-                    self.wbuf.extend_from_slice(bytes);
+                    self.transmit(bytes);
                     Then::Nothing
                 }
                 Some(Output::Close) => {
@@ -399,33 +412,72 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    /// Writes what the drain queued, then closes or opens as the core asked. Returns whether
-    /// the core was told something (a failed write), so it must be drained again.
-    async fn perform_io(&mut self, node: &mut Node<'_>) -> bool {
-        let mut told = false;
-        if !self.wbuf.is_empty() {
-            if let Some(transport) = self.transport.as_mut() {
-                let written = runtime::timeout::<R, _>(self.write_timeout, transport.write_all(&self.wbuf)).await;
-                let error = match written {
-                    Some(Ok(())) => None,
-                    Some(Err(e)) => Some(e.to_string()),
-                    None => Some(format!("write blocked for {:?}", self.write_timeout)),
-                };
-                if let Some(e) = error {
-                    self.lost(node, e);
-                    told = true;
+    /// Hands `bytes` to the transport at once, without waiting: a heartbeat goes from the core's
+    /// buffer to the socket with no copy. What the socket cannot take yet waits in `wbuf`, and
+    /// everything after it too, so the bytes stay in order.
+    fn transmit(&mut self, bytes: &[u8]) {
+        // Bytes for a transport that is gone are meaningless to the next one.
+        let Some(transport) = self.transport.as_mut() else { return };
+        let mut rest = bytes;
+        if self.wbuf.is_empty() && self.write_failed.is_none() {
+            let mut cx = Context::from_waker(Waker::noop());
+            while !rest.is_empty() {
+                match transport.poll_write(&mut cx, rest) {
+                    Poll::Ready(Ok(n)) if n > 0 => rest = rest.get(n..).unwrap_or_default(),
+                    // Written zero bytes: the slow path reports it.
+                    Poll::Ready(Ok(_)) | Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        self.write_failed = Some(e);
+                        return;
+                    }
                 }
             }
-            // Bytes for a transport that is gone are meaningless to the next one.
-            self.wbuf.clear();
-            if self.wbuf.capacity() > WRITE_BUFFER_KEEP {
-                self.wbuf = Vec::new();
+            self.unflushed = true;
+        }
+        self.wbuf.extend_from_slice(rest);
+    }
+
+    /// Writes what the drain could not, flushes, then closes or opens as the core asked. Returns
+    /// whether the core was told something (a failed write), so it must be drained again.
+    async fn perform_io(&mut self, node: &mut Node<'_>) -> bool {
+        let mut told = false;
+        if let Some(transport) = self.transport.as_mut() {
+            let failed = match self.write_failed.take() {
+                Some(e) => Some(e.to_string()),
+                None if self.wbuf.is_empty() && !self.unflushed => None,
+                None => {
+                    let (wbuf, write_timeout) = (&mut self.wbuf, self.write_timeout);
+                    // Usually done at once (plain TCP has nothing to flush): no timer then.
+                    let at_once = finish_write(transport, wbuf, &mut Context::from_waker(Waker::noop()));
+                    let written = match at_once {
+                        Poll::Ready(done) => Some(done),
+                        // A full socket: rare, so its timer's state is boxed rather than in
+                        // every node's task.
+                        Poll::Pending => {
+                            let finish = std::future::poll_fn(|cx| finish_write(transport, wbuf, cx));
+                            Box::pin(runtime::timeout::<R, _>(write_timeout, finish)).await
+                        }
+                    };
+                    match written {
+                        Some(Ok(())) => None,
+                        Some(Err(e)) => Some(e.to_string()),
+                        None => Some(format!("write blocked for {write_timeout:?}")),
+                    }
+                }
+            };
+            self.unflushed = false;
+            if let Some(e) = failed {
+                self.lost(node, e);
+                told = true;
             }
         }
+        // Capacity only a full socket needed goes back.
+        self.wbuf = Vec::new();
         if std::mem::take(&mut self.close) {
             self.connecting = None;
             if let Some(mut transport) = self.transport.take() {
-                let _ = runtime::timeout::<R, _>(SHUTDOWN_TIMEOUT, transport.shutdown()).await;
+                // Boxed for the same reason.
+                let _ = Box::pin(runtime::timeout::<R, _>(SHUTDOWN_TIMEOUT, transport.shutdown())).await;
             }
         }
         if std::mem::take(&mut self.open) {
@@ -572,12 +624,15 @@ pub(crate) async fn prime_shared_sample<R: Runtime>() {
     }
 }
 
-/// Reads from the transport, or waits forever without one.
-async fn read_some(transport: &mut Option<Transport>, buf: &mut [u8]) -> io::Result<usize> {
-    match transport {
-        Some(t) => t.read(buf).await,
-        None => std::future::pending().await,
+/// Writes all of `wbuf` and flushes the transport.
+fn finish_write(transport: &mut Transport, wbuf: &mut Vec<u8>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    while !wbuf.is_empty() {
+        match ready!(transport.poll_write(cx, wbuf))? {
+            0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            n => drop(wbuf.drain(..n.min(wbuf.len()))),
+        }
     }
+    transport.poll_flush(cx)
 }
 
 /// Sleeps until `at` (rounded to the wake-up grid already), or forever without a deadline.

@@ -1,9 +1,11 @@
 //! The node task's inbox: what the handle, handlers and samplers tell it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use serde_json::Value;
 use subnodesync_core::CommandId;
@@ -43,13 +45,15 @@ impl Msg {
 /// An unbounded queue with one reader, the node task.
 ///
 /// Unlike a channel it allocates nothing until a message arrives: messages are rare (a stop, a
-/// metric update, a handler's result), and a process may run thousands of nodes.
+/// metric update, a handler's result), and a process may run thousands of nodes. Waiting costs
+/// the node task no lock and no stored future: a flag says whether anything is queued, and the
+/// task's waker sits in an [`AtomicWaker`].
 #[derive(Default)]
 pub(crate) struct Inbox {
     queue: Mutex<VecDeque<Msg>>,
-    /// Stores a permit when nobody waits, so a message sent between `try_recv` and `recv`'s
-    /// wait is never missed.
-    notify: Notify,
+    /// Set while `queue` holds a message; the node task's every wake-up reads only this.
+    queued: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -62,23 +66,35 @@ impl std::fmt::Debug for Inbox {
 impl Inbox {
     /// Queues `msg` and wakes the node task.
     pub(crate) fn send(&self, msg: Msg) {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push_back(msg);
-        self.notify.notify_one();
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push_back(msg);
+            self.queued.store(true, Ordering::Release);
+        }
+        self.waker.wake();
     }
 
     /// The oldest message, if any.
     pub(crate) fn try_recv(&self) -> Option<Msg> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+        if !self.queued.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let msg = queue.pop_front();
+        if queue.is_empty() {
+            self.queued.store(false, Ordering::Release);
+        }
+        msg
     }
 
-    /// The oldest message, waiting for one.
-    pub(crate) async fn recv(&self) -> Msg {
-        loop {
-            if let Some(msg) = self.try_recv() {
-                return msg;
-            }
-            self.notify.notified().await;
+    /// The oldest message, or the task woken when one arrives.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Msg> {
+        if let Some(msg) = self.try_recv() {
+            return Poll::Ready(msg);
         }
+        self.waker.register(cx.waker());
+        // A message sent before the waker was in place would wake nobody: look again.
+        self.try_recv().map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -97,10 +113,11 @@ mod tests {
         assert!(inbox.try_recv().is_none());
         inbox.send(Msg::Stop);
         inbox.send(Msg::RemoveMetric("a".into()));
-        assert!(matches!(inbox.recv().await, Msg::Stop));
+        let recv = |inbox: std::sync::Arc<Inbox>| async move { std::future::poll_fn(|cx| inbox.poll_recv(cx)).await };
+        assert!(matches!(recv(inbox.clone()).await, Msg::Stop));
         assert!(matches!(inbox.try_recv(), Some(Msg::RemoveMetric(name)) if &*name == "a"));
         let sender = inbox.clone();
-        let waiter = tokio::spawn(async move { matches!(inbox.recv().await, Msg::Stop) });
+        let waiter = tokio::spawn(async move { matches!(recv(inbox).await, Msg::Stop) });
         sender.send(Msg::Stop);
         assert!(waiter.await.expect("the waiter ends"));
     }

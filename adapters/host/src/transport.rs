@@ -4,14 +4,17 @@
 //! `wss://`. The driver never learns which it holds: it reads and writes MQTT bytes.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use async_tungstenite::tungstenite::client::IntoClientRequest as _;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
+use futures_io::{AsyncRead as _, AsyncWrite as _};
 use futures_rustls::TlsConnector;
-use futures_util::{AsyncReadExt, AsyncWriteExt, StreamExt as _};
+use futures_util::{AsyncWriteExt as _, Sink, StreamExt as _};
 
 use crate::config::{BrokerUrl, ProxyUrl};
 use crate::handler::BoxFuture;
@@ -123,22 +126,29 @@ impl Transport {
         }
     }
 
-    /// Reads what is there (at least one byte, or 0 at end of stream).
-    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads what is there (at least one byte, or 0 at end of stream). Poll-based, so the node
+    /// task keeps no read future between wake-ups.
+    pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
-            Self::Stream(s) => s.read(buf).await,
-            Self::Ws(ws) => ws.read(buf).await,
+            Self::Stream(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Ws(ws) => ws.poll_read(cx, buf),
         }
     }
 
-    /// Writes all of `buf` and flushes it (through TLS, as one WebSocket message).
-    pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Takes what it can of `buf` (a WebSocket: all of it, as one binary message), returning how
+    /// much; [`poll_flush`](Self::poll_flush) then pushes it out (through TLS).
+    pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self {
-            Self::Stream(s) => {
-                s.write_all(buf).await?;
-                s.flush().await
-            }
-            Self::Ws(ws) => ws.write(buf).await,
+            Self::Stream(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Ws(ws) => ws.poll_write(cx, buf),
+        }
+    }
+
+    /// Pushes out what was written.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Stream(s) => Pin::new(s).poll_flush(cx),
+            Self::Ws(ws) => Pin::new(&mut ws.ws).poll_flush(cx).map_err(ws_error),
         }
     }
 
@@ -172,31 +182,35 @@ impl WebSocket {
 
     /// Reads from the current binary message, or waits for the next. Pings are answered by the
     /// WebSocket layer on the next read or write; a Close or the end of the stream reads as 0.
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
             if !self.pending.is_empty() {
                 let n = buf.len().min(self.pending.len());
                 buf[..n].copy_from_slice(&self.pending.split_to(n));
-                return Ok(n);
+                return Poll::Ready(Ok(n));
             }
-            // Cancel-safe: a partly received message stays in the WebSocket's own buffer.
-            match self.ws.next().await {
+            // A partly received message stays in the WebSocket's own buffer.
+            match ready!(self.ws.poll_next_unpin(cx)) {
                 Some(Ok(Message::Binary(data))) => self.pending = data,
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | None => return Ok(0),
+                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(0)),
                 // MQTT 3.1.1 §6: "If any other type of data frame is received the recipient
                 // MUST close the Network Connection".
                 Some(Ok(Message::Text(_))) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "the broker sent a WebSocket text message"));
+                    let error = io::Error::new(io::ErrorKind::InvalidData, "the broker sent a WebSocket text message");
+                    return Poll::Ready(Err(error));
                 }
-                Some(Err(e)) => return Err(ws_error(e)),
+                Some(Err(e)) => return Poll::Ready(Err(ws_error(e))),
             }
         }
     }
 
-    /// Sends `buf` as one binary message and flushes it.
-    async fn write(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.ws.send(Message::Binary(Bytes::copy_from_slice(buf))).await.map_err(ws_error)
+    /// Queues `buf` as one binary message once the WebSocket has room for it.
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut ws = Pin::new(&mut self.ws);
+        ready!(ws.as_mut().poll_ready(cx)).map_err(ws_error)?;
+        ws.start_send(Message::Binary(Bytes::copy_from_slice(buf))).map_err(ws_error)?;
+        Poll::Ready(Ok(buf.len()))
     }
 
     /// Sends a Close frame, then closes the stream beneath (TLS: close_notify).

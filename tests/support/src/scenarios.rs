@@ -15,9 +15,11 @@ use subnodesync_host::{
 use crate::{assert_key_order, assert_no_retained, base, is_timestamp, outcome, Engine, RestartableBroker, WAIT};
 
 mod desired;
+mod trickle;
 pub use desired::{
     cancel_ends_a_running_command_through_its_context, desired_state_is_applied_reported_and_cleared_by_a_clean_stop,
 };
+pub use trickle::a_transport_that_takes_a_few_bytes_at_a_time_carries_every_packet_whole;
 
 /// A node on the broker at `url` with the suites' short intervals, ignoring the process
 /// environment.
@@ -512,6 +514,7 @@ macro_rules! broker_scenarios {
             a_clean_stop_leaves_status_offline_retained_and_no_register,
             desired_state_is_applied_reported_and_cleared_by_a_clean_stop,
             cancel_ends_a_running_command_through_its_context,
+            a_transport_that_takes_a_few_bytes_at_a_time_carries_every_packet_whole,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
