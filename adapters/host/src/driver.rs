@@ -55,7 +55,7 @@ pub(crate) struct Io {
 pub(crate) async fn run<R: Runtime>(mut settings: Box<Settings>, io: Io) {
     let Io { inbox, shared, ready } = io;
     // However the task ends (a panic included), whoever waits in `stopped()` hears of it.
-    let _failed = StopGuard(shared.clone());
+    let _failed = StopGuard(shared.clone(), inbox.clone());
 
     // Everything the node borrows lives in this future, declared before the node.
     let commands: Vec<&str> = settings.handlers.keys().map(String::as_str).collect();
@@ -138,11 +138,13 @@ pub(crate) async fn run<R: Runtime>(mut settings: Box<Settings>, io: Io) {
 }
 
 /// Marks the node [`StopReason::Failed`] if its task ends without a reason (it panicked or was
-/// aborted); a reason already set wins.
-struct StopGuard(Arc<Shared>);
+/// aborted); a reason already set wins. However the task ends, the inbox lets go of its waker,
+/// which would otherwise keep the finished task's memory for as long as the handle lives.
+struct StopGuard(Arc<Shared>, Arc<Inbox>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
+        self.1.forget_waker();
         // Ended without `finish` (a panic, or `stop` aborting a stuck task): say so anyway.
         if self.0.set_stopped(StopReason::Failed) {
             self.0.connected.store(false, Ordering::Relaxed);
@@ -187,7 +189,7 @@ struct Driver<'h, R: Runtime> {
     /// Bytes the transport did not take at once, in order; empty (and unallocated) unless the
     /// socket was full.
     wbuf: Vec<u8>,
-    /// Bytes went to the transport since its last flush (TLS and WebSocket hold some back).
+    /// The transport was written to since its last flush (TLS and WebSocket hold bytes back).
     unflushed: bool,
     /// A write made during a drain failed; the core hears of it once the drain is over.
     write_failed: Option<io::Error>,
@@ -412,14 +414,18 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    /// Hands `bytes` to the transport at once, without waiting: a heartbeat goes from the core's
-    /// buffer to the socket with no copy. What the socket cannot take yet waits in `wbuf`, and
-    /// everything after it too, so the bytes stay in order.
+    /// Hands `bytes` to the transport at once, without waiting: over plain TCP a heartbeat goes
+    /// from the core's buffer to the socket with no copy. What the socket cannot take yet waits
+    /// in `wbuf`, and everything after it too, so the bytes stay in order. Each call is a write
+    /// of its own (a TLS record, a WebSocket message), so a burst of packets takes several.
     fn transmit(&mut self, bytes: &[u8]) {
-        // Bytes for a transport that is gone are meaningless to the next one.
+        // Bytes for a transport that is gone, or failed, are meaningless to the next one.
         let Some(transport) = self.transport.as_mut() else { return };
+        if self.write_failed.is_some() {
+            return;
+        }
         let mut rest = bytes;
-        if self.wbuf.is_empty() && self.write_failed.is_none() {
+        if self.wbuf.is_empty() {
             let mut cx = Context::from_waker(Waker::noop());
             while !rest.is_empty() {
                 match transport.poll_write(&mut cx, rest) {

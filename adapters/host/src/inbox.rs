@@ -16,8 +16,7 @@ use crate::metrics::{MetricValue, Sampler};
 
 /// What the handle, handlers and the sampler tell the node task.
 ///
-/// Kept to a few words (the rare large payloads are boxed): every node's channel preallocates a
-/// block of these.
+/// Kept to a few words (the rare large payloads are boxed): the queue grows in blocks of these.
 pub(crate) enum Msg {
     /// Stop cleanly.
     Stop,
@@ -85,6 +84,11 @@ impl Inbox {
             self.queued.store(false, Ordering::Release);
         }
         msg
+    }
+
+    /// Drops the node task's waker, once the task has ended: a waker keeps its task's memory.
+    pub(crate) fn forget_waker(&self) {
+        drop(self.waker.take());
     }
 
     /// The oldest message, or the task woken when one arrives.

@@ -15,6 +15,12 @@ pub const COMMAND_MAX: usize = 32;
 /// How many finished request ids are remembered to recognise redeliveries.
 pub const RECENT_IDS: usize = 32;
 
+/// A request id as a node keeps it; its length fits a byte, which keeps eight command slots
+/// 56 bytes smaller than a `usize` length would.
+pub(crate) type RequestId = heapless::String<REQUEST_ID_MAX, u8>;
+/// A command name as a node keeps it, its length likewise in a byte.
+pub(crate) type CommandName = heapless::String<COMMAND_MAX, u8>;
+
 /// A handle to a running command, for [`Node::complete`](crate::Node::complete) and
 /// [`Node::progress`](crate::Node::progress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,8 +211,8 @@ pub(crate) struct ReplyTo<'r> {
 #[derive(Debug, Clone)]
 pub(crate) struct Running {
     generation: u32,
-    pub(crate) request_id: heapless::String<REQUEST_ID_MAX>,
-    pub(crate) name: heapless::String<COMMAND_MAX>,
+    pub(crate) request_id: RequestId,
+    pub(crate) name: CommandName,
     pub(crate) tag: u64,
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
@@ -297,7 +303,7 @@ impl Running {
     ) -> Option<Self> {
         Some(Self {
             generation: 0,
-            request_id: heapless::String::try_from(request.id).ok()?,
+            request_id: RequestId::try_from(request.id).ok()?,
             name: heapless::String::try_from(request.command).ok()?,
             tag: request.tag,
             deadline,

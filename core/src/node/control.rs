@@ -5,10 +5,10 @@ use core::fmt::Write as _;
 use core::ops::Range;
 
 use super::builtin::BuiltIn;
-use super::command::{fingerprint, parse_control, ReplyTo, Running};
+use super::command::{fingerprint, parse_control, CommandName, ReplyTo, RequestId, Running};
 use super::link::offset_in;
 use super::output::Pending;
-use super::{CommandId, Node, COMMAND_MAX, REQUEST_ID_MAX};
+use super::{CommandId, Node};
 use crate::codec::json::{Object, RawJson};
 use crate::error::CommandError;
 use crate::session::outbox::Dropped;
@@ -32,17 +32,15 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
             return self.push_event(Pending::DuplicateCommand(replayed));
         }
         // Copy what outlives this packet; both are bounded by the parser.
-        let request_id: heapless::String<REQUEST_ID_MAX> =
-            heapless::String::try_from(control.request_id).unwrap_or_default();
+        let request_id = RequestId::try_from(control.request_id).unwrap_or_default();
         let body = match control.body {
             Ok(body) => body,
             Err(e) => {
-                let name: heapless::String<COMMAND_MAX> =
-                    heapless::String::try_from(control.name.unwrap_or_default()).unwrap_or_default();
+                let name = CommandName::try_from(control.name.unwrap_or_default()).unwrap_or_default();
                 return self.fail(ReplyTo { id: &request_id, command: &name, tag }, e);
             }
         };
-        let name: heapless::String<COMMAND_MAX> = heapless::String::try_from(body.name).unwrap_or_default();
+        let name = CommandName::try_from(body.name).unwrap_or_default();
         let request = ReplyTo { id: &request_id, command: &name, tag };
         // `{}` for absent parameters is a static string outside rx: an empty range stands for it.
         let parameters = offset_in(self.rx, body.parameters.as_raw().as_str().as_bytes());
