@@ -13,13 +13,13 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::FutureExt as _;
 use serde_json::Value;
-use subnodesync_core::{Buffers, Event, Node, NodeError, Output, Rejection};
+use subnodesync_core::{Buffers, Event, Node, Output, Rejection};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -29,17 +29,18 @@ use crate::handler::SettingsHandler;
 use crate::http::Registration;
 use crate::inbox::{Inbox, Msg};
 use crate::metrics::CustomMetrics;
-use crate::runtime::{self, Runtime};
+use crate::runtime::Runtime;
 use crate::settings::{variable_for, SampleSource, Settings};
 use crate::supervisor::{Incoming, Supervisor};
 use crate::time::{to_std, unix_micros, Clock};
 use crate::transport::{Endpoint, Transport};
-use subnodesync_sysinfo::{Refresh, Sample, SharedSampler};
+use subnodesync_sysinfo::Sample;
 
-/// How long closing the transport may take before it is simply dropped.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
-/// How old the process-wide sample may be when a heartbeat goes out.
-const SHARED_SAMPLE_MAX_AGE: Duration = Duration::from_secs(1);
+mod sample;
+mod write;
+
+pub(crate) use sample::prime_shared_sample;
+
 /// Messages handled per wake-up before the node is drained again.
 const MESSAGE_BATCH: usize = 64;
 
@@ -291,16 +292,6 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    /// The transport failed: forget it and tell the core.
-    fn lost(&mut self, node: &mut Node<'_>, error: String) {
-        self.transport = None;
-        self.wbuf = Vec::new();
-        self.unflushed = false;
-        self.write_failed = None;
-        self.last_error = Some(error);
-        node.handle_disconnected(self.clock.now());
-    }
-
     /// Polls every output, acting on each at once where no I/O is needed.
     fn drain(&mut self, node: &mut Node<'_>) {
         loop {
@@ -414,86 +405,6 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    /// Hands `bytes` to the transport at once, without waiting: over plain TCP a heartbeat goes
-    /// from the core's buffer to the socket with no copy. What the socket cannot take yet waits
-    /// in `wbuf`, and everything after it too, so the bytes stay in order. Each call is a write
-    /// of its own (a TLS record, a WebSocket message), so a burst of packets takes several.
-    fn transmit(&mut self, bytes: &[u8]) {
-        // Bytes for a transport that is gone, or failed, are meaningless to the next one.
-        let Some(transport) = self.transport.as_mut() else { return };
-        if self.write_failed.is_some() {
-            return;
-        }
-        let mut rest = bytes;
-        if self.wbuf.is_empty() {
-            let mut cx = Context::from_waker(Waker::noop());
-            while !rest.is_empty() {
-                match transport.poll_write(&mut cx, rest) {
-                    Poll::Ready(Ok(n)) if n > 0 => rest = rest.get(n..).unwrap_or_default(),
-                    // Written zero bytes: the slow path reports it.
-                    Poll::Ready(Ok(_)) | Poll::Pending => break,
-                    Poll::Ready(Err(e)) => {
-                        self.write_failed = Some(e);
-                        return;
-                    }
-                }
-            }
-            self.unflushed = true;
-        }
-        self.wbuf.extend_from_slice(rest);
-    }
-
-    /// Writes what the drain could not, flushes, then closes or opens as the core asked. Returns
-    /// whether the core was told something (a failed write), so it must be drained again.
-    async fn perform_io(&mut self, node: &mut Node<'_>) -> bool {
-        let mut told = false;
-        if let Some(transport) = self.transport.as_mut() {
-            let failed = match self.write_failed.take() {
-                Some(e) => Some(e.to_string()),
-                None if self.wbuf.is_empty() && !self.unflushed => None,
-                None => {
-                    let (wbuf, write_timeout) = (&mut self.wbuf, self.write_timeout);
-                    // Usually done at once (plain TCP has nothing to flush): no timer then.
-                    let at_once = finish_write(transport, wbuf, &mut Context::from_waker(Waker::noop()));
-                    let written = match at_once {
-                        Poll::Ready(done) => Some(done),
-                        // A full socket: rare, so its timer's state is boxed rather than in
-                        // every node's task.
-                        Poll::Pending => {
-                            let finish = std::future::poll_fn(|cx| finish_write(transport, wbuf, cx));
-                            Box::pin(runtime::timeout::<R, _>(write_timeout, finish)).await
-                        }
-                    };
-                    match written {
-                        Some(Ok(())) => None,
-                        Some(Err(e)) => Some(e.to_string()),
-                        None => Some(format!("write blocked for {write_timeout:?}")),
-                    }
-                }
-            };
-            self.unflushed = false;
-            if let Some(e) = failed {
-                self.lost(node, e);
-                told = true;
-            }
-        }
-        // Capacity only a full socket needed goes back.
-        self.wbuf = Vec::new();
-        if std::mem::take(&mut self.close) {
-            self.connecting = None;
-            if let Some(mut transport) = self.transport.take() {
-                // Boxed for the same reason.
-                let _ = Box::pin(runtime::timeout::<R, _>(SHUTDOWN_TIMEOUT, transport.shutdown())).await;
-            }
-        }
-        if std::mem::take(&mut self.open) {
-            tracing::debug!(broker = %self.endpoint.url, "opening transport");
-            self.transport = None;
-            self.connecting = Some(Box::pin(Transport::connect::<R>(self.endpoint.clone())));
-        }
-        told
-    }
-
     fn on_msg(&mut self, node: &mut Node<'_>, msg: Msg) {
         let now = self.clock.now();
         match msg {
@@ -530,7 +441,6 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    /// Queues a heartbeat with `sample` and the custom metrics.
     /// Applies the merged desired settings: the application's through its handler.
     fn apply_desired(&mut self, node: &mut Node<'_>, version: u64) {
         let handler = &mut *self.settings;
@@ -546,69 +456,6 @@ impl<R: Runtime> Driver<'_, R> {
         }
     }
 
-    fn heartbeat(&mut self, node: &mut Node<'_>, sample: Sample) {
-        let now = self.clock.now();
-        // Re-anchor to UTC at every heartbeat, so a long-running node follows clock corrections
-        // (NTP) instead of drifting with the monotonic clock.
-        node.set_wall_clock(now, unix_micros());
-        match self.metrics.with_metrics(&sample, |m| node.send_heartbeat(now, m)) {
-            Ok(true) => tracing::trace!(?sample, "heartbeat queued"),
-            Ok(false) => tracing::debug!("offline: heartbeat skipped"),
-            Err(NodeError::Stopped) => {}
-            Err(e) => tracing::warn!(error = %e, "heartbeat not sent"),
-        }
-    }
-
-    /// Gets the metrics for a due heartbeat without blocking the runtime: the shared sample at
-    /// once when there is one, otherwise a sample from a blocking thread, sent back as a
-    /// message.
-    fn start_sample(&mut self) -> Then {
-        match self.sampler {
-            SampleSource::Shared => {
-                let shared = SharedSampler::global();
-                let (latest, refresh) = shared.latest(SHARED_SAMPLE_MAX_AGE);
-                match (latest, refresh) {
-                    (Some(sample), refresh) => {
-                        // Stale by at most a second: this heartbeat uses it, the next a new one.
-                        if let Some(refresh) = refresh {
-                            R::spawn(R::unblock(move || refresh.run()).map(drop));
-                        }
-                        Then::Heartbeat(sample)
-                    }
-                    // The process's first sample: this heartbeat waits for it.
-                    (None, refresh) => {
-                        let take = move || refresh.map_or_else(|| shared.sample(SHARED_SAMPLE_MAX_AGE), Refresh::run);
-                        let tx = self.inbox.clone();
-                        R::spawn(async move {
-                            let sample = R::unblock(take).await.unwrap_or_default();
-                            tx.send(Msg::Sampled(sample));
-                        });
-                        Then::Nothing
-                    }
-                }
-            }
-            SampleSource::Own(slot) => {
-                // Out taking the previous sample, which will serve this heartbeat.
-                let Some(mut sampler) = slot.take() else { return Then::Nothing };
-                let tx = self.inbox.clone();
-                R::spawn(async move {
-                    let sampled = R::unblock(move || {
-                        let sample = sampler.sample();
-                        (sampler, sample)
-                    })
-                    .await;
-                    let (sampler, sample) = match sampled {
-                        Some((sampler, sample)) => (Some(sampler), sample),
-                        None => (None, Sample::default()),
-                    };
-                    tx.send(Msg::SamplerBack(sampler));
-                    tx.send(Msg::Sampled(sample));
-                });
-                Then::Nothing
-            }
-        }
-    }
-
     /// Cancels what still runs, records why the node stopped and says goodbye.
     fn finish(mut self) {
         self.commands.abort_all();
@@ -620,25 +467,6 @@ impl<R: Runtime> Driver<'_, R> {
         self.shared.set_stopped(reason);
         self.shared.emit(LifecycleEvent::Stopped);
     }
-}
-
-/// Takes the process's first shared sample if nobody has yet, so that the nodes' heartbeats
-/// find one ready instead of each waiting on a blocking thread.
-pub(crate) async fn prime_shared_sample<R: Runtime>() {
-    if let (None, Some(refresh)) = SharedSampler::global().latest(SHARED_SAMPLE_MAX_AGE) {
-        let _ = R::unblock(move || refresh.run()).await;
-    }
-}
-
-/// Writes all of `wbuf` and flushes the transport.
-fn finish_write(transport: &mut Transport, wbuf: &mut Vec<u8>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    while !wbuf.is_empty() {
-        match ready!(transport.poll_write(cx, wbuf))? {
-            0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-            n => drop(wbuf.drain(..n.min(wbuf.len()))),
-        }
-    }
-    transport.poll_flush(cx)
 }
 
 /// Sleeps until `at` (rounded to the wake-up grid already), or forever without a deadline.
