@@ -12,8 +12,8 @@ use subnodesync_core::{Buffers, CommandId, Duration};
 use crate::broker::Broker;
 use crate::engine::Engine;
 use crate::faults::Fault;
-use crate::network::{ConnId, Connection, Direction};
-use crate::node::SimNode;
+use crate::network::{BufferPool, ConnId, Connection, Direction};
+use crate::node::{Action, SimNode};
 use crate::{Failure, Handler, Reply, Report, Rng, SimConfig, SimStats};
 
 /// Virtual time, or a span of it, in microseconds.
@@ -148,6 +148,10 @@ pub(crate) struct World<'a, 'h> {
     /// after anything that can move one.
     pub(crate) deadlines: Deadlines<usize>,
     pub(crate) handler: &'h mut dyn Handler,
+    /// Spare packet buffers, so bytes on the wire are not a fresh allocation each.
+    pub(crate) pool: BufferPool,
+    /// The list `drive` drains a node's outputs into, kept for its capacity.
+    pub(crate) actions: Vec<Action>,
     trace: Option<Vec<String>>,
     pub(crate) stats: SimStats,
     digest: u64,
@@ -185,6 +189,8 @@ pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler)
         nodes,
         deadlines: Deadlines::default(),
         handler,
+        pool: BufferPool::default(),
+        actions: Vec::new(),
         trace: config.trace.then(Vec::new),
         stats: SimStats::default(),
         digest: 0xCBF2_9CE4_8422_2325,
