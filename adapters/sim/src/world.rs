@@ -86,6 +86,56 @@ impl Ord for Scheduled {
     }
 }
 
+/// The event queue, earliest `(at, seq)` first. `(at, seq)` is unique, so the order is the
+/// same whatever holds it. A small world keeps a handful of events queued: there a list sorted
+/// latest first is cheapest (a pop takes the last entry, a push lands near the end, since most
+/// events fall due soon). Past [`SORTED_MAX`] events it becomes a binary heap for good, where
+/// inserting into a long list would move too much.
+enum EventQueue {
+    Sorted(Vec<Scheduled>),
+    Heap(BinaryHeap<Reverse<Scheduled>>),
+}
+
+/// The longest sorted list an [`EventQueue`] keeps before it turns into a heap.
+const SORTED_MAX: usize = 64;
+
+impl EventQueue {
+    fn push(&mut self, scheduled: Scheduled) {
+        match self {
+            Self::Sorted(list) if list.len() < SORTED_MAX => {
+                // Latest first: the new event goes ahead of every earlier one, and a walk from
+                // the end finds few of those, as most events fall due soon.
+                let mut i = list.len();
+                while i > 0 && list[i - 1] < scheduled {
+                    i -= 1;
+                }
+                list.insert(i, scheduled);
+            }
+            Self::Sorted(list) => {
+                let mut heap: BinaryHeap<_> = list.drain(..).map(Reverse).collect();
+                heap.push(Reverse(scheduled));
+                *self = Self::Heap(heap);
+            }
+            Self::Heap(heap) => heap.push(Reverse(scheduled)),
+        }
+    }
+
+    /// When the earliest event is due.
+    fn next_at(&self) -> Option<Micros> {
+        match self {
+            Self::Sorted(list) => list.last().map(|s| s.at),
+            Self::Heap(heap) => heap.peek().map(|Reverse(s)| s.at),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Scheduled> {
+        match self {
+            Self::Sorted(list) => list.pop(),
+            Self::Heap(heap) => heap.pop().map(|Reverse(s)| s),
+        }
+    }
+}
+
 /// At most one deadline per key, earliest first. Whoever moves a key's deadline re-files it, so
 /// the loop finds the next one due without scanning every node or connection.
 pub(crate) struct Deadlines<K> {
@@ -137,7 +187,7 @@ pub(crate) struct World<'a, 'h> {
     pub(crate) fault_end: Micros,
     end: Micros,
     pub(crate) rng: Rng,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: EventQueue,
     seq: u64,
     pub(crate) conns: BTreeMap<ConnId, Connection>,
     pub(crate) next_conn: ConnId,
@@ -180,7 +230,7 @@ pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler)
         fault_end,
         end: fault_end + micros(config.quiet_tail),
         rng,
-        queue: BinaryHeap::new(),
+        queue: EventQueue::Sorted(Vec::new()),
         seq: 0,
         conns: BTreeMap::new(),
         next_conn: 1,
@@ -213,7 +263,7 @@ impl World<'_, '_> {
 
     pub(crate) fn at(&mut self, at: Micros, event: SimEvent) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at, seq: self.seq, event }));
+        self.queue.push(Scheduled { at, seq: self.seq, event });
     }
 
     /// Appends a trace line; `what` runs only when tracing, so untraced runs build no strings.
@@ -268,7 +318,7 @@ impl World<'_, '_> {
         let mut busy = 0u32;
         let mut last_busy_at = 0;
         while self.failure.is_none() {
-            let event_at = self.queue.peek().map(|Reverse(s)| s.at);
+            let event_at = self.queue.next_at();
             let broker_at = self.broker_deadline();
             // The earliest deadline, the lowest index first among equals.
             let node_deadline = self.deadlines.first();
@@ -276,7 +326,7 @@ impl World<'_, '_> {
             let Some(t) = next.filter(|&t| t <= self.end) else { break };
             self.now = self.now.max(t);
             if event_at == Some(t) {
-                let Some(Reverse(scheduled)) = self.queue.pop() else { break };
+                let Some(scheduled) = self.queue.pop() else { break };
                 self.mix(scheduled.at, 1);
                 self.event(scheduled.event);
             } else if broker_at == Some(t) {
