@@ -137,44 +137,80 @@ impl EventQueue {
 }
 
 /// At most one deadline per key, earliest first. Whoever moves a key's deadline re-files it, so
-/// the loop finds the next one due without scanning every node or connection.
-pub(crate) struct Deadlines<K> {
-    by_time: BTreeSet<(Micros, K)>,
-    /// What `by_time` holds for each key, to find its entry again.
-    filed: BTreeMap<K, Micros>,
+/// the loop finds the next one due without scanning every node or connection. A small world has
+/// a deadline or two (one node, one connection): one short sorted list, searched end to end,
+/// costs less than two B-trees that free and allocate a node whenever they empty and fill again.
+/// Past [`FEW_MAX`] keys it turns into the B-trees for good; the order is the same either way.
+pub(crate) enum Deadlines<K> {
+    /// Every `(deadline, key)`, sorted.
+    Few(Vec<(Micros, K)>),
+    /// Ordered by time, and each key's deadline to find its entry again.
+    Many { by_time: BTreeSet<(Micros, K)>, filed: BTreeMap<K, Micros> },
 }
+
+/// The most keys a [`Deadlines`] keeps in its list before it turns into B-trees.
+const FEW_MAX: usize = 16;
 
 impl<K> Default for Deadlines<K> {
     fn default() -> Self {
-        Self { by_time: BTreeSet::new(), filed: BTreeMap::new() }
+        Self::Few(Vec::new())
     }
 }
 
 impl<K: Ord + Copy> Deadlines<K> {
     /// Files `key`'s deadline in place of the one it had; `None` takes it out.
     pub(crate) fn set(&mut self, key: K, at: Option<Micros>) {
-        let old = match at {
-            Some(t) => self.filed.insert(key, t),
-            None => self.filed.remove(&key),
-        };
-        if old != at {
-            if let Some(old) = old {
-                self.by_time.remove(&(old, key));
+        match self {
+            Self::Few(list) => {
+                if let Some(p) = list.iter().position(|&(_, k)| k == key) {
+                    if Some(list[p].0) == at {
+                        return;
+                    }
+                    list.remove(p);
+                }
+                let Some(t) = at else { return };
+                if list.len() < FEW_MAX {
+                    let i = list.partition_point(|&entry| entry < (t, key));
+                    list.insert(i, (t, key));
+                } else {
+                    let by_time: BTreeSet<_> = list.drain(..).collect();
+                    let filed = by_time.iter().map(|&(t, k)| (k, t)).collect();
+                    *self = Self::Many { by_time, filed };
+                    self.set(key, at);
+                }
             }
-            if let Some(t) = at {
-                self.by_time.insert((t, key));
+            Self::Many { by_time, filed } => {
+                let old = match at {
+                    Some(t) => filed.insert(key, t),
+                    None => filed.remove(&key),
+                };
+                if old != at {
+                    if let Some(old) = old {
+                        by_time.remove(&(old, key));
+                    }
+                    if let Some(t) = at {
+                        by_time.insert((t, key));
+                    }
+                }
             }
         }
     }
 
     /// The earliest deadline, the lowest key first among equals.
     pub(crate) fn first(&self) -> Option<(Micros, K)> {
-        self.by_time.first().copied()
+        match self {
+            Self::Few(list) => list.first().copied(),
+            Self::Many { by_time, .. } => by_time.first().copied(),
+        }
     }
 
     /// Every key due by `now`, in key order (the order a scan of all keys would meet them).
     pub(crate) fn due(&self, now: Micros) -> Vec<K> {
-        let mut due: Vec<K> = self.by_time.iter().take_while(|(t, _)| *t <= now).map(|&(_, key)| key).collect();
+        let due = |&&(t, _): &&(Micros, K)| t <= now;
+        let mut due: Vec<K> = match self {
+            Self::Few(list) => list.iter().take_while(due).map(|&(_, key)| key).collect(),
+            Self::Many { by_time, .. } => by_time.iter().take_while(due).map(|&(_, key)| key).collect(),
+        };
         due.sort_unstable();
         due
     }
