@@ -226,27 +226,32 @@ impl World<'_, '_> {
             Ok(Some(p)) => p,
             other => return self.fail(format!("node {node} sent a packet the broker cannot decode: {other:?}")),
         };
-        let client = conn.client.id.clone();
-        match (packet, client) {
-            (Packet::Connect(c), None) => self.broker_connect(id, c),
-            (Packet::Connect(_), Some(_)) => {
+        // The client id is looked up only where it is needed, not copied for every packet.
+        let connected = conn.client.id.is_some();
+        match (packet, connected) {
+            (Packet::Connect(c), false) => self.broker_connect(id, c),
+            (Packet::Connect(_), true) => {
                 self.fail(format!("node {node} sent a second CONNECT on one connection"));
             }
-            (_, None) => self.fail(format!("node {node} sent a packet before CONNECT")),
-            (Packet::Subscribe(s), Some(client)) => self.broker_subscribe(id, &client, &s),
-            (Packet::Publish(p), Some(_)) => {
+            (_, false) => self.fail(format!("node {node} sent a packet before CONNECT")),
+            (Packet::Subscribe(s), true) => {
+                let client = conn.client.id.clone().unwrap_or_default();
+                self.broker_subscribe(id, &client, &s);
+            }
+            (Packet::Publish(p), true) => {
                 if let Some(pid) = p.qospid.pid() {
                     self.broker_send(id, wire::puback(pid.get()));
                 }
                 self.route(p.topic_name, p.payload, p.retain, false);
             }
-            (Packet::Puback(pid), Some(client)) => {
-                if let Some(session) = self.broker.sessions.get_mut(&client) {
+            (Packet::Puback(pid), true) => {
+                let client = conn.client.id.as_deref().unwrap_or_default();
+                if let Some(session) = self.broker.sessions.get_mut(client) {
                     session.inflight.remove(&pid.get());
                 }
             }
-            (Packet::Pingreq, Some(_)) => self.broker_send(id, wire::pingresp()),
-            (Packet::Disconnect, Some(_)) => {
+            (Packet::Pingreq, true) => self.broker_send(id, wire::pingresp()),
+            (Packet::Disconnect, true) => {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.client.disconnected = true;
                 }

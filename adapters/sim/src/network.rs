@@ -13,6 +13,9 @@ use crate::world::{micros, Micros, SimEvent, World};
 /// How many spare packet buffers the pool keeps: enough for the bytes in flight at once in a
 /// small world; a bigger one allocates past it, as before.
 const POOL_SIZE: usize = 64;
+/// The capacity of a pooled buffer: room for the usual packet, so a copy into it need not grow
+/// it. Smaller buffers (the broker's 4-byte PUBACKs) are not kept.
+const POOL_CAPACITY: usize = 1024;
 
 /// Spare byte buffers for packets: a write takes one and its arrival gives it back, so the
 /// steady packet path allocates nothing.
@@ -24,7 +27,7 @@ pub(crate) struct BufferPool {
 impl BufferPool {
     /// An empty buffer, with the capacity of one that carried a packet before if there is one.
     pub(crate) fn take(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(POOL_CAPACITY))
     }
 
     /// A copy of `bytes` in a spare buffer.
@@ -36,7 +39,7 @@ impl BufferPool {
 
     /// Takes `buffer` back for a later packet.
     pub(crate) fn give(&mut self, mut buffer: Vec<u8>) {
-        if self.spare.len() < POOL_SIZE && buffer.capacity() > 0 {
+        if self.spare.len() < POOL_SIZE && buffer.capacity() >= POOL_CAPACITY {
             buffer.clear();
             self.spare.push(buffer);
         }
@@ -131,12 +134,19 @@ impl World<'_, '_> {
             // Most writes arrive whole: no list of pieces, no copy.
             return self.carry(id, dir, bytes);
         }
-        let cuts = self.rng.range(1, 3);
-        let mut at: Vec<usize> = (0..cuts).map(|_| 1 + self.rng.below(bytes.len() as u64 - 1) as usize).collect();
-        at.sort_unstable();
-        at.dedup();
+        // One to three cuts, each inside the write.
+        let cuts = self.rng.range(1, 3) as usize;
+        let mut at = [0; 3];
+        for cut in &mut at[..cuts] {
+            *cut = 1 + self.rng.below(bytes.len() as u64 - 1) as usize;
+        }
+        at[..cuts].sort_unstable();
         let mut from = 0;
-        for cut in at.into_iter().chain([bytes.len()]) {
+        for cut in at[..cuts].iter().copied().chain([bytes.len()]) {
+            if cut == from {
+                // The same cut twice makes one piece, not an empty one.
+                continue;
+            }
             let piece = self.pool.copy(&bytes[from..cut]);
             self.carry(id, dir, piece);
             from = cut;
