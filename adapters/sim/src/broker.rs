@@ -227,37 +227,40 @@ impl World<'_, '_> {
             other => return self.fail(format!("node {node} sent a packet the broker cannot decode: {other:?}")),
         };
         // The client id is looked up only where it is needed, not copied for every packet.
-        let connected = conn.client.id.is_some();
-        match (packet, connected) {
-            (Packet::Connect(c), false) => self.broker_connect(id, c),
-            (Packet::Connect(_), true) => {
+        if conn.client.id.is_none() {
+            return match packet {
+                Packet::Connect(c) => self.broker_connect(id, c),
+                _ => self.fail(format!("node {node} sent a packet before CONNECT")),
+            };
+        }
+        match packet {
+            Packet::Connect(_) => {
                 self.fail(format!("node {node} sent a second CONNECT on one connection"));
             }
-            (_, false) => self.fail(format!("node {node} sent a packet before CONNECT")),
-            (Packet::Subscribe(s), true) => {
+            Packet::Subscribe(s) => {
                 let client = conn.client.id.clone().unwrap_or_default();
                 self.broker_subscribe(id, &client, &s);
             }
-            (Packet::Publish(p), true) => {
+            Packet::Publish(p) => {
                 if let Some(pid) = p.qospid.pid() {
                     self.broker_send(id, wire::puback(pid.get()));
                 }
                 self.route(p.topic_name, p.payload, p.retain, false);
             }
-            (Packet::Puback(pid), true) => {
+            Packet::Puback(pid) => {
                 let client = conn.client.id.as_deref().unwrap_or_default();
                 if let Some(session) = self.broker.sessions.get_mut(client) {
                     session.inflight.remove(&pid.get());
                 }
             }
-            (Packet::Pingreq, true) => self.broker_send(id, wire::pingresp()),
-            (Packet::Disconnect, true) => {
+            Packet::Pingreq => self.broker_send(id, wire::pingresp()),
+            Packet::Disconnect => {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.client.disconnected = true;
                 }
                 self.broker_close(id, false);
             }
-            (other, _) => self.fail(format!("node {node} sent {other:?}, which a node never sends")),
+            other => self.fail(format!("node {node} sent {other:?}, which a node never sends")),
         }
     }
 

@@ -196,6 +196,14 @@ impl<K: Ord + Copy> Deadlines<K> {
         }
     }
 
+    /// The deadline filed for `key`.
+    pub(crate) fn get(&self, key: K) -> Option<Micros> {
+        match self {
+            Self::Few(list) => list.iter().find(|&&(_, k)| k == key).map(|&(t, _)| t),
+            Self::Many { filed, .. } => filed.get(&key).copied(),
+        }
+    }
+
     /// The earliest deadline, the lowest key first among equals.
     pub(crate) fn first(&self) -> Option<(Micros, K)> {
         match self {
@@ -213,6 +221,15 @@ impl<K: Ord + Copy> Deadlines<K> {
         };
         due.sort_unstable();
         due
+    }
+}
+
+/// The earlier of two instants, either of which may be absent.
+fn earlier(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -358,7 +375,7 @@ impl World<'_, '_> {
             let broker_at = self.broker_deadline();
             // The earliest deadline, the lowest index first among equals.
             let node_deadline = self.deadlines.first();
-            let next = [event_at, broker_at, node_deadline.map(|(t, _)| t)].into_iter().flatten().min();
+            let next = earlier(earlier(event_at, broker_at), node_deadline.map(|(t, _)| t));
             let Some(t) = next.filter(|&t| t <= self.end) else { break };
             self.now = self.now.max(t);
             if event_at == Some(t) {
@@ -372,7 +389,8 @@ impl World<'_, '_> {
                 self.mix(t, 3 + i as u64);
                 self.log_node(i, || "timer".into());
                 let produced = self.drive(i, |node, now| node.handle_timeout(now));
-                let still_due = self.node_deadline(i).is_some_and(|d| d <= self.now);
+                // `drive` has just filed the node's deadline: no need to ask the node again.
+                let still_due = self.deadlines.get(i).is_some_and(|d| d <= self.now);
                 if still_due && produced == 0 {
                     self.fail(format!(
                         "node {i}: busy loop: after handle_timeout(now) its deadline is still due and it did nothing"
