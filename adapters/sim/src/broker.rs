@@ -222,7 +222,9 @@ impl World<'_, '_> {
     fn broker_packet(&mut self, id: ConnId, bytes: &[u8]) {
         let Some(conn) = self.conns.get(&id) else { return };
         let node = conn.node;
-        let packet = match mqttrs::decode_slice(bytes) {
+        // Read where it was decoded: the packet is large, and moving it out costs a copy.
+        let decoded = mqttrs::decode_slice(bytes);
+        let packet = match &decoded {
             Ok(Some(p)) => p,
             other => return self.fail(format!("node {node} sent a packet the broker cannot decode: {other:?}")),
         };
@@ -239,7 +241,7 @@ impl World<'_, '_> {
             }
             Packet::Subscribe(s) => {
                 let client = conn.client.id.clone().unwrap_or_default();
-                self.broker_subscribe(id, &client, &s);
+                self.broker_subscribe(id, &client, s);
             }
             Packet::Publish(p) => {
                 if let Some(pid) = p.qospid.pid() {
@@ -264,7 +266,7 @@ impl World<'_, '_> {
         }
     }
 
-    fn broker_connect(&mut self, id: ConnId, connect: Connect<'_>) {
+    fn broker_connect(&mut self, id: ConnId, connect: &Connect<'_>) {
         if self.faulty() && self.rng.chance(self.config.faults.refuse_connack) {
             self.count(Fault::RefusedConnack);
             self.log("fault", || format!("broker refuses conn {id}"));
@@ -287,7 +289,7 @@ impl World<'_, '_> {
             }
         }
         let present = !connect.clean_session && self.broker.sessions.contains_key(&client);
-        let will = connect.last_will.map(|w| Will {
+        let will = connect.last_will.as_ref().map(|w| Will {
             topic: w.topic.to_string(),
             payload: w.message.to_vec(),
             retain: w.retain,
