@@ -163,10 +163,15 @@ impl<K: Ord + Copy> Deadlines<K> {
         match self {
             Self::Few(list) => {
                 if let Some(p) = list.iter().position(|&(_, k)| k == key) {
-                    if Some(list[p].0) == at {
-                        return;
+                    match at {
+                        Some(t) if t == list[p].0 => {}
+                        // A deadline that moves is re-sorted where it is, without shifting the list.
+                        Some(t) => resort(list, p, (t, key)),
+                        None => {
+                            list.remove(p);
+                        }
                     }
-                    list.remove(p);
+                    return;
                 }
                 let Some(t) = at else { return };
                 if list.len() < FEW_MAX {
@@ -221,6 +226,19 @@ impl<K: Ord + Copy> Deadlines<K> {
         };
         due.sort_unstable();
         due
+    }
+}
+
+/// Puts `entry` at `p` in the sorted `list` and swaps it into its place.
+fn resort<T: Ord + Copy>(list: &mut [T], mut p: usize, entry: T) {
+    list[p] = entry;
+    while p > 0 && list[p - 1] > entry {
+        list.swap(p - 1, p);
+        p -= 1;
+    }
+    while p + 1 < list.len() && list[p + 1] < entry {
+        list.swap(p, p + 1);
+        p += 1;
     }
 }
 
