@@ -91,10 +91,16 @@ pub(crate) enum Action {
     Open,
     Close,
     Transmit(Vec<u8>),
-    Connected { session_present: bool },
-    Disconnected { reason: DisconnectReason, retry_in: Duration },
+    Connected {
+        session_present: bool,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+        retry_in: Duration,
+    },
     HeartbeatDue,
-    Command(OwnedCommand),
+    /// Boxed: rare and large, it would make every action as large.
+    Command(Box<OwnedCommand>),
     DesiredChanged,
     Note(String),
     ResultsDropped,
@@ -186,7 +192,7 @@ impl<'a> World<'a, '_> {
                     Event::Connected { session_present } => Action::Connected { session_present },
                     Event::Disconnected { reason, retry_in } => Action::Disconnected { reason, retry_in },
                     Event::HeartbeatDue => Action::HeartbeatDue,
-                    Event::Command(command) => Action::Command(command.into()),
+                    Event::Command(command) => Action::Command(Box::new(command.into())),
                     Event::DesiredChanged { .. } => Action::DesiredChanged,
                     Event::MessagesDropped { heartbeats, results } => {
                         if results > 0 {
@@ -223,7 +229,7 @@ impl<'a> World<'a, '_> {
             }
             Action::Disconnected { reason, retry_in } => self.disconnected(i, reason, retry_in),
             Action::HeartbeatDue => self.heartbeat(i),
-            Action::Command(command) => self.command(i, command),
+            Action::Command(command) => self.command(i, *command),
             Action::DesiredChanged => {
                 let (interval, now) = (self.nodes[i].node.heartbeat_interval(), self.node_now(i));
                 self.apply_desired(i);
