@@ -161,7 +161,7 @@ impl World<'_, '_> {
         }
         if let Some(Will { topic, payload, retain }) = last_will {
             self.log("broker", || format!("publishes will on {topic}"));
-            self.route(&topic, payload, retain, false);
+            self.route(&topic, &payload, retain, false);
         }
         if node_open {
             self.fin_after_data(id, Direction::ToNode);
@@ -170,35 +170,51 @@ impl World<'_, '_> {
 
     /// Bytes reach the broker on `id`: every whole packet in them is handled in order, and the
     /// client's keep-alive expiry moves on.
-    pub(crate) fn broker_input(&mut self, id: ConnId, bytes: Vec<u8>) {
+    pub(crate) fn broker_input(&mut self, id: ConnId, bytes: &[u8]) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        conn.client.unparsed.extend_from_slice(&bytes);
         conn.client.last_heard = now;
-        self.broker_packets(id);
+        // Packets are read where they lie: straight from `bytes` when nothing was left over
+        // (the usual case), else from the leftover with `bytes` after it. The leftover is lent
+        // out meanwhile; nothing else reads it.
+        let mut unparsed = std::mem::take(&mut conn.client.unparsed);
+        if unparsed.is_empty() {
+            let whole = self.broker_packets(id, bytes);
+            unparsed.extend_from_slice(&bytes[whole..]);
+        } else {
+            unparsed.extend_from_slice(bytes);
+            let whole = self.broker_packets(id, &unparsed);
+            unparsed.drain(..whole);
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.client.unparsed = unparsed;
+        }
         self.refile_expiry(id);
     }
 
-    /// Handles every whole packet buffered on `id`, until the rest is partial or `id` closes.
-    fn broker_packets(&mut self, id: ConnId) {
+    /// Handles every whole packet at the start of `bytes`, until the rest is partial or `id`
+    /// closes; returns how many bytes it handled.
+    fn broker_packets(&mut self, id: ConnId, bytes: &[u8]) -> usize {
+        let mut whole = 0;
         loop {
-            let Some(conn) = self.conns.get_mut(&id) else { return };
+            let Some(conn) = self.conns.get(&id) else { return whole };
             if !conn.broker_open {
-                return;
+                return whole;
             }
-            let unparsed = &mut conn.client.unparsed;
-            let header = match FixedHeader::parse(unparsed) {
-                Ok(Some(h)) if h.packet_len() <= unparsed.len() => h,
-                Ok(_) => return,
+            let rest = &bytes[whole..];
+            let header = match FixedHeader::parse(rest) {
+                Ok(Some(h)) if h.packet_len() <= rest.len() => h,
+                Ok(_) => return whole,
                 Err(e) => {
                     let node = conn.node;
-                    return self.fail(format!("node {node} sent a malformed fixed header: {e}"));
+                    self.fail(format!("node {node} sent a malformed fixed header: {e}"));
+                    return whole;
                 }
             };
-            let packet: Vec<u8> = unparsed.drain(..header.packet_len()).collect();
-            self.broker_packet(id, &packet);
+            self.broker_packet(id, &rest[..header.packet_len()]);
+            whole += header.packet_len();
             if self.failure.is_some() {
-                return;
+                return whole;
             }
         }
     }
@@ -206,42 +222,51 @@ impl World<'_, '_> {
     fn broker_packet(&mut self, id: ConnId, bytes: &[u8]) {
         let Some(conn) = self.conns.get(&id) else { return };
         let node = conn.node;
-        let packet = match mqttrs::decode_slice(bytes) {
+        // Read where it was decoded: the packet is large, and moving it out costs a copy.
+        let decoded = mqttrs::decode_slice(bytes);
+        let packet = match &decoded {
             Ok(Some(p)) => p,
             other => return self.fail(format!("node {node} sent a packet the broker cannot decode: {other:?}")),
         };
-        let client = conn.client.id.clone();
-        match (packet, client) {
-            (Packet::Connect(c), None) => self.broker_connect(id, c),
-            (Packet::Connect(_), Some(_)) => {
+        // The client id is looked up only where it is needed, not copied for every packet.
+        if conn.client.id.is_none() {
+            return match packet {
+                Packet::Connect(c) => self.broker_connect(id, c),
+                _ => self.fail(format!("node {node} sent a packet before CONNECT")),
+            };
+        }
+        match packet {
+            Packet::Connect(_) => {
                 self.fail(format!("node {node} sent a second CONNECT on one connection"));
             }
-            (_, None) => self.fail(format!("node {node} sent a packet before CONNECT")),
-            (Packet::Subscribe(s), Some(client)) => self.broker_subscribe(id, &client, &s),
-            (Packet::Publish(p), Some(_)) => {
+            Packet::Subscribe(s) => {
+                let client = conn.client.id.clone().unwrap_or_default();
+                self.broker_subscribe(id, &client, s);
+            }
+            Packet::Publish(p) => {
                 if let Some(pid) = p.qospid.pid() {
                     self.broker_send(id, wire::puback(pid.get()));
                 }
-                let (topic, payload) = (p.topic_name.to_string(), p.payload.to_vec());
-                self.route(&topic, payload, p.retain, false);
+                self.route(p.topic_name, p.payload, p.retain, false);
             }
-            (Packet::Puback(pid), Some(client)) => {
-                if let Some(session) = self.broker.sessions.get_mut(&client) {
+            Packet::Puback(pid) => {
+                let client = conn.client.id.as_deref().unwrap_or_default();
+                if let Some(session) = self.broker.sessions.get_mut(client) {
                     session.inflight.remove(&pid.get());
                 }
             }
-            (Packet::Pingreq, Some(_)) => self.broker_send(id, wire::pingresp()),
-            (Packet::Disconnect, Some(_)) => {
+            Packet::Pingreq => self.broker_send(id, wire::pingresp()),
+            Packet::Disconnect => {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.client.disconnected = true;
                 }
                 self.broker_close(id, false);
             }
-            (other, _) => self.fail(format!("node {node} sent {other:?}, which a node never sends")),
+            other => self.fail(format!("node {node} sent {other:?}, which a node never sends")),
         }
     }
 
-    fn broker_connect(&mut self, id: ConnId, connect: Connect<'_>) {
+    fn broker_connect(&mut self, id: ConnId, connect: &Connect<'_>) {
         if self.faulty() && self.rng.chance(self.config.faults.refuse_connack) {
             self.count(Fault::RefusedConnack);
             self.log("fault", || format!("broker refuses conn {id}"));
@@ -264,7 +289,7 @@ impl World<'_, '_> {
             }
         }
         let present = !connect.clean_session && self.broker.sessions.contains_key(&client);
-        let will = connect.last_will.map(|w| Will {
+        let will = connect.last_will.as_ref().map(|w| Will {
             topic: w.topic.to_string(),
             payload: w.message.to_vec(),
             retain: w.retain,
@@ -317,39 +342,39 @@ impl World<'_, '_> {
         let retained: Vec<(String, Vec<u8>)> =
             wanted.into_iter().filter_map(|t| Some((t.clone(), self.broker.retained.get(t)?.clone()))).collect();
         for (topic, payload) in retained {
-            self.deliver(client, &topic, payload, true);
+            self.deliver(client, &topic, &payload, true);
         }
     }
 
     /// A PUBLISH reaches the broker (from a node, a will or the engine): retained store,
     /// subscribers, and the engine, which sees everything nodes publish.
-    pub(crate) fn route(&mut self, topic: &str, payload: Vec<u8>, retain: bool, from_engine: bool) {
+    pub(crate) fn route(&mut self, topic: &str, payload: &[u8], retain: bool, from_engine: bool) {
         if retain {
             if payload.is_empty() {
                 self.broker.retained.remove(topic);
             } else {
-                self.broker.retained.insert(topic.to_string(), payload.clone());
+                self.broker.retained.insert(topic.to_string(), payload.to_vec());
             }
         }
         // In client id order, as a walk over the sessions met them: each delivery may draw from the rng.
         let subscribers: Vec<String> =
             self.broker.subscribers.get(topic).map(|clients| clients.iter().cloned().collect()).unwrap_or_default();
         for client in subscribers {
-            self.deliver(&client, topic, payload.clone(), false);
+            self.deliver(&client, topic, payload, false);
             if from_engine && self.faulty() && self.rng.chance(self.config.faults.duplicate) {
                 self.count(Fault::Duplicate);
                 self.log("fault", || format!("broker delivers a duplicate to {client}"));
-                self.deliver(&client, topic, payload.clone(), false);
+                self.deliver(&client, topic, payload, false);
             }
         }
         if !from_engine {
-            self.engine_receive(topic, &payload);
+            self.engine_receive(topic, payload);
         }
     }
 
     /// Queues a QoS 1 message in `client`'s session (every delivery is QoS 1) and sends it if
     /// the client is connected; `retain` marks a retained message handed to a new subscription.
-    fn deliver(&mut self, client: &str, topic: &str, payload: Vec<u8>, retain: bool) {
+    fn deliver(&mut self, client: &str, topic: &str, payload: &[u8], retain: bool) {
         let Some(session) = self.broker.sessions.get_mut(client) else { return };
         let conn = session.conn;
         let mut pid = session.next_pid;
@@ -361,8 +386,10 @@ impl World<'_, '_> {
             }
         }
         session.next_pid = pid;
-        let bytes = wire::Publish { topic, payload: &payload, pid: Some(pid), dup: false, retain }.encode();
-        session.inflight.insert(pid, Queued { topic: topic.to_string(), payload, sent: conn.is_some() });
+        let bytes = wire::Publish { topic, payload, pid: Some(pid), dup: false, retain }.encode();
+        session
+            .inflight
+            .insert(pid, Queued { topic: topic.to_string(), payload: payload.to_vec(), sent: conn.is_some() });
         if let Some(id) = conn {
             self.broker_send(id, bytes);
         }

@@ -57,7 +57,7 @@ impl World<'_, '_> {
             format!("desired on {topic}: {what}{}", if up { "" } else { " (broker down: lost)" })
         });
         if up {
-            self.route(&topic, payload, true, true);
+            self.route(&topic, &payload, true, true);
         }
     }
 

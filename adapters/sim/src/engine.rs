@@ -137,7 +137,7 @@ impl World<'_, '_> {
             )
         });
         if up {
-            self.route(topic, payload, false, true);
+            self.route(topic, &payload, false, true);
         }
     }
 

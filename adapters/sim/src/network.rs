@@ -10,6 +10,42 @@ use mqttrs::Packet;
 use crate::broker::ClientState;
 use crate::world::{micros, Micros, SimEvent, World};
 
+/// How many spare packet buffers the pool keeps: enough for the bytes in flight at once in a
+/// small world; a bigger one allocates past it, as before.
+const POOL_SIZE: usize = 64;
+/// The capacity of a pooled buffer: room for the usual packet, so a copy into it need not grow
+/// it. Smaller buffers (the broker's 4-byte PUBACKs) are not kept.
+const POOL_CAPACITY: usize = 1024;
+
+/// Spare byte buffers for packets: a write takes one and its arrival gives it back, so the
+/// steady packet path allocates nothing.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    spare: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    /// An empty buffer, with the capacity of one that carried a packet before if there is one.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(POOL_CAPACITY))
+    }
+
+    /// A copy of `bytes` in a spare buffer.
+    pub(crate) fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut buffer = self.take();
+        buffer.extend_from_slice(bytes);
+        buffer
+    }
+
+    /// Takes `buffer` back for a later packet.
+    pub(crate) fn give(&mut self, mut buffer: Vec<u8>) {
+        if self.spare.len() < POOL_SIZE && buffer.capacity() >= POOL_CAPACITY {
+            buffer.clear();
+            self.spare.push(buffer);
+        }
+    }
+}
+
 /// A connection's number; numbers are never reused.
 pub(crate) type ConnId = u64;
 
@@ -86,27 +122,36 @@ impl World<'_, '_> {
         self.stats.bytes += bytes.len() as u64;
         let faulty = self.faulty();
         let faults = self.config.faults;
-        let Some(conn) = self.conns.get(&id) else { return };
+        let Some(conn) = self.conns.get(&id) else { return self.pool.give(bytes) };
         let sender_open = match dir {
             Direction::ToBroker => conn.node_open,
             Direction::ToNode => conn.broker_open,
         };
         if !sender_open || conn.stream(dir).silent || conn.reset {
-            return;
+            return self.pool.give(bytes);
         }
         if !(faulty && self.rng.chance(faults.split) && bytes.len() > 1) {
             // Most writes arrive whole: no list of pieces, no copy.
             return self.carry(id, dir, bytes);
         }
-        let cuts = self.rng.range(1, 3);
-        let mut at: Vec<usize> = (0..cuts).map(|_| 1 + self.rng.below(bytes.len() as u64 - 1) as usize).collect();
-        at.sort_unstable();
-        at.dedup();
+        // One to three cuts, each inside the write.
+        let cuts = self.rng.range(1, 3) as usize;
+        let mut at = [0; 3];
+        for cut in &mut at[..cuts] {
+            *cut = 1 + self.rng.below(bytes.len() as u64 - 1) as usize;
+        }
+        at[..cuts].sort_unstable();
         let mut from = 0;
-        for cut in at.into_iter().chain([bytes.len()]) {
-            self.carry(id, dir, bytes[from..cut].to_vec());
+        for cut in at[..cuts].iter().copied().chain([bytes.len()]) {
+            if cut == from {
+                // The same cut twice makes one piece, not an empty one.
+                continue;
+            }
+            let piece = self.pool.copy(&bytes[from..cut]);
+            self.carry(id, dir, piece);
             from = cut;
         }
+        self.pool.give(bytes);
     }
 
     /// Puts one piece of a write in flight: latency, maybe a delay, never before the piece
@@ -116,7 +161,7 @@ impl World<'_, '_> {
         if self.faulty() && self.rng.chance(self.config.faults.delay) {
             t += self.rng.below(micros(self.config.faults.max_delay) + 1);
         }
-        let Some(conn) = self.conns.get_mut(&id) else { return };
+        let Some(conn) = self.conns.get_mut(&id) else { return self.pool.give(piece) };
         let stream = conn.stream_mut(dir);
         t = t.max(stream.last_arrival);
         stream.last_arrival = t;
@@ -137,6 +182,7 @@ impl World<'_, '_> {
                     bytes = piece;
                 } else {
                     bytes.extend_from_slice(&piece);
+                    self.pool.give(piece);
                 }
             }
         }
@@ -147,15 +193,16 @@ impl World<'_, '_> {
         match dir {
             Direction::ToNode => {
                 if self.nodes[node].conn == Some(id) {
-                    self.node_input(node, bytes);
+                    self.node_input(node, &bytes);
                 }
             }
             Direction::ToBroker => {
                 if conn.broker_open {
-                    self.broker_input(id, bytes);
+                    self.broker_input(id, &bytes);
                 }
             }
         }
+        self.pool.give(bytes);
     }
 
     /// Schedules the close of `id` to reach the side `dir` points at, after the bytes in flight.

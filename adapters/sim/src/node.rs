@@ -87,21 +87,27 @@ impl<'a> SimNode<'a> {
 }
 
 /// One output of a node, copied out so the node can be borrowed again while acting on it.
-enum Action {
+pub(crate) enum Action {
     Open,
     Close,
     Transmit(Vec<u8>),
-    Connected { session_present: bool },
-    Disconnected { reason: DisconnectReason, retry_in: Duration },
+    Connected {
+        session_present: bool,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+        retry_in: Duration,
+    },
     HeartbeatDue,
-    Command(OwnedCommand),
+    /// Boxed: rare and large, it would make every action as large.
+    Command(Box<OwnedCommand>),
     DesiredChanged,
     Note(String),
     ResultsDropped,
 }
 
 /// A command event's fields, out of the node's borrowed buffers.
-struct OwnedCommand {
+pub(crate) struct OwnedCommand {
     id: CommandId,
     name: String,
     request_id: String,
@@ -139,16 +145,20 @@ impl<'a> World<'a, '_> {
         f(&mut self.nodes[i].node, now);
         self.note_interval(i, interval, now);
         let mut produced = 0;
+        // The list is lent out while its actions run; a drive nested in one of them starts a
+        // list of its own.
+        let mut actions = std::mem::take(&mut self.actions);
         loop {
-            let actions = self.drain(i);
+            self.drain(i, &mut actions);
             if actions.is_empty() {
                 break;
             }
             produced += actions.len();
-            for action in actions {
+            for action in actions.drain(..) {
                 self.act(i, action);
             }
         }
+        self.actions = actions;
         self.after_step(i);
         self.refresh_deadline(i);
         produced
@@ -171,18 +181,18 @@ impl<'a> World<'a, '_> {
         self.deadlines.set(i, deadline);
     }
 
-    fn drain(&mut self, i: usize) -> Vec<Action> {
-        let mut actions = Vec::new();
+    /// Copies node `i`'s outputs into `actions` (empty on entry) until it has none left.
+    fn drain(&mut self, i: usize, actions: &mut Vec<Action>) {
         while let Some(output) = self.nodes[i].node.poll_output() {
             actions.push(match output {
                 Output::Open => Action::Open,
                 Output::Close => Action::Close,
-                Output::Transmit(bytes) => Action::Transmit(bytes.to_vec()),
+                Output::Transmit(bytes) => Action::Transmit(self.pool.copy(bytes)),
                 Output::Event(event) => match event {
                     Event::Connected { session_present } => Action::Connected { session_present },
                     Event::Disconnected { reason, retry_in } => Action::Disconnected { reason, retry_in },
                     Event::HeartbeatDue => Action::HeartbeatDue,
-                    Event::Command(command) => Action::Command(command.into()),
+                    Event::Command(command) => Action::Command(Box::new(command.into())),
                     Event::DesiredChanged { .. } => Action::DesiredChanged,
                     Event::MessagesDropped { heartbeats, results } => {
                         if results > 0 {
@@ -195,7 +205,6 @@ impl<'a> World<'a, '_> {
                 },
             });
         }
-        actions
     }
 
     fn act(&mut self, i: usize, action: Action) {
@@ -220,7 +229,7 @@ impl<'a> World<'a, '_> {
             }
             Action::Disconnected { reason, retry_in } => self.disconnected(i, reason, retry_in),
             Action::HeartbeatDue => self.heartbeat(i),
-            Action::Command(command) => self.command(i, command),
+            Action::Command(command) => self.command(i, *command),
             Action::DesiredChanged => {
                 let (interval, now) = (self.nodes[i].node.heartbeat_interval(), self.node_now(i));
                 self.apply_desired(i);
@@ -260,7 +269,9 @@ impl<'a> World<'a, '_> {
 
     fn transmit(&mut self, i: usize, bytes: Vec<u8>) {
         let Some(conn) = self.nodes[i].conn else {
-            return self.fail(format!("node {i} transmitted {} bytes with no transport", bytes.len()));
+            let message = format!("node {i} transmitted {} bytes with no transport", bytes.len());
+            self.pool.give(bytes);
+            return self.fail(message);
         };
         if self.nodes[i].awaiting_register {
             if let Ok(Some(Packet::Publish(p))) = mqttrs::decode_slice(&bytes) {
@@ -358,8 +369,8 @@ impl<'a> World<'a, '_> {
     }
 
     /// Bytes reach node `i`, fed until it has taken them all.
-    pub(crate) fn node_input(&mut self, i: usize, bytes: Vec<u8>) {
-        let mut rest: &[u8] = &bytes;
+    pub(crate) fn node_input(&mut self, i: usize, bytes: &[u8]) {
+        let mut rest = bytes;
         while !rest.is_empty() && self.failure.is_none() {
             let mut taken = 0;
             // Odd nodes read straight into the core's buffer, even ones hand it a slice: both

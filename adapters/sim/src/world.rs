@@ -12,8 +12,8 @@ use subnodesync_core::{Buffers, CommandId, Duration};
 use crate::broker::Broker;
 use crate::engine::Engine;
 use crate::faults::Fault;
-use crate::network::{ConnId, Connection, Direction};
-use crate::node::SimNode;
+use crate::network::{BufferPool, ConnId, Connection, Direction};
+use crate::node::{Action, SimNode};
 use crate::{Failure, Handler, Reply, Report, Rng, SimConfig, SimStats};
 
 /// Virtual time, or a span of it, in microseconds.
@@ -86,47 +86,168 @@ impl Ord for Scheduled {
     }
 }
 
-/// At most one deadline per key, earliest first. Whoever moves a key's deadline re-files it, so
-/// the loop finds the next one due without scanning every node or connection.
-pub(crate) struct Deadlines<K> {
-    by_time: BTreeSet<(Micros, K)>,
-    /// What `by_time` holds for each key, to find its entry again.
-    filed: BTreeMap<K, Micros>,
+/// The event queue, earliest `(at, seq)` first. `(at, seq)` is unique, so the order is the
+/// same whatever holds it. A small world keeps a handful of events queued: there a list sorted
+/// latest first is cheapest (a pop takes the last entry, a push lands near the end, since most
+/// events fall due soon). Past [`SORTED_MAX`] events it becomes a binary heap for good, where
+/// inserting into a long list would move too much.
+enum EventQueue {
+    Sorted(Vec<Scheduled>),
+    Heap(BinaryHeap<Reverse<Scheduled>>),
 }
+
+/// The longest sorted list an [`EventQueue`] keeps before it turns into a heap.
+const SORTED_MAX: usize = 64;
+
+impl EventQueue {
+    fn push(&mut self, scheduled: Scheduled) {
+        match self {
+            Self::Sorted(list) if list.len() < SORTED_MAX => {
+                // Latest first: the new event goes ahead of every earlier one, and a walk from
+                // the end finds few of those, as most events fall due soon.
+                let mut i = list.len();
+                while i > 0 && list[i - 1] < scheduled {
+                    i -= 1;
+                }
+                list.insert(i, scheduled);
+            }
+            Self::Sorted(list) => {
+                let mut heap: BinaryHeap<_> = list.drain(..).map(Reverse).collect();
+                heap.push(Reverse(scheduled));
+                *self = Self::Heap(heap);
+            }
+            Self::Heap(heap) => heap.push(Reverse(scheduled)),
+        }
+    }
+
+    /// When the earliest event is due.
+    fn next_at(&self) -> Option<Micros> {
+        match self {
+            Self::Sorted(list) => list.last().map(|s| s.at),
+            Self::Heap(heap) => heap.peek().map(|Reverse(s)| s.at),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Scheduled> {
+        match self {
+            Self::Sorted(list) => list.pop(),
+            Self::Heap(heap) => heap.pop().map(|Reverse(s)| s),
+        }
+    }
+}
+
+/// At most one deadline per key, earliest first. Whoever moves a key's deadline re-files it, so
+/// the loop finds the next one due without scanning every node or connection. A small world has
+/// a deadline or two (one node, one connection): one short sorted list, searched end to end,
+/// costs less than two B-trees that free and allocate a node whenever they empty and fill again.
+/// Past [`FEW_MAX`] keys it turns into the B-trees for good; the order is the same either way.
+pub(crate) enum Deadlines<K> {
+    /// Every `(deadline, key)`, sorted.
+    Few(Vec<(Micros, K)>),
+    /// Ordered by time, and each key's deadline to find its entry again.
+    Many { by_time: BTreeSet<(Micros, K)>, filed: BTreeMap<K, Micros> },
+}
+
+/// The most keys a [`Deadlines`] keeps in its list before it turns into B-trees.
+const FEW_MAX: usize = 16;
 
 impl<K> Default for Deadlines<K> {
     fn default() -> Self {
-        Self { by_time: BTreeSet::new(), filed: BTreeMap::new() }
+        Self::Few(Vec::new())
     }
 }
 
 impl<K: Ord + Copy> Deadlines<K> {
     /// Files `key`'s deadline in place of the one it had; `None` takes it out.
     pub(crate) fn set(&mut self, key: K, at: Option<Micros>) {
-        let old = match at {
-            Some(t) => self.filed.insert(key, t),
-            None => self.filed.remove(&key),
-        };
-        if old != at {
-            if let Some(old) = old {
-                self.by_time.remove(&(old, key));
+        match self {
+            Self::Few(list) => {
+                if let Some(p) = list.iter().position(|&(_, k)| k == key) {
+                    match at {
+                        Some(t) if t == list[p].0 => {}
+                        // A deadline that moves is re-sorted where it is, without shifting the list.
+                        Some(t) => resort(list, p, (t, key)),
+                        None => {
+                            list.remove(p);
+                        }
+                    }
+                    return;
+                }
+                let Some(t) = at else { return };
+                if list.len() < FEW_MAX {
+                    let i = list.partition_point(|&entry| entry < (t, key));
+                    list.insert(i, (t, key));
+                } else {
+                    let by_time: BTreeSet<_> = list.drain(..).collect();
+                    let filed = by_time.iter().map(|&(t, k)| (k, t)).collect();
+                    *self = Self::Many { by_time, filed };
+                    self.set(key, at);
+                }
             }
-            if let Some(t) = at {
-                self.by_time.insert((t, key));
+            Self::Many { by_time, filed } => {
+                let old = match at {
+                    Some(t) => filed.insert(key, t),
+                    None => filed.remove(&key),
+                };
+                if old != at {
+                    if let Some(old) = old {
+                        by_time.remove(&(old, key));
+                    }
+                    if let Some(t) = at {
+                        by_time.insert((t, key));
+                    }
+                }
             }
+        }
+    }
+
+    /// The deadline filed for `key`.
+    pub(crate) fn get(&self, key: K) -> Option<Micros> {
+        match self {
+            Self::Few(list) => list.iter().find(|&&(_, k)| k == key).map(|&(t, _)| t),
+            Self::Many { filed, .. } => filed.get(&key).copied(),
         }
     }
 
     /// The earliest deadline, the lowest key first among equals.
     pub(crate) fn first(&self) -> Option<(Micros, K)> {
-        self.by_time.first().copied()
+        match self {
+            Self::Few(list) => list.first().copied(),
+            Self::Many { by_time, .. } => by_time.first().copied(),
+        }
     }
 
     /// Every key due by `now`, in key order (the order a scan of all keys would meet them).
     pub(crate) fn due(&self, now: Micros) -> Vec<K> {
-        let mut due: Vec<K> = self.by_time.iter().take_while(|(t, _)| *t <= now).map(|&(_, key)| key).collect();
+        let due = |&&(t, _): &&(Micros, K)| t <= now;
+        let mut due: Vec<K> = match self {
+            Self::Few(list) => list.iter().take_while(due).map(|&(_, key)| key).collect(),
+            Self::Many { by_time, .. } => by_time.iter().take_while(due).map(|&(_, key)| key).collect(),
+        };
         due.sort_unstable();
         due
+    }
+}
+
+/// Puts `entry` at `p` in the sorted `list` and swaps it into its place.
+fn resort<T: Ord + Copy>(list: &mut [T], mut p: usize, entry: T) {
+    list[p] = entry;
+    while p > 0 && list[p - 1] > entry {
+        list.swap(p - 1, p);
+        p -= 1;
+    }
+    while p + 1 < list.len() && list[p + 1] < entry {
+        list.swap(p, p + 1);
+        p += 1;
+    }
+}
+
+/// The earlier of two instants, either of which may be absent.
+fn earlier(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -137,7 +258,7 @@ pub(crate) struct World<'a, 'h> {
     pub(crate) fault_end: Micros,
     end: Micros,
     pub(crate) rng: Rng,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: EventQueue,
     seq: u64,
     pub(crate) conns: BTreeMap<ConnId, Connection>,
     pub(crate) next_conn: ConnId,
@@ -148,6 +269,10 @@ pub(crate) struct World<'a, 'h> {
     /// after anything that can move one.
     pub(crate) deadlines: Deadlines<usize>,
     pub(crate) handler: &'h mut dyn Handler,
+    /// Spare packet buffers, so bytes on the wire are not a fresh allocation each.
+    pub(crate) pool: BufferPool,
+    /// The list `drive` drains a node's outputs into, kept for its capacity.
+    pub(crate) actions: Vec<Action>,
     trace: Option<Vec<String>>,
     pub(crate) stats: SimStats,
     digest: u64,
@@ -176,7 +301,7 @@ pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler)
         fault_end,
         end: fault_end + micros(config.quiet_tail),
         rng,
-        queue: BinaryHeap::new(),
+        queue: EventQueue::Sorted(Vec::new()),
         seq: 0,
         conns: BTreeMap::new(),
         next_conn: 1,
@@ -185,6 +310,8 @@ pub(crate) fn simulate(seed: u64, config: &SimConfig, handler: &mut dyn Handler)
         nodes,
         deadlines: Deadlines::default(),
         handler,
+        pool: BufferPool::default(),
+        actions: Vec::new(),
         trace: config.trace.then(Vec::new),
         stats: SimStats::default(),
         digest: 0xCBF2_9CE4_8422_2325,
@@ -207,7 +334,7 @@ impl World<'_, '_> {
 
     pub(crate) fn at(&mut self, at: Micros, event: SimEvent) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at, seq: self.seq, event }));
+        self.queue.push(Scheduled { at, seq: self.seq, event });
     }
 
     /// Appends a trace line; `what` runs only when tracing, so untraced runs build no strings.
@@ -262,15 +389,15 @@ impl World<'_, '_> {
         let mut busy = 0u32;
         let mut last_busy_at = 0;
         while self.failure.is_none() {
-            let event_at = self.queue.peek().map(|Reverse(s)| s.at);
+            let event_at = self.queue.next_at();
             let broker_at = self.broker_deadline();
             // The earliest deadline, the lowest index first among equals.
             let node_deadline = self.deadlines.first();
-            let next = [event_at, broker_at, node_deadline.map(|(t, _)| t)].into_iter().flatten().min();
+            let next = earlier(earlier(event_at, broker_at), node_deadline.map(|(t, _)| t));
             let Some(t) = next.filter(|&t| t <= self.end) else { break };
             self.now = self.now.max(t);
             if event_at == Some(t) {
-                let Some(Reverse(scheduled)) = self.queue.pop() else { break };
+                let Some(scheduled) = self.queue.pop() else { break };
                 self.mix(scheduled.at, 1);
                 self.event(scheduled.event);
             } else if broker_at == Some(t) {
@@ -280,7 +407,8 @@ impl World<'_, '_> {
                 self.mix(t, 3 + i as u64);
                 self.log_node(i, || "timer".into());
                 let produced = self.drive(i, |node, now| node.handle_timeout(now));
-                let still_due = self.node_deadline(i).is_some_and(|d| d <= self.now);
+                // `drive` has just filed the node's deadline: no need to ask the node again.
+                let still_due = self.deadlines.get(i).is_some_and(|d| d <= self.now);
                 if still_due && produced == 0 {
                     self.fail(format!(
                         "node {i}: busy loop: after handle_timeout(now) its deadline is still due and it did nothing"
