@@ -271,7 +271,7 @@ impl<'b> Writer<'b> {
         // Names, ids and messages almost never need escaping; the scanner's word-at-a-time test
         // says so quickly.
         if plain_run(bytes) == bytes.len() {
-            return self.escaped_str(s);
+            return self.quoted(bytes);
         }
         self.raw(b"\"");
         let mut run = 0;
@@ -305,9 +305,22 @@ impl<'b> Writer<'b> {
     /// Appends a string whose contents are already JSON-escaped (as received on the wire).
     #[inline]
     pub fn escaped_str(&mut self, s: &str) {
-        self.raw(b"\"");
-        self.raw(s.as_bytes());
-        self.raw(b"\"");
+        self.quoted(s.as_bytes());
+    }
+
+    /// `bytes` between quotes, as is: one bounds check and one copy for the three parts.
+    #[inline]
+    fn quoted(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len() + 2;
+        match self.buf.get_mut(self.len..end) {
+            Some([open, inner @ .., close]) => {
+                *open = b'"';
+                inner.copy_from_slice(bytes);
+                *close = b'"';
+            }
+            _ => self.full = true,
+        }
+        self.len = end;
     }
 
     /// Appends an unsigned integer.
@@ -499,22 +512,30 @@ fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let flag = |x: u64| {
+        has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+    };
     let mut at = 0;
     for chunk in bytes.chunks_exact(8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let flagged = has_zero(x ^ (ONES * u64::from(b'"')))
-            | has_zero(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        let flagged = flag(u64::from_le_bytes(word));
         if flagged != 0 {
             // Little-endian: the lowest set bit belongs to the first flagged byte.
             return at + (flagged.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
+    // The last few bytes as one more word, padded with a letter, which no test flags.
     let tail = bytes.get(at..).unwrap_or_default();
-    at + tail.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(tail.len())
+    let mut word = [b'a'; 8];
+    if let Some(head) = word.get_mut(..tail.len()) {
+        head.copy_from_slice(tail);
+    }
+    let flagged = flag(u64::from_le_bytes(word));
+    at + if flagged == 0 { tail.len() } else { ((flagged.trailing_zeros() / 8) as usize).min(tail.len()) }
 }
 
 fn digits_end(b: &[u8], mut i: usize) -> Result<usize, JsonError> {
@@ -619,6 +640,25 @@ mod tests {
         let mut w = Writer::new(&mut small);
         w.str("hello");
         assert_eq!(w.finish(), Err(EncodeError::BufferTooSmall));
+    }
+
+    #[test]
+    fn a_byte_to_escape_is_found_wherever_it_falls_in_a_string_of_any_short_length() {
+        // Lengths across one, two and three words, so the special byte lands in a whole word
+        // and in the padded tail at every offset.
+        for len in 0..=17 {
+            for special in ["\"", "\\", "\n", "\u{1f}", "é", ""] {
+                for at in 0..=len {
+                    let text = std::format!("{}{special}{}", "x".repeat(at), "y".repeat(len - at));
+                    let mut buf = [0u8; 64];
+                    let mut w = Writer::new(&mut buf);
+                    w.str(&text);
+                    let n = w.finish().unwrap();
+                    let expected = serde_json::to_string(&text).unwrap();
+                    assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), expected, "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]
