@@ -12,6 +12,9 @@
 //! is checked with the broker's own counter (`$SYS/broker/publish/messages/received`, published
 //! every second), so counting costs the measured process nothing.
 //!
+//! `SUBNODE_LOG=warn` shows the nodes' own warnings (a disconnect and its reason, say); without
+//! it no logging is set up, so no node pays for a span.
+//!
 //! The process needs one file descriptor per node (plus a few): each child is started with its
 //! limit raised to the node count plus 1,024 when its limit is lower, which needs root (or a hard
 //! limit that high). The broker raises its own the same way.
@@ -422,6 +425,10 @@ impl Fleet for Plain {
 }
 
 async fn child(phase: String, args: Args) -> Result<(), String> {
+    // Only when asked: a subscriber costs every node its span, which the figures should not carry.
+    if std::env::var_os("SUBNODE_LOG").is_some() {
+        subnodesync_tokio::init_logging().map_err(|e| e.to_string())?;
+    }
     let pid = std::process::id();
     let (received, broker_connected) = monitor(args.port).await;
     if received.get().is_none() {
