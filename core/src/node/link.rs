@@ -69,7 +69,8 @@ impl<const CMDS: usize, const MSGS: usize> Node<'_, CMDS, MSGS> {
     }
 
     pub(super) fn events_borrow_rx(&self) -> bool {
-        self.events.iter().any(|e| matches!(e, Pending::Command(_)))
+        // Usually nothing is pending (the caller drains after every call): no walk then.
+        !self.events.is_empty() && self.events.iter().any(|e| matches!(e, Pending::Command(_)))
     }
 
     /// Encodes a control packet into `tx`, returning its length.
